@@ -12,7 +12,10 @@
 #
 # Layout (cache root: $STREAMDIST_BIN_CACHE, default ~/.cache/streamdist/bin):
 #   <root>/<component>-<version>/<component>   one dir per built binary and version
+#   <root>/kwok-<V>/stages/                    kwok's own Stage YAMLs (kustomize/stage of
+#                                              the sigs.k8s.io/kwok module), e.g. pod/fast/
 #   <root>/kube-<V>_etcd-<V>_kwok-<V>_helm-<V>/ symlinks to the above: the "bin dir"
+#                                              (kwok's Stage YAMLs are its kwok-stages/)
 # The bin dir is printed as the last line of stdout; progress and timings go to stderr.
 #
 # The Kubernetes commands are built in hack/gobuild/kubernetes (our go.mod replaces
@@ -114,6 +117,29 @@ link_bin_dir() {
       ln -sfn "../$c-$(version_of "$c")/$c" "$BIN_DIR/$c"
     fi
   done
+  if [[ -d "$(kwok_stages_dir)" ]]; then
+    ln -sfn "../kwok-$KWOK_VERSION/stages" "$BIN_DIR/kwok-stages"
+  fi
+}
+
+kwok_stages_dir() { echo "$CACHE_ROOT/kwok-$KWOK_VERSION/stages"; }
+
+# Copies the Stage YAMLs shipped in the kwok module (kustomize/stage: pod/fast,
+# pod/general, pod/chaos, node/fast, node/heartbeat...) beside the kwok binary, so
+# tests can start kwok with its default stages plus their own via --config.
+copy_kwok_stages() {
+  local dir dest
+  dest=$(kwok_stages_dir)
+  dir=$(cd / && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [[ -d "$dir/kustomize/stage" ]] || die "no kustomize/stage in sigs.k8s.io/kwok@$KWOK_VERSION"
+  rm -rf "$dest.tmp"
+  mkdir -p "$dest.tmp"
+  (cd "$dir/kustomize/stage" && find . -name '*.yaml' -not -path '*/testdata/*' -not -name kustomization.yaml |
+    while read -r f; do mkdir -p "$dest.tmp/$(dirname "$f")"; cp "$f" "$dest.tmp/$f"; done)
+  chmod -R u+w "$dest.tmp"
+  rm -rf "$dest"
+  mv "$dest.tmp" "$dest"
 }
 
 # Moves a freshly built binary from the scratch dir into its cache dir.
@@ -166,6 +192,7 @@ go_install() { # component package@version ldflags
     go install "${GO_BUILD_FLAGS[@]}" -ldflags "$3" "$2")
   t1=$(now)
   install_bin "$1" "$SCRATCH/gobin/$1"
+  [[ "$1" != kwok ]] || copy_kwok_stages
   TIMINGS+=("$(elapsed "$t0" "$t1")s  $1 (${2#*@})")
 }
 
@@ -195,21 +222,26 @@ main() {
   [[ ${#wanted[@]} -gt 0 ]] || wanted=("${ALL_COMPONENTS[@]}")
   for c in "${wanted[@]}"; do version_of "$c" >/dev/null; done
 
-  local missing=()
-  for c in "${wanted[@]}"; do
-    [[ -x "$(bin_path "$c")" ]] || missing+=("$c")
-  done
-
-  mkdir -p "$CACHE_ROOT"
-  if [[ ${#missing[@]} -gt 0 ]]; then
-    command -v go >/dev/null || die "go not found in PATH (Go >= 1.26 is needed)"
-    # One build at a time per cache: a second caller waits, then finds the binaries built.
-    exec 9>"$CACHE_ROOT/.lock"
-    flock 9
+  local missing=() stages=0
+  find_missing() {
     missing=()
     for c in "${wanted[@]}"; do
       [[ -x "$(bin_path "$c")" ]] || missing+=("$c")
     done
+    stages=0
+    if [[ " ${wanted[*]} " == *" kwok "* && ! -d "$(kwok_stages_dir)" ]]; then stages=1; fi
+  }
+  find_missing
+
+  mkdir -p "$CACHE_ROOT"
+  if [[ ${#missing[@]} -gt 0 || $stages -eq 1 ]]; then
+    command -v go >/dev/null || die "go not found in PATH (Go >= 1.26 is needed)"
+    # One build at a time per cache: a second caller waits, then finds the binaries built.
+    exec 9>"$CACHE_ROOT/.lock"
+    flock 9
+    find_missing
+    # kwok built by an older version of this script, without its Stage YAMLs beside it.
+    if [[ $stages -eq 1 && " ${missing[*]} " != *" kwok "* ]]; then copy_kwok_stages; fi
   fi
 
   if [[ ${#missing[@]} -gt 0 ]]; then
