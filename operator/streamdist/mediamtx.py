@@ -1,0 +1,447 @@
+"""Client of MediaMTX's control API (v3), used to report a StreamInput's health.
+
+The operator runs one MediaMTX per StreamInput and mirrors what that router knows
+into ``status``: whether the source is publishing, its tracks, its bitrate, how many
+readers (output pods) pull from it and since when the source has been up.
+
+The module has two halves on purpose:
+
+* pure parse functions (``parse_path``, ``parse_sessions``, ``bitrate_kbps``,
+  ``input_health``, ``stalled_readers``) that turn the JSON MediaMTX returns into
+  small immutable models; unit tests feed them saved real responses, no server;
+* ``MediaMTXClient``, a thin urllib fetcher (the operator must not depend on an
+  HTTP library for three GET requests) that only does I/O and hands bytes to the
+  parsers.
+
+Bitrate is not something MediaMTX reports: it exposes a monotonic byte counter per
+path. The operator keeps the previous sample and derives kbps from two samples;
+``bitrate_kbps`` is a pure function of two samples so it is trivially testable and
+handles counter resets (a new publisher or a restarted router starts from zero).
+
+Field names follow MediaMTX v1.20 (``available``/``availableTime``/``online``/
+``inboundBytes``/``tracks2``/``outboundBytes``). The older names (``ready``,
+``readyTime``, ``bytesReceived``, ``tracks``, ``bytesSent``) are still emitted as
+deprecated aliases and are used as fallbacks, so the parser also reads older
+releases.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "API_VERSION_PREFIX",
+    "SESSION_ENDPOINTS",
+    "InputHealth",
+    "MediaMTXAPIError",
+    "MediaMTXClient",
+    "PathSample",
+    "ReaderRef",
+    "Session",
+    "bitrate_kbps",
+    "input_health",
+    "parse_path",
+    "parse_path_list",
+    "parse_sessions",
+    "parse_time",
+    "reader_sessions",
+    "stalled_readers",
+]
+
+API_VERSION_PREFIX = "/v3"
+
+# Reader/publisher kinds as MediaMTX names them in a path's ``readers[].type`` and
+# ``source.type``, mapped to the list endpoint that carries that session's counters.
+# One endpoint per server; a disabled server answers 404 and is treated as empty.
+SESSION_ENDPOINTS: dict[str, str] = {
+    "rtspSession": "/v3/rtspsessions/list",
+    "rtspsSession": "/v3/rtspssessions/list",
+    "rtmpConn": "/v3/rtmpconns/list",
+    "rtmpsConn": "/v3/rtmpsconns/list",
+    "srtConn": "/v3/srtconns/list",
+    "webRTCSession": "/v3/webrtcsessions/list",
+    "hlsSession": "/v3/hlssessions/list",
+}
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class MediaMTXAPIError(RuntimeError):
+    """The control API could not be reached or answered an error.
+
+    ``status`` is the HTTP status (None when the connection itself failed), so the
+    caller can tell "router not up yet" (None) from "router refuses" (4xx/5xx).
+    """
+
+    def __init__(self, message: str, status: int | None = None, url: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.url = url
+
+
+class ReaderRef(BaseModel):
+    """A reader of a path as the path itself lists it: kind and session id."""
+
+    model_config = _FROZEN
+
+    type: str
+    id: str
+
+
+class PathSample(BaseModel):
+    """One observation of a MediaMTX path, stamped with the local time it was taken.
+
+    ``sampled_at`` is a monotonic clock reading (seconds) of the caller, not a wall
+    time: it only serves to compute rates between two samples.
+    """
+
+    model_config = _FROZEN
+
+    name: str
+    ready: bool
+    online: bool
+    ready_time: datetime | None
+    source_type: str | None
+    source_id: str | None
+    tracks: tuple[str, ...]
+    bytes_received: int
+    bytes_sent: int
+    readers: tuple[ReaderRef, ...]
+    sampled_at: float
+
+    @property
+    def reader_count(self) -> int:
+        """Readers of the path (each output pod is one RTSP reader)."""
+        return len(self.readers)
+
+
+class Session(BaseModel):
+    """A connection/session of one of MediaMTX's servers (RTSP, RTMP, SRT, ...).
+
+    Only the fields the operator uses: which path, reading or publishing, and the
+    byte counters; ``bytes_sent`` growing is how a reader is seen to be fed.
+    """
+
+    model_config = _FROZEN
+
+    type: str
+    id: str
+    path: str
+    state: str
+    remote_addr: str
+    created: datetime | None
+    bytes_received: int
+    bytes_sent: int
+
+
+class InputHealth(BaseModel):
+    """What the operator writes into a StreamInput's status from one poll.
+
+    ``bitrate_kbps`` is None when it cannot be known yet (first sample, counter
+    reset, no source), which the status shows as absent rather than as a false 0.
+    """
+
+    model_config = _FROZEN
+
+    ready: bool
+    tracks: tuple[str, ...]
+    bitrate_kbps: float | None
+    readers: int
+    last_source_time: datetime | None
+
+
+# --------------------------------------------------------------------------- parsing
+
+_FRACTION = re.compile(r"(\.\d+)")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """Parse MediaMTX's RFC 3339 timestamps (Go's time.Time JSON) into aware datetimes.
+
+    Go prints up to nine fractional digits and ``Z`` or ``+hh:mm``; Python's
+    ``fromisoformat`` takes at most six digits, so the fraction is cut (we report
+    seconds anyway). Returns None for null/empty and for Go's zero time.
+    """
+    if not value:
+        return None
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    text = _FRACTION.sub(lambda m: m.group(1)[:7], text, count=1)
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    if parsed.year <= 1:
+        return None
+    return parsed
+
+
+def _int(doc: Mapping[str, Any], *keys: str) -> int:
+    """First present integer among ``keys`` (new name first, deprecated alias after)."""
+    for key in keys:
+        value = doc.get(key)
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def _track_names(doc: Mapping[str, Any]) -> tuple[str, ...]:
+    """Codec names of a path's tracks, e.g. ``("H264", "MPEG-4 Audio")``.
+
+    v1.20 reports ``tracks2: [{codec, codecProps}]``; older releases a list of
+    strings in ``tracks``.
+    """
+    tracks2 = doc.get("tracks2")
+    if isinstance(tracks2, list):
+        return tuple(str(t.get("codec", "")) for t in tracks2 if isinstance(t, Mapping))
+    tracks = doc.get("tracks") or []
+    return tuple(str(t) for t in tracks)
+
+
+def parse_path(doc: Mapping[str, Any], sampled_at: float) -> PathSample:
+    """Turn one item of ``/v3/paths/list`` (or the body of ``/v3/paths/get/{name}``)
+    into a ``PathSample``.
+
+    ``ready`` is MediaMTX's "available" (a stream exists that readers can read);
+    ``online`` additionally says a real source is behind it (differs only with
+    ``alwaysAvailable``). ``ready_time`` is when the current source became available:
+    the status's lastSourceTime.
+    """
+    available = doc.get("available")
+    ready = bool(doc.get("ready") if available is None else available)
+    online = doc.get("online")
+    source = doc.get("source") or None
+    return PathSample(
+        name=str(doc["name"]),
+        ready=ready,
+        online=ready if online is None else bool(online),
+        ready_time=parse_time(doc.get("availableTime") or doc.get("readyTime")),
+        source_type=str(source["type"]) if source else None,
+        source_id=str(source.get("id", "")) if source else None,
+        tracks=_track_names(doc),
+        bytes_received=_int(doc, "inboundBytes", "bytesReceived"),
+        bytes_sent=_int(doc, "outboundBytes", "bytesSent"),
+        readers=tuple(
+            ReaderRef(type=str(r.get("type", "")), id=str(r.get("id", "")))
+            for r in (doc.get("readers") or [])
+        ),
+        sampled_at=sampled_at,
+    )
+
+
+def parse_path_list(doc: Mapping[str, Any], sampled_at: float) -> list[PathSample]:
+    """Parse one page of ``/v3/paths/list``."""
+    return [parse_path(item, sampled_at) for item in (doc.get("items") or [])]
+
+
+def parse_sessions(kind: str, doc: Mapping[str, Any]) -> list[Session]:
+    """Parse one page of a session list (``/v3/rtspsessions/list``, ``/v3/srtconns/list``,
+    ...). ``kind`` is the reader type the path uses for those sessions (``rtspSession``,
+    ``srtConn``, ...), so sessions can be matched to a path's ``readers`` by
+    (type, id).
+
+    RTSP *connections* have no path; the operator reads RTSP *sessions*, which do.
+    """
+    out: list[Session] = []
+    for item in doc.get("items") or []:
+        out.append(
+            Session(
+                type=kind,
+                id=str(item.get("id", "")),
+                path=str(item.get("path", "")),
+                state=str(item.get("state", "")),
+                remote_addr=str(item.get("remoteAddr", "")),
+                created=parse_time(item.get("created")),
+                bytes_received=_int(item, "inboundBytes", "bytesReceived"),
+                bytes_sent=_int(item, "outboundBytes", "bytesSent"),
+            )
+        )
+    return out
+
+
+# ----------------------------------------------------------------- derived values
+
+
+def bitrate_kbps(previous: PathSample | None, current: PathSample) -> float | None:
+    """Inbound bitrate of a path, in kilobits per second, between two samples.
+
+    Returns None when no rate can honestly be given: no previous sample, samples of
+    different paths, no time elapsed, no source now, or the byte counter went back
+    (a new publisher or a restarted router resets it to zero).
+    """
+    if previous is None or previous.name != current.name:
+        return None
+    if not current.ready:
+        return None
+    elapsed = current.sampled_at - previous.sampled_at
+    delta = current.bytes_received - previous.bytes_received
+    if elapsed <= 0 or delta < 0:
+        return None
+    if previous.ready_time != current.ready_time:
+        # the source changed between samples: the counter belongs to another stream
+        return None
+    return delta * 8 / 1000 / elapsed
+
+
+def input_health(previous: PathSample | None, current: PathSample | None) -> InputHealth:
+    """Everything the StreamInput status reports, from the last two samples.
+
+    ``current`` None means the path does not exist on the router (no source has
+    ever published to it and it is not configured), which is "not ready".
+    """
+    if current is None:
+        return InputHealth(
+            ready=False, tracks=(), bitrate_kbps=None, readers=0, last_source_time=None
+        )
+    rate = bitrate_kbps(previous, current)
+    return InputHealth(
+        ready=current.ready,
+        tracks=current.tracks if current.ready else (),
+        bitrate_kbps=None if rate is None else round(rate, 1),
+        readers=current.reader_count,
+        last_source_time=current.ready_time,
+    )
+
+
+def reader_sessions(path: PathSample, sessions: Iterable[Session]) -> list[Session]:
+    """The sessions that read ``path``, matched by the (type, id) the path lists."""
+    wanted = {(r.type, r.id) for r in path.readers}
+    return [s for s in sessions if (s.type, s.id) in wanted]
+
+
+def stalled_readers(previous: Sequence[Session], current: Sequence[Session]) -> list[Session]:
+    """Readers present in both samples whose ``bytes_sent`` did not grow.
+
+    A reader whose counter stands still while the source is live is an output pod
+    that stopped pulling (stuck destination, frozen FFmpeg): the caller decides how
+    long a stall must last before acting.
+    """
+    before = {(s.type, s.id): s.bytes_sent for s in previous}
+    return [
+        s
+        for s in current
+        if (s.type, s.id) in before and s.bytes_sent <= before[(s.type, s.id)]
+    ]
+
+
+# ------------------------------------------------------------------------- I/O
+
+
+class MediaMTXClient:
+    """Fetches from one MediaMTX control API; all decoding is left to the parsers.
+
+    ``base_url`` is like ``http://10.1.2.3:9997``. ``timeout`` is per request and
+    short by default: a router that does not answer within it is reported as
+    unreachable rather than stalling the operator's handler.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 2.0,
+        clock: Any = time.monotonic,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._clock = clock
+        self._auth: str | None = None
+        if username is not None:
+            import base64
+
+            token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+            self._auth = f"Basic {token}"
+
+    def get_json(self, path: str, query: Mapping[str, Any] | None = None) -> Any:
+        """GET ``path`` and decode its JSON body; raise MediaMTXAPIError otherwise."""
+        url = self.base_url + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        req = urllib.request.Request(url, headers={"Accept": "application/json"})
+        if self._auth:
+            req.add_header("Authorization", self._auth)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                body = resp.read()
+        except urllib.error.HTTPError as exc:
+            detail = ""
+            try:
+                detail = json.loads(exc.read() or b"{}").get("error", "")
+            except (ValueError, AttributeError):
+                pass
+            raise MediaMTXAPIError(
+                f"{url}: HTTP {exc.code}{': ' + detail if detail else ''}", exc.code, url
+            ) from None
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise MediaMTXAPIError(f"{url}: {reason}", None, url) from None
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise MediaMTXAPIError(f"{url}: invalid JSON: {exc}", None, url) from None
+
+    def _list_all(self, path: str) -> list[Mapping[str, Any]]:
+        """All items of a paginated list endpoint (pages of 100, MediaMTX's default)."""
+        items: list[Mapping[str, Any]] = []
+        page = 0
+        while True:
+            doc = self.get_json(path, {"itemsPerPage": 100, "page": page})
+            items.extend(doc.get("items") or [])
+            page += 1
+            if page >= int(doc.get("pageCount") or 0):
+                return items
+
+    def paths(self) -> list[PathSample]:
+        """Every path the router has now (configured or published)."""
+        now = self._clock()
+        return parse_path_list({"items": self._list_all("/v3/paths/list")}, now)
+
+    def path(self, name: str) -> PathSample | None:
+        """One path, or None when the router does not know it (HTTP 404)."""
+        now = self._clock()
+        try:
+            doc = self.get_json("/v3/paths/get/" + urllib.parse.quote(name, safe="/"))
+        except MediaMTXAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return parse_path(doc, now)
+
+    def sessions(self, kind: str) -> list[Session]:
+        """All sessions of one kind (see SESSION_ENDPOINTS); [] if that server is off."""
+        endpoint = SESSION_ENDPOINTS[kind]
+        try:
+            items = self._list_all(endpoint)
+        except MediaMTXAPIError as exc:
+            if exc.status == 404:
+                return []
+            raise
+        return parse_sessions(kind, {"items": items})
+
+    def readers_of(self, path: PathSample) -> list[Session]:
+        """Per-reader sessions (with bytes_sent) of ``path``, fetching only the kinds
+        of server its readers use."""
+        out: list[Session] = []
+        for kind in sorted({r.type for r in path.readers}):
+            if kind in SESSION_ENDPOINTS:
+                out.extend(self.sessions(kind))
+        return reader_sessions(path, out)
+
+    def health(self, name: str, previous: PathSample | None) -> tuple[InputHealth, PathSample | None]:
+        """Fetch ``name`` and derive its health against the caller's previous sample.
+
+        Returns the health and the new sample for the caller to keep for next time.
+        """
+        current = self.path(name)
+        return input_health(previous, current), current

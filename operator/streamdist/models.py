@@ -1,0 +1,165 @@
+"""Pydantic models of the two kinds, mirroring crds/*.yaml.
+
+The CRD schema rejects most bad specs at `kubectl apply`; these models exist so the
+operator, `streamdist render` and the tests all work on typed values with the same
+defaults the CRD applies, and so a spec that slipped past the schema (an old CRD, a
+render of a hand-written file) still fails with a readable message instead of a
+KeyError deep in a template.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+GROUP = "streamdist.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+InputProtocol = Literal["udp", "srt", "rtmp", "rtsp"]
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+
+# Kubernetes object names used as label values and Service names: a DNS-1035 label.
+# Shorter than 63 so that derived names ("<input>-ingest", "<output>-<hash>") fit too.
+NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+MAX_INPUT_NAME = 56
+MAX_OUTPUT_NAME = 54
+MIN_PORT = 1024
+MAX_PORT = 65535
+
+
+class _Model(BaseModel):
+    """Base: camelCase field names as in the CRD, unknown fields rejected."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class SecretKeyRef(_Model):
+    name: str = Field(min_length=1, max_length=253)
+    key: str = Field(min_length=1, max_length=253)
+
+
+class ServiceSpec(_Model):
+    type: ServiceType = "ClusterIP"
+
+
+class StreamInputSpec(_Model):
+    protocol: InputProtocol = "udp"
+    port: int | None = Field(default=None, ge=MIN_PORT, le=MAX_PORT)
+    service: ServiceSpec = ServiceSpec()
+    max_outputs: int = Field(default=20, ge=1, le=200, alias="maxOutputs")
+    passphrase_secret_ref: SecretKeyRef | None = Field(default=None, alias="passphraseSecretRef")
+
+    @model_validator(mode="after")
+    def _passphrase_needs_srt(self) -> StreamInputSpec:
+        if self.passphrase_secret_ref is not None and self.protocol != "srt":
+            raise ValueError("passphraseSecretRef is only meaningful with protocol srt")
+        return self
+
+
+class UrlFrom(_Model):
+    secret_key_ref: SecretKeyRef = Field(alias="secretKeyRef")
+
+
+class ReconnectSpec(_Model):
+    delay_seconds: int = Field(default=2, ge=1, le=300, alias="delaySeconds")
+    max_delay_seconds: int = Field(default=30, ge=1, le=3600, alias="maxDelaySeconds")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReconnectSpec:
+        if self.max_delay_seconds < self.delay_seconds:
+            raise ValueError("reconnect.maxDelaySeconds must be >= reconnect.delaySeconds")
+        return self
+
+
+class StreamOutputSpec(_Model):
+    input: str = Field(min_length=1, max_length=MAX_INPUT_NAME)
+    url: str | None = Field(default=None, min_length=1, max_length=2048)
+    url_from: UrlFrom | None = Field(default=None, alias="urlFrom")
+    suspend: bool = False
+    service: ServiceSpec = ServiceSpec()
+    reconnect: ReconnectSpec = ReconnectSpec()
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> StreamOutputSpec:
+        if (self.url is None) == (self.url_from is None):
+            raise ValueError("exactly one of url and urlFrom must be set")
+        return self
+
+
+class Meta(_Model):
+    """The part of metadata the operator reads."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    name: str
+    namespace: str = "default"
+    uid: str = ""
+    generation: int = 0
+
+
+class StreamInput(_Model):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    metadata: Meta
+    spec: StreamInputSpec = StreamInputSpec()
+
+    @model_validator(mode="after")
+    def _name(self) -> StreamInput:
+        _check_name(self.metadata.name, MAX_INPUT_NAME)
+        return self
+
+
+class StreamOutput(_Model):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    metadata: Meta
+    spec: StreamOutputSpec
+
+    @model_validator(mode="after")
+    def _name(self) -> StreamOutput:
+        _check_name(self.metadata.name, MAX_OUTPUT_NAME)
+        return self
+
+
+def _check_name(name: str, limit: int) -> None:
+    if len(name) > limit or not NAME_RE.match(name):
+        raise ValueError(
+            f"name {name[:70]!r} must be a DNS-1035 label of at most {limit} characters "
+            "(lowercase letters, digits and '-', starting with a letter)"
+        )
+
+
+def parse_input(body: dict[str, Any]) -> StreamInput:
+    """Parse a StreamInput object as the API server (or a YAML file) gives it."""
+    return StreamInput.model_validate(_plain(body))
+
+
+def parse_output(body: dict[str, Any]) -> StreamOutput:
+    """Parse a StreamOutput object as the API server (or a YAML file) gives it."""
+    return StreamOutput.model_validate(_plain(body))
+
+
+def _plain(body: Any) -> dict[str, Any]:
+    """kopf hands over read-only mappings; pydantic wants plain dicts."""
+    return {
+        "metadata": dict(body.get("metadata") or {}),
+        "spec": _to_dict(body.get("spec") or {}),
+    }
+
+
+def _to_dict(value: Any) -> Any:
+    if hasattr(value, "items"):
+        return {k: _to_dict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_dict(v) for v in value]
+    return value
+
+
+def explain(error: ValidationError) -> str:
+    """One line a person can act on, from a pydantic error (no input values echoed)."""
+    parts = []
+    for item in error.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in item["loc"] if p not in ("spec",))
+        msg = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)

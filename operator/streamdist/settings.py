@@ -1,0 +1,50 @@
+"""Operator settings, read once from the environment the chart sets.
+
+Kept in one frozen object so renderers stay pure: they receive settings as an
+argument instead of reading the environment themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+# The official MediaMTX image clusters use; the same release hack/build-mediamtx.sh
+# builds for tests (tests/unit/test_settings.py keeps the two in step).
+MEDIAMTX_IMAGE = "docker.io/bluenviron/mediamtx:1.9.3"
+FFMPEG_IMAGE = "ghcr.io/streamdist/ffmpeg:0.1.0"
+
+
+@dataclass(frozen=True)
+class Settings:
+    mediamtx_image: str = MEDIAMTX_IMAGE
+    ffmpeg_image: str = FFMPEG_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+    port_min: int = 20000
+    port_max: int = 20999
+    namespaces: tuple[str, ...] = field(default_factory=tuple)
+    # How often unsettled outputs and every input's health are looked at again.
+    resync_seconds: float = 10.0
+    # The kubelet may hold a crashing pod in back-off this much longer than the spec
+    # allows before the operator replaces it (scheduling + image start jitter).
+    backoff_grace_seconds: float = 3.0
+
+    @property
+    def port_range(self) -> range:
+        return range(self.port_min, self.port_max + 1)
+
+
+def from_env(env: dict[str, str] | None = None) -> Settings:
+    """Settings from STREAMDIST_* variables; anything unset keeps its default."""
+    env = dict(os.environ if env is None else env)
+    lo, _, hi = env.get("STREAMDIST_PORT_RANGE", "20000-20999").partition("-")
+    namespaces = tuple(n.strip() for n in env.get("STREAMDIST_NAMESPACES", "").split(",") if n.strip())
+    return Settings(
+        mediamtx_image=env.get("STREAMDIST_MEDIAMTX_IMAGE", MEDIAMTX_IMAGE),
+        ffmpeg_image=env.get("STREAMDIST_FFMPEG_IMAGE", FFMPEG_IMAGE),
+        image_pull_policy=env.get("STREAMDIST_IMAGE_PULL_POLICY", "IfNotPresent"),
+        port_min=int(lo),
+        port_max=int(hi or lo),
+        namespaces=namespaces,
+        resync_seconds=float(env.get("STREAMDIST_RESYNC_SECONDS", "10")),
+    )
