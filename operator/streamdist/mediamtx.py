@@ -27,6 +27,7 @@ releases.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -34,7 +35,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -180,7 +181,7 @@ def parse_time(value: str | None) -> datetime | None:
     text = _FRACTION.sub(lambda m: m.group(1)[:7], text, count=1)
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     if parsed.year <= 1:
         return None
     return parsed
@@ -232,8 +233,7 @@ def parse_path(doc: Mapping[str, Any], sampled_at: float) -> PathSample:
         bytes_received=_int(doc, "inboundBytes", "bytesReceived"),
         bytes_sent=_int(doc, "outboundBytes", "bytesSent"),
         readers=tuple(
-            ReaderRef(type=str(r.get("type", "")), id=str(r.get("id", "")))
-            for r in (doc.get("readers") or [])
+            ReaderRef(type=str(r.get("type", "")), id=str(r.get("id", ""))) for r in (doc.get("readers") or [])
         ),
         sampled_at=sampled_at,
     )
@@ -300,9 +300,7 @@ def input_health(previous: PathSample | None, current: PathSample | None) -> Inp
     ever published to it and it is not configured), which is "not ready".
     """
     if current is None:
-        return InputHealth(
-            ready=False, tracks=(), bitrate_kbps=None, readers=0, last_source_time=None
-        )
+        return InputHealth(ready=False, tracks=(), bitrate_kbps=None, readers=0, last_source_time=None)
     rate = bitrate_kbps(previous, current)
     return InputHealth(
         ready=current.ready,
@@ -327,11 +325,7 @@ def stalled_readers(previous: Sequence[Session], current: Sequence[Session]) -> 
     long a stall must last before acting.
     """
     before = {(s.type, s.id): s.bytes_sent for s in previous}
-    return [
-        s
-        for s in current
-        if (s.type, s.id) in before and s.bytes_sent <= before[(s.type, s.id)]
-    ]
+    return [s for s in current if (s.type, s.id) in before and s.bytes_sent <= before[(s.type, s.id)]]
 
 
 # ------------------------------------------------------------------------- I/O
@@ -376,13 +370,9 @@ class MediaMTXClient:
                 body = resp.read()
         except urllib.error.HTTPError as exc:
             detail = ""
-            try:
+            with contextlib.suppress(ValueError, AttributeError):
                 detail = json.loads(exc.read() or b"{}").get("error", "")
-            except (ValueError, AttributeError):
-                pass
-            raise MediaMTXAPIError(
-                f"{url}: HTTP {exc.code}{': ' + detail if detail else ''}", exc.code, url
-            ) from None
+            raise MediaMTXAPIError(f"{url}: HTTP {exc.code}{': ' + detail if detail else ''}", exc.code, url) from None
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
             raise MediaMTXAPIError(f"{url}: {reason}", None, url) from None

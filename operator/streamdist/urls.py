@@ -41,7 +41,7 @@ OPAQUE_QUERY = frozenset({"rtmp", "rtmps", "rtsp"})
 
 SECRET_PARAM = re.compile(r"(pass|key|token|secret|auth|sig|pwd|streamid|cred)", re.I)
 HOST_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$")
-FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f\\\"'`$;|&<>]")
+FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f\\\"'`$;|<>]")
 
 
 class URLError(ValueError):

@@ -1,0 +1,74 @@
+"""What every handler shares: the API wrapper, settings, kopf's live indexes, locks.
+
+kopf fills the indexes from its watches before it calls any handler, so a handler that
+runs right after an operator restart already sees every input, output and pod; the
+periodic resync reads the same live indexes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..kube import Kube
+from ..settings import Settings
+
+log = logging.getLogger("streamdist")
+Key = tuple[str, str]
+
+
+@dataclass
+class Indexes:
+    """kopf.Index objects (live mappings of key -> Store of values)."""
+
+    inputs: Mapping[Key, Any] = field(default_factory=dict)
+    outputs: Mapping[Key, Any] = field(default_factory=dict)
+    outputs_by_input: Mapping[Key, Any] = field(default_factory=dict)
+    pods: Mapping[Key, Any] = field(default_factory=dict)
+    routers: Mapping[Key, Any] = field(default_factory=dict)
+
+    def one(self, index: Mapping[Key, Any], key: Key) -> dict[str, Any] | None:
+        store = index.get(key)
+        if not store:
+            return None
+        return next(iter(store))  # type: ignore[no-any-return]
+
+    def all(self, index: Mapping[Key, Any], key: Key) -> list[dict[str, Any]]:
+        return list(index.get(key) or [])
+
+
+@dataclass
+class Context:
+    kube: Kube
+    settings: Settings
+    idx: Indexes = field(default_factory=Indexes)
+    # Ports handed out but not yet visible in an input's status (two creates at once).
+    assigned: dict[Key, int] = field(default_factory=dict)
+    port_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Digest and endpoint of the children last applied per input: skip identical applies.
+    applied: dict[Key, tuple[str, str]] = field(default_factory=dict)
+    _locks: defaultdict[tuple[str, Key], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def lock(self, kind: str, key: Key) -> Iterator[None]:
+        """Serialise work on one object across kopf's workers and the resync loop."""
+        with self._guard:
+            lock = self._locks[(kind, key)]
+        with lock:
+            yield
+
+    def bind(self, **indexes: Mapping[Key, Any]) -> None:
+        """Remember kopf's live indexes the first time a handler receives them."""
+        for name, index in indexes.items():
+            setattr(self.idx, name, index)
+
+
+def logline(event: str, **fields: Any) -> None:
+    """One structured line per event; callers pass masked values only."""
+    log.info("%s %s", event, " ".join(f"{k}={v!s}" for k, v in fields.items()))

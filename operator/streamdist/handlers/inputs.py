@@ -1,0 +1,143 @@
+"""StreamInput: parse, take a port, render the router, apply it, report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from .. import ports, render
+from ..models import StreamInput, explain, parse_input
+from ..status import Cond, conditions, input_phase, now_iso
+from .context import Context, Key
+from .reporting import report
+
+KIND = "StreamInput"
+
+
+def reconcile(ctx: Context, key: Key) -> None:
+    """Level-triggered: safe to run on every event and on every resync tick."""
+    body = ctx.idx.one(ctx.idx.inputs, key)
+    if body is None:
+        forget(ctx, key)
+        return
+    with ctx.lock("si", key):
+        _reconcile(ctx, key, body)
+
+
+def forget(ctx: Context, key: Key) -> None:
+    """An input is gone: its port is free again (children go by garbage collection)."""
+    with ctx.port_lock:
+        ctx.assigned.pop(key, None)
+    ctx.applied.pop(key, None)
+
+
+def _reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> None:
+    meta = body["metadata"]
+    try:
+        inp = parse_input(body)
+    except ValidationError as exc:
+        _fail(ctx, body, "InvalidSpec", explain(exc))
+        return
+    assignment = _take_port(ctx, key, inp, meta.get("creationTimestamp", ""), body.get("status") or {})
+    if assignment.port is None:
+        if assignment.conflict_with:
+            other = "/".join(assignment.conflict_with)
+            _fail(ctx, body, "PortConflict", f"port {inp.spec.port} is already used by StreamInput {other}")
+        else:
+            _fail(ctx, body, "NoFreePort", f"no free port left in {ctx.settings.port_min}-{ctx.settings.port_max}")
+        return
+    endpoint = _apply_children(ctx, key, inp, assignment.port)
+    _report(ctx, body, inp, assignment.port, endpoint)
+
+
+def _take_port(ctx: Context, key: Key, inp: StreamInput, created: str, status: dict[str, Any]) -> ports.Assignment:
+    with ctx.port_lock:
+        claims = list(_claims(ctx))
+        mine = next((c for c in claims if c.key == key), None)
+        result = ports.assign(mine, key, created, inp.spec.port, claims, ctx.settings.port_range)
+        if result.port is not None:
+            ctx.assigned[key] = result.port
+        return result
+
+
+def _claims(ctx: Context) -> list[ports.Claim]:
+    """Every port held: in statuses, fixed in specs, or just handed out in memory."""
+    out: dict[Key, ports.Claim] = {}
+    for key, store in ctx.idx.inputs.items():
+        for body in store:
+            status = body.get("status") or {}
+            spec_port = (body.get("spec") or {}).get("port")
+            failed = status.get("phase") == "Failed"
+            port = spec_port or (None if failed else status.get("port")) or ctx.assigned.get(key)
+            if port:
+                out[key] = ports.Claim(key, int(port), body["metadata"].get("creationTimestamp", ""))
+    return list(out.values())
+
+
+def _apply_children(ctx: Context, key: Key, inp: StreamInput, port: int) -> str:
+    """Apply ConfigMap, Deployment and Services; returns the ingest endpoint."""
+    docs = render.render_input(inp, port, ctx.settings)
+    digest = render.digest(docs)
+    last = ctx.applied.get(key)
+    if last and last[0] == digest:
+        return last[1]
+    stored = [ctx.kube.apply(doc) for doc in docs]
+    endpoint = ingest_endpoint(inp, port, stored[-1])
+    ctx.applied[key] = (digest, endpoint)
+    return endpoint
+
+
+def ingest_endpoint(inp: StreamInput, port: int, service: dict[str, Any]) -> str:
+    """Where to send the source, as the Service type exposes it."""
+    meta = inp.metadata
+    kind = inp.spec.service.type
+    if kind == "NodePort":
+        node_port = (service.get("spec") or {}).get("ports", [{}])[0].get("nodePort")
+        return render.ingest_url(inp.spec.protocol, "<node-address>", int(node_port or port), meta.name)
+    if kind == "LoadBalancer":
+        ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        host = (ingress[0].get("ip") or ingress[0].get("hostname")) if ingress else "<pending-load-balancer>"
+        return render.ingest_url(inp.spec.protocol, host, port, meta.name)
+    return render.ingest_url(inp.spec.protocol, f"{meta.name}-ingest.{meta.namespace}.svc", port, meta.name)
+
+
+def _report(ctx: Context, body: dict[str, Any], inp: StreamInput, port: int, endpoint: str) -> None:
+    key = (inp.metadata.namespace, inp.metadata.name)
+    router = ctx.idx.one(ctx.idx.routers, key) or {}
+    router_ready = int(router.get("readyReplicas") or 0) >= 1
+    previous = body.get("status") or {}
+    receiving = _receiving(previous)
+    phase, ready, recv = input_phase(router_ready, receiving)
+    status = {
+        "observedGeneration": inp.metadata.generation,
+        "phase": phase,
+        "port": port,
+        "endpoint": endpoint,
+        "conditions": conditions(previous.get("conditions"), [ready, recv], inp.metadata.generation, now_iso()),
+    }
+    reason = {"Live": "SourceLive", "Waiting": "Waiting" if previous.get("phase") != "Live" else "SourceLost"}.get(
+        phase, ready.reason
+    )
+    report(ctx, KIND, body, status, reason, recv.message if phase in ("Live", "Waiting") else ready.message)
+
+
+def _receiving(status: dict[str, Any]) -> bool | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Receiving":
+            return {"True": True, "False": False}.get(cond.get("status", ""))
+    return None
+
+
+def _fail(ctx: Context, body: dict[str, Any], reason: str, message: str) -> None:
+    generation = body["metadata"].get("generation", 0)
+    previous = body.get("status") or {}
+    conds = [Cond("Ready", "False", reason, message), Cond("Receiving", "Unknown", reason, "router not running")]
+    status = {
+        "observedGeneration": generation,
+        "phase": "Failed",
+        "port": None,
+        "endpoint": "",
+        "conditions": conditions(previous.get("conditions"), conds, generation, now_iso()),
+    }
+    report(ctx, KIND, body, status, reason, message)

@@ -1,0 +1,200 @@
+"""StreamOutput: parse, resolve destination and input, render the pod, apply, report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from .. import render, urls
+from ..models import StreamOutput, explain, parse_output
+from ..status import Cond, OutputStatus, PodView, carry_reconnects, now_iso, one_line_error, output_phase
+from .context import Context, Key, logline
+from .reporting import report
+
+KIND = "StreamOutput"
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """Why an output cannot run right now; phase Failed/Invalid, no pod."""
+
+    phase: str
+    reason: str
+    message: str
+
+
+def reconcile(ctx: Context, key: Key) -> None:
+    """Level-triggered: safe to run on every event and on every resync tick."""
+    body = ctx.idx.one(ctx.idx.outputs, key)
+    if body is None:
+        return
+    with ctx.lock("so", key):
+        _reconcile(ctx, key, body)
+
+
+def _reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> None:
+    try:
+        out = parse_output(body)
+    except ValidationError as exc:
+        _stop(ctx, key, body, Blocked("Invalid", "InvalidSpec", explain(exc)), None)
+        return
+    resolved = _destination(ctx, out)
+    if isinstance(resolved, Blocked):
+        _stop(ctx, key, body, resolved, None)
+        return
+    dest, secret_version = resolved
+    if out.spec.suspend:
+        _stop(ctx, key, body, Blocked("Suspended", "Suspended", "spec.suspend is true"), dest)
+        return
+    input_body = ctx.idx.one(ctx.idx.inputs, (key[0], out.spec.input))
+    blocked = _input_blocker(ctx, out, input_body)
+    if blocked:
+        _stop(ctx, key, body, blocked, dest)
+        return
+    assert input_body is not None
+    previous = body.get("status") or {}
+    plan = render.OutputPlan(
+        destination=dest,
+        input_audio=_audio_tracks(input_body),
+        replacement=int(previous.get("replacements") or 0),
+        secret_version=secret_version,
+    )
+    docs = render.render_output(out, plan, ctx.settings)
+    pod = _ensure_pod(ctx, key, docs)
+    _report_running(ctx, body, out, dest, pod, input_body)
+
+
+def _destination(ctx: Context, out: StreamOutput) -> tuple[urls.Destination, str] | Blocked:
+    """The parsed destination and the version of the Secret it came from."""
+    if out.spec.url is not None:
+        url, version = out.spec.url, ""
+    else:
+        assert out.spec.url_from is not None
+        ref = out.spec.url_from.secret_key_ref
+        found = ctx.kube.read_secret_key(out.metadata.namespace, ref.name, ref.key)
+        if found is None:
+            return Blocked("Failed", "SecretNotFound", f"Secret {ref.name!r} with key {ref.key!r} not found")
+        url, version = found
+    try:
+        return urls.parse(url), version
+    except urls.URLError as exc:
+        return Blocked("Invalid", "InvalidURL", str(exc))
+
+
+def _input_blocker(ctx: Context, out: StreamOutput, input_body: dict[str, Any] | None) -> Blocked | None:
+    ns, name = out.metadata.namespace, out.metadata.name
+    if input_body is None:
+        return Blocked("Failed", "InputNotFound", f"StreamInput {out.spec.input!r} not found in namespace {ns!r}")
+    limit = int((input_body.get("spec") or {}).get("maxOutputs") or 20)
+    siblings = sorted(
+        ctx.idx.all(ctx.idx.outputs_by_input, (ns, out.spec.input)), key=lambda s: (s["created"], s["name"])
+    )
+    rank = next((i for i, s in enumerate(siblings) if s["name"] == name), len(siblings))
+    if rank >= limit:
+        return Blocked(
+            "Failed", "TooManyOutputs", f"StreamInput {out.spec.input!r} feeds at most {limit} outputs (maxOutputs)"
+        )
+    return None
+
+
+def _audio_tracks(input_body: dict[str, Any]) -> tuple[str, ...]:
+    tracks = (input_body.get("status") or {}).get("tracks") or []
+    return tuple(t for t in tracks if t.lower() not in ("h264", "h265", "av1", "vp9", "mpeg-4 video", "mpeg-2 video"))
+
+
+def _ensure_pod(ctx: Context, key: Key, docs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Exactly one pod of the desired revision; older revisions are deleted."""
+    desired = docs[0]
+    name = desired["metadata"]["name"]
+    existing = {p["metadata"]["name"]: p for p in ctx.idx.all(ctx.idx.pods, key)}
+    current = existing.get(name)
+    if current is None:
+        if ctx.kube.create(desired):
+            logline("pod-created", namespace=key[0], output=key[1], pod=name)
+    for extra in docs[1:]:
+        ctx.kube.apply(extra)
+    for other, pod in existing.items():
+        if other != name and not pod["metadata"].get("deletionTimestamp"):
+            ctx.kube.delete_pod(key[0], other, pod["metadata"].get("uid"))
+            logline("pod-replaced", namespace=key[0], output=key[1], pod=other)
+    return current
+
+
+def _report_running(
+    ctx: Context,
+    body: dict[str, Any],
+    out: StreamOutput,
+    dest: urls.Destination,
+    pod: dict[str, Any] | None,
+    input_body: dict[str, Any],
+) -> None:
+    previous = body.get("status") or {}
+    view = PodView.from_pod(pod) if pod else None
+    input_ready = _input_ready(input_body)
+    state = output_phase(view, input_ready.status == "True" if input_ready.status != "Unknown" else None)
+    pod_name = view.name if view else previous.get("pod", "")
+    reconnects, carried = carry_reconnects(previous, pod_name, view.restart_count if view else 0)
+    last_error = one_line_error(view.last_message) if view else ""
+    status = OutputStatus(
+        generation=out.metadata.generation,
+        phase=state.phase,
+        reason=state.reason,
+        message=state.message,
+        protocol=dest.protocol,
+        destination=dest.masked,
+        endpoint=_listener_endpoint(out, dest),
+        pod=pod_name,
+        reconnects=reconnects,
+        carried=carried,
+        replacements=int(previous.get("replacements") or 0),
+        last_error=last_error or previous.get("lastError", ""),
+        input_ready=input_ready,
+    ).render(previous, now_iso())
+    report(ctx, KIND, body, status, state.reason, state.message)
+
+
+def _listener_endpoint(out: StreamOutput, dest: urls.Destination) -> str:
+    if not dest.listener:
+        return ""
+    meta = out.metadata
+    return f"srt://{meta.name}.{meta.namespace}.svc:{dest.port}"
+
+
+def _input_ready(input_body: dict[str, Any]) -> Cond:
+    """InputReady mirrors the input's Receiving condition (Unknown while unmeasured)."""
+    status = input_body.get("status") or {}
+    if status.get("phase") == "Failed":
+        return Cond("InputReady", "False", "InputFailed", "the input's router is not running")
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Receiving":
+            return Cond("InputReady", cond.get("status", "Unknown"), cond.get("reason", ""), cond.get("message", ""))
+    return Cond("InputReady", "Unknown", "InputPending", "the input has not reported yet")
+
+
+def _stop(ctx: Context, key: Key, body: dict[str, Any], why: Blocked, dest: urls.Destination | None) -> None:
+    """No pod for this output: delete what runs, then report why."""
+    for pod in ctx.idx.all(ctx.idx.pods, key):
+        if not pod["metadata"].get("deletionTimestamp"):
+            ctx.kube.delete_pod(key[0], pod["metadata"]["name"], pod["metadata"].get("uid"))
+    if dest is not None and dest.listener:
+        ctx.kube.delete_service(key[0], key[1])
+    previous = body.get("status") or {}
+    generation = body["metadata"].get("generation", 0)
+    reconnects = int(previous.get("reconnects") or 0)
+    status = OutputStatus(
+        generation=generation,
+        phase=why.phase,
+        reason=why.reason,
+        message=why.message,
+        protocol=dest.protocol if dest else "",
+        destination=dest.masked if dest else "",
+        pod="",
+        reconnects=reconnects,
+        carried=reconnects,
+        replacements=int(previous.get("replacements") or 0),
+        last_error=previous.get("lastError", ""),
+        input_ready=Cond("InputReady", "False", why.reason, why.message) if why.reason == "InputNotFound" else None,
+    ).render(previous, now_iso())
+    report(ctx, KIND, body, status, why.reason, why.message)

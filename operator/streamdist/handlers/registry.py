@@ -1,0 +1,138 @@
+"""kopf wiring: indexes, event handlers and the resync loop. No logic lives here.
+
+Only event-watching handlers are used: they persist nothing on our objects (no kopf
+annotations, no finalizers), and every reconcile is level-triggered, so a missed or
+repeated event is healed by the next one or by the periodic resync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+
+from ..models import GROUP, VERSION
+from . import inputs, outputs
+from .context import Context, Key, log
+
+MANAGED = {"app.kubernetes.io/managed-by": "streamdist"}
+
+
+def _plain(body: Any) -> dict[str, Any]:
+    """A detached copy of a kopf body: indexes must not hold kopf's live views."""
+    if hasattr(body, "items"):
+        return {k: _plain(v) for k, v in body.items()}
+    if isinstance(body, list):
+        return [_plain(v) for v in body]  # type: ignore[return-value]
+    return body  # type: ignore[no-any-return]
+
+
+# --- indexes (filled by kopf before any handler runs) ---------------------------
+
+
+@kopf.index(GROUP, VERSION, "streaminputs")
+def input_index(namespace: str, name: str, body: Any, **_: Any) -> dict[Key, Any]:
+    return {(namespace, name): _plain(body)}
+
+
+@kopf.index(GROUP, VERSION, "streamoutputs")
+def output_index(namespace: str, name: str, body: Any, **_: Any) -> dict[Key, Any]:
+    return {(namespace, name): _plain(body)}
+
+
+@kopf.index(GROUP, VERSION, "streamoutputs")
+def output_by_input_index(namespace: str, name: str, spec: Any, meta: Any, **_: Any) -> dict[Key, Any]:
+    return {(namespace, spec.get("input", "")): {"name": name, "created": meta.get("creationTimestamp", "")}}
+
+
+@kopf.index("v1", "pods", labels={**MANAGED, "streamdist.io/output": kopf.PRESENT})
+def pod_index(namespace: str, labels: Any, body: Any, **_: Any) -> dict[Key, Any]:
+    return {(namespace, labels["streamdist.io/output"]): _plain(body)}
+
+
+@kopf.index("apps", "v1", "deployments", labels={**MANAGED, "streamdist.io/input": kopf.PRESENT})
+def router_index(namespace: str, labels: Any, status: Any, **_: Any) -> dict[Key, Any]:
+    return {(namespace, labels["streamdist.io/input"]): _plain(status)}
+
+
+def _bind(memo: Any, kw: dict[str, Any]) -> Context:
+    ctx: Context = memo.ctx
+    ctx.bind(
+        inputs=kw["input_index"],
+        outputs=kw["output_index"],
+        outputs_by_input=kw["output_by_input_index"],
+        pods=kw["pod_index"],
+        routers=kw["router_index"],
+    )
+    return ctx
+
+
+# --- events ------------------------------------------------------------------------
+
+
+@kopf.on.event(GROUP, VERSION, "streaminputs")
+def input_event(namespace: str, name: str, memo: Any, **kw: Any) -> None:
+    ctx = _bind(memo, kw)
+    inputs.reconcile(ctx, (namespace, name))
+    for sibling in ctx.idx.all(ctx.idx.outputs_by_input, (namespace, name)):
+        outputs.reconcile(ctx, (namespace, sibling["name"]))
+
+
+@kopf.on.event(GROUP, VERSION, "streamoutputs")
+def output_event(event: Any, namespace: str, name: str, spec: Any, memo: Any, **kw: Any) -> None:
+    ctx = _bind(memo, kw)
+    outputs.reconcile(ctx, (namespace, name))
+    if event.get("type") == "DELETED":
+        # A freed slot may let a TooManyOutputs sibling run.
+        for sibling in ctx.idx.all(ctx.idx.outputs_by_input, (namespace, spec.get("input", ""))):
+            outputs.reconcile(ctx, (namespace, sibling["name"]))
+
+
+@kopf.on.event("v1", "pods", labels={**MANAGED, "streamdist.io/output": kopf.PRESENT})
+def pod_event(namespace: str, labels: Any, memo: Any, **kw: Any) -> None:
+    outputs.reconcile(_bind(memo, kw), (namespace, labels["streamdist.io/output"]))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={**MANAGED, "streamdist.io/input": kopf.PRESENT})
+def router_event(namespace: str, labels: Any, memo: Any, **kw: Any) -> None:
+    inputs.reconcile(_bind(memo, kw), (namespace, labels["streamdist.io/input"]))
+
+
+# --- periodic resync ---------------------------------------------------------------
+
+
+def resync(ctx: Context) -> None:
+    """Look at everything again: heals what no event announced (a Secret created later)."""
+    for key in list(ctx.idx.inputs):
+        inputs.reconcile(ctx, key)
+    for key in list(ctx.idx.outputs):
+        outputs.reconcile(ctx, key)
+
+
+async def _resync_loop(ctx: Context) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(ctx.settings.resync_seconds)
+        try:
+            await loop.run_in_executor(None, resync, ctx)
+        except Exception:  # keep the loop alive; the next tick retries
+            log.exception("resync failed")
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    settings.posting.level = 100  # our own Events only: kopf's would repeat them
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.execution.max_workers = 16
+    settings.networking.error_backoffs = [1, 2, 5, 10]
+    memo.resync_task = asyncio.create_task(_resync_loop(memo.ctx))
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: Any, **_: Any) -> None:
+    task = getattr(memo, "resync_task", None)
+    if task:
+        task.cancel()
+

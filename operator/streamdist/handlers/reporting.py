@@ -1,0 +1,32 @@
+"""Writing status and Events: only on change, so 200 quiet outputs cost no writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..status import status_changed
+from .context import Context, logline
+
+WARNING_PHASES = frozenset({"Failed", "Invalid", "Reconnecting"})
+
+
+def report(ctx: Context, kind: str, body: dict[str, Any], status: dict[str, Any], reason: str, message: str) -> None:
+    """Patch status when it differs; post an Event when the phase (or failure reason) moved."""
+    meta = body["metadata"]
+    previous = body.get("status") or {}
+    if not status_changed(previous, status):
+        return
+    ctx.kube.patch_status(kind, meta["namespace"], meta["name"], status)
+    phase, before = status.get("phase"), previous.get("phase")
+    if phase == before and (phase not in WARNING_PHASES or _ready_reason(previous) == _ready_reason(status)):
+        return
+    lost = before == "Live" and phase != "Live"
+    ctx.kube.event({**body, "kind": kind}, "Warning" if phase in WARNING_PHASES or lost else "Normal", reason, message)
+    logline("transition", kind=kind, namespace=meta["namespace"], name=meta["name"], phase=phase, reason=reason)
+
+
+def _ready_reason(status: dict[str, Any]) -> str | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return cond.get("reason")  # type: ignore[no-any-return]
+    return None

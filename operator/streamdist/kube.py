@@ -1,0 +1,143 @@
+"""The operator's few calls to the Kubernetes API, each one named for what it does.
+
+Server-side apply keeps child objects level-triggered: applying the same manifest twice
+changes nothing, and a field another controller owns is taken back.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+import kubernetes
+from kubernetes.client import ApiClient, CoreV1Api
+from kubernetes.client.exceptions import ApiException
+
+from .models import GROUP, VERSION
+from .status import now_iso
+
+log = logging.getLogger("streamdist.kube")
+FIELD_MANAGER = "streamdist"
+
+PATHS = {
+    ("v1", "ConfigMap"): "/api/v1/namespaces/{ns}/configmaps/{name}",
+    ("v1", "Service"): "/api/v1/namespaces/{ns}/services/{name}",
+    ("v1", "Pod"): "/api/v1/namespaces/{ns}/pods/{name}",
+    ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+}
+PLURALS = {"StreamInput": "streaminputs", "StreamOutput": "streamoutputs"}
+
+
+class Kube:
+    """A thin, thread-safe wrapper: handlers run in kopf's executor threads."""
+
+    def __init__(self, api: ApiClient | None = None) -> None:
+        self.api = api or _default_client()
+        self.core = CoreV1Api(self.api)
+
+    def _call(self, method: str, path: str, body: Any = None, content_type: str | None = None,
+              query: list[tuple[str, str]] | None = None) -> Any:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        data, _, _ = self.api.call_api(
+            path, method, header_params=headers, body=body, query_params=query or [],
+            response_type="object", auth_settings=["BearerToken"], _return_http_data_only=False,
+            _preload_content=True,
+        )
+        return data
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply of one child manifest; returns the object as stored."""
+        meta = obj["metadata"]
+        path = PATHS[(obj["apiVersion"], obj["kind"])].format(ns=meta["namespace"], name=meta["name"])
+        return self._call(  # type: ignore[no-any-return]
+            "PATCH", path, body=obj, content_type="application/apply-patch+yaml",
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+        )
+
+    def create(self, obj: dict[str, Any]) -> bool:
+        """Create a child; False when it exists already (a handler may run twice)."""
+        meta = obj["metadata"]
+        path = PATHS[(obj["apiVersion"], obj["kind"])].format(ns=meta["namespace"], name=meta["name"])
+        try:
+            self._call("POST", path.rsplit("/", 1)[0], body=obj, content_type="application/json")
+            return True
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+
+    def delete_pod(self, namespace: str, name: str, uid: str | None = None) -> None:
+        body = {"preconditions": {"uid": uid}} if uid else None
+        try:
+            self.core.delete_namespaced_pod(name, namespace, body=body, grace_period_seconds=5)
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+
+    def delete_service(self, namespace: str, name: str) -> None:
+        try:
+            self.core.delete_namespaced_service(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURALS[kind]}/{name}/status"
+        try:
+            self._call("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")
+        except ApiException as exc:
+            if exc.status != 404:  # deleted meanwhile: nothing to report on
+                raise
+
+    def read_secret_key(self, namespace: str, name: str, key: str) -> tuple[str, str] | None:
+        """(value, resourceVersion) of one Secret key, or None when either is missing."""
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        raw = (secret.data or {}).get(key)
+        if raw is None:
+            return None
+        return base64.b64decode(raw).decode("utf-8", "replace"), secret.metadata.resource_version
+
+    def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on a StreamInput/StreamOutput; never raises into a handler."""
+        meta = obj["metadata"]
+        ts = now_iso()
+        body = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion", f"{GROUP}/{VERSION}"),
+                "kind": obj["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "streamdist"},
+            "reportingComponent": "streamdist",
+            "firstTimestamp": ts,
+            "lastTimestamp": ts,
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(meta["namespace"], body)
+        except ApiException as exc:
+            log.warning("event not posted reason=%s status=%s", reason, exc.status)
+
+
+def _default_client() -> ApiClient:
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    cfg = kubernetes.client.Configuration.get_default_copy()
+    cfg.connection_pool_maxsize = 32
+    return ApiClient(cfg)
