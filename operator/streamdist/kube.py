@@ -7,11 +7,12 @@ changes nothing, and a field another controller owns is taken back.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from typing import Any
 
 import kubernetes
-from kubernetes.client import ApiClient, CoreV1Api
+from kubernetes.client import ApiClient, CoreV1Api, V1DeleteOptions, V1Preconditions
 from kubernetes.client.exceptions import ApiException
 
 from .models import GROUP, VERSION
@@ -36,17 +37,27 @@ class Kube:
         self.api = api or _default_client()
         self.core = CoreV1Api(self.api)
 
-    def _call(self, method: str, path: str, body: Any = None, content_type: str | None = None,
-              query: list[tuple[str, str]] | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str | None = None,
+        query: list[tuple[str, str]] | None = None,
+    ) -> Any:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
-        data, _, _ = self.api.call_api(
-            path, method, header_params=headers, body=body, query_params=query or [],
-            response_type="object", auth_settings=["BearerToken"], _return_http_data_only=False,
-            _preload_content=True,
+        _, url, headers, body, _ = self.api.param_serialize(
+            method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
         )
-        return data
+        resp = self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=30)
+        data = resp.read()  # type: ignore[no-untyped-call]
+        if not 200 <= resp.status <= 299:
+            exc = ApiException(status=resp.status, reason=resp.reason)
+            exc.body = data
+            raise exc
+        return json.loads(data) if data else None
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply of one child manifest; returns the object as stored."""
@@ -70,9 +81,9 @@ class Kube:
             raise
 
     def delete_pod(self, namespace: str, name: str, uid: str | None = None) -> None:
-        body = {"preconditions": {"uid": uid}} if uid else None
+        body = V1DeleteOptions(preconditions=V1Preconditions(uid=uid), grace_period_seconds=5)
         try:
-            self.core.delete_namespaced_pod(name, namespace, body=body, grace_period_seconds=5)
+            self.core.delete_namespaced_pod(name, namespace, body=body)
         except ApiException as exc:
             if exc.status not in (404, 409):
                 raise
@@ -103,7 +114,8 @@ class Kube:
         raw = (secret.data or {}).get(key)
         if raw is None:
             return None
-        return base64.b64decode(raw).decode("utf-8", "replace"), secret.metadata.resource_version
+        version = str(secret.metadata.resource_version) if secret.metadata else ""
+        return base64.b64decode(raw).decode("utf-8", "replace"), version
 
     def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on a StreamInput/StreamOutput; never raises into a handler."""
@@ -128,16 +140,16 @@ class Kube:
             "count": 1,
         }
         try:
-            self.core.create_namespaced_event(meta["namespace"], body)
+            self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=body)
         except ApiException as exc:
             log.warning("event not posted reason=%s status=%s", reason, exc.status)
 
 
 def _default_client() -> ApiClient:
     try:
-        kubernetes.config.load_incluster_config()
+        kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
+        kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
     cfg = kubernetes.client.Configuration.get_default_copy()
     cfg.connection_pool_maxsize = 32
     return ApiClient(cfg)

@@ -29,7 +29,9 @@ def _rank(claim: Claim) -> tuple[str, Key]:
     return (claim.created, claim.key)
 
 
-def assign(me: Claim | None, key: Key, created: str, fixed: int | None, claims: Iterable[Claim], ports: range) -> Assignment:
+def assign(
+    me: Claim | None, key: Key, created: str, fixed: int | None, claims: Iterable[Claim], ports: range
+) -> Assignment:
     """The port for input `key`: its fixed port, its previous one, or the lowest free one.
 
     `me` is the input's current claim (its status.port), `claims` every other input's.

@@ -116,7 +116,7 @@ class PodView:
         for cond in status.get("conditions") or []:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
                 unsched = cond.get("message") or cond.get("reason") or "Unschedulable"
-        cs = next(iter(status.get("containerStatuses") or []), {})
+        cs: dict[str, Any] = next(iter(status.get("containerStatuses") or []), {})
         state = cs.get("state") or {}
         last = (cs.get("lastState") or {}).get("terminated") or {}
         term = state.get("terminated") or {}

@@ -40,7 +40,8 @@ ALLOWED_QUERY: dict[str, frozenset[str]] = {
 OPAQUE_QUERY = frozenset({"rtmp", "rtmps", "rtsp"})
 
 SECRET_PARAM = re.compile(r"(pass|key|token|secret|auth|sig|pwd|streamid|cred)", re.I)
-HOST_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$")
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+HOST_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
 FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f\\\"'`$;|<>]")
 
 
@@ -139,7 +140,8 @@ def _query(scheme: Scheme, query: str) -> dict[str, str]:
     unknown = sorted({k for k, _ in pairs} - allowed)
     if unknown:
         names = ", ".join(repr(k[:40]) for k in unknown[:5])
-        raise URLError(f"{scheme} url has unsupported query parameter(s) {names}; allowed: {', '.join(sorted(allowed))}")
+        allowed_text = ", ".join(sorted(allowed))
+        raise URLError(f"{scheme} url has unsupported query parameter(s) {names}; allowed: {allowed_text}")
     return dict(pairs)
 
 

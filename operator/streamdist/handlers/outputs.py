@@ -110,9 +110,8 @@ def _ensure_pod(ctx: Context, key: Key, docs: list[dict[str, Any]]) -> dict[str,
     name = desired["metadata"]["name"]
     existing = {p["metadata"]["name"]: p for p in ctx.idx.all(ctx.idx.pods, key)}
     current = existing.get(name)
-    if current is None:
-        if ctx.kube.create(desired):
-            logline("pod-created", namespace=key[0], output=key[1], pod=name)
+    if current is None and ctx.kube.create(desired):
+        logline("pod-created", namespace=key[0], output=key[1], pod=name)
     for extra in docs[1:]:
         ctx.kube.apply(extra)
     for other, pod in existing.items():
