@@ -22,8 +22,10 @@ Only 127.0.0.1 / ::1 are ever used.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -45,7 +47,7 @@ if str(REPO_ROOT / "operator") not in sys.path:
     # shadow the standard library module, so it is a source root, not a package)
     sys.path.insert(0, str(REPO_ROOT / "operator"))
 
-from streamdist.mediamtx import MediaMTXAPIError, MediaMTXClient, PathSample  # noqa: E402
+from streamdist.mediamtx import MediaMTXClient, PathSample  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 
@@ -142,9 +144,7 @@ def free_udp_port(host: str = LOOPBACK) -> int:
     return _free_port(socket.SOCK_DGRAM, host)
 
 
-def wait_for(
-    predicate: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition"
-) -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
     """Poll ``predicate`` until it returns a truthy value; TimeoutError after ``timeout``."""
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None
@@ -153,11 +153,13 @@ def wait_for(
             value = predicate()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+        except Exception as exc:
             last_exc = exc
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}" + (
-                f" (last error: {last_exc})" if last_exc else ""))
+            raise TimeoutError(
+                f"timed out after {timeout:.1f}s waiting for {what}"
+                + (f" (last error: {last_exc})" if last_exc else "")
+            )
         time.sleep(interval)
 
 
@@ -182,8 +184,14 @@ class ManagedProcess:
     it: FFmpeg writes its trailer), waits ``grace`` seconds, then SIGKILLs.
     """
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path, cwd: Path | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -223,10 +231,8 @@ class ManagedProcess:
             raise TimeoutError(f"{self.name} still running after {timeout}s; log:\n{self.tail()}") from None
 
     def log_text(self) -> str:
-        try:
+        with contextlib.suppress(ValueError):  # already closed
             self._log.flush()
-        except ValueError:
-            pass
         try:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
@@ -237,10 +243,8 @@ class ManagedProcess:
 
     def signal(self, sig: int) -> None:
         if self.alive():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def stop(self, grace: float = 5.0) -> int | None:
         """Stop the process (and its session): SIGTERM, then SIGKILL after ``grace``."""
@@ -250,10 +254,8 @@ class ManagedProcess:
                 self.popen.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 self.signal(signal.SIGKILL)
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     self.popen.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
         if not self._log.closed:
             self._log.close()
         _live.discard(self)
@@ -290,8 +292,9 @@ class ProcessGroup:
         n = sum(1 for p in self.procs if p.name == name)
         return self.logdir / (f"{name}.log" if n == 0 else f"{name}.{n}.log")
 
-    def start(self, name: str, argv: Sequence[str], cwd: Path | None = None,
-              env: Mapping[str, str] | None = None) -> ManagedProcess:
+    def start(
+        self, name: str, argv: Sequence[str], cwd: Path | None = None, env: Mapping[str, str] | None = None
+    ) -> ManagedProcess:
         proc = ManagedProcess(name, argv, self._log_path(name), cwd=cwd, env=env)
         self.procs.append(proc)
         return proc
@@ -353,16 +356,18 @@ def mediamtx_config(
     if api_port:
         cfg.update(api=True, apiAddress=f"{host}:{api_port}")
     if rtsp_port:
-        cfg.update(rtsp=True, rtspAddress=f"{host}:{rtsp_port}", rtspTransports=["tcp"],
-                   rtspEncryption="no")
+        cfg.update(rtsp=True, rtspAddress=f"{host}:{rtsp_port}", rtspTransports=["tcp"], rtspEncryption="no")
     if rtmp_port or rtmps_port:
         cfg["rtmp"] = True
         if rtmps_port:
             if not tls_cert:
                 raise ValueError("rtmps_port needs tls_cert=(cert, key)")
-            cfg.update(rtmpEncryption="optional" if rtmp_port else "strict",
-                       rtmpsAddress=f"{host}:{rtmps_port}",
-                       rtmpServerCert=str(tls_cert[0]), rtmpServerKey=str(tls_cert[1]))
+            cfg.update(
+                rtmpEncryption="optional" if rtmp_port else "strict",
+                rtmpsAddress=f"{host}:{rtmps_port}",
+                rtmpServerCert=str(tls_cert[0]),
+                rtmpServerKey=str(tls_cert[1]),
+            )
         else:
             cfg["rtmpEncryption"] = "no"
         if rtmp_port:
@@ -473,8 +478,7 @@ def start_mediamtx(
         raise FileNotFoundError("mediamtx not built: run hack/build-mediamtx.sh")
     if isinstance(config, Mapping):
         cfg = dict(config)
-    elif isinstance(config, Path) or (isinstance(config, str) and "\n" not in config
-                                      and Path(config).is_file()):
+    elif isinstance(config, Path) or (isinstance(config, str) and "\n" not in config and Path(config).is_file()):
         cfg = yaml.safe_load(Path(config).read_text()) or {}
     else:
         cfg = yaml.safe_load(str(config)) or {}
@@ -519,11 +523,28 @@ def make_self_signed_cert(workdir: Path, cn: str = "localhost") -> tuple[Path, P
     cert, key = workdir / "server.crt", workdir / "server.key"
     if not (cert.exists() and key.exists()):
         subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-sha256", "-nodes",
-             "-days", "1", "-subj", f"/CN={cn}",
-             "-addext", f"subjectAltName=DNS:{cn},IP:127.0.0.1,IP:::1",
-             "-keyout", str(key), "-out", str(cert)],
-            check=True, capture_output=True, timeout=60,
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-sha256",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                f"/CN={cn}",
+                "-addext",
+                f"subjectAltName=DNS:{cn},IP:127.0.0.1,IP:::1",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
     return cert, key
 
@@ -553,15 +574,49 @@ def pattern_args(
     dur = [] if duration is None else ["-t", f"{duration}"]
     re_ = ["-re"] if realtime else []
     return [
-        *re_, "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}",
-        *re_, "-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000",
+        *re_,
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size={size}:rate={fps}",
+        *re_,
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=1000:sample_rate=48000",
         *dur,
-        "-map", "0:v", "-map", "1:a",
-        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
-        "-pix_fmt", "yuv420p",
-        "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
-        "-b:v", video_bitrate, "-maxrate", video_bitrate, "-bufsize", video_bitrate,
-        "-c:a", audio, "-b:a", "128k", "-ar", "48000", "-ac", "2",
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        str(gop),
+        "-keyint_min",
+        str(gop),
+        "-sc_threshold",
+        "0",
+        "-b:v",
+        video_bitrate,
+        "-maxrate",
+        video_bitrate,
+        "-bufsize",
+        video_bitrate,
+        "-c:a",
+        audio,
+        "-b:a",
+        "128k",
+        "-ar",
+        "48000",
+        "-ac",
+        "2",
     ]
 
 
@@ -574,8 +629,13 @@ def source_output_args(protocol: str, url: str, passphrase: str | None = None) -
     """
     if protocol == "udp":
         sep = "&" if "?" in url else "?"
-        return ["-f", "mpegts", "-mpegts_flags", "+resend_headers",
-                url + ("" if "pkt_size" in url else f"{sep}pkt_size=1316")]
+        return [
+            "-f",
+            "mpegts",
+            "-mpegts_flags",
+            "+resend_headers",
+            url + ("" if "pkt_size" in url else f"{sep}pkt_size=1316"),
+        ]
     if protocol == "srt":
         if passphrase and "passphrase=" not in url:
             sep = "&" if "?" in url else "?"
@@ -603,7 +663,12 @@ def start_source(
     """Publish the lavfi test pattern to ``url`` over ``protocol`` (udp, srt, rtmp,
     rtmps, rtsp) until stopped (or for ``duration`` seconds)."""
     argv = [
-        "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", "-nostats",
+        "ffmpeg",
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "warning",
+        "-nostats",
         *pattern_args(audio=audio, duration=duration, **pattern),
         *extra_output_args,
         *source_output_args(protocol, url, passphrase),
@@ -630,20 +695,64 @@ def record(
     if input_url.startswith("rtsp") and "-rtsp_transport" not in pre:
         pre = ["-rtsp_transport", "tcp", *pre]
     dur = [] if seconds is None else ["-t", f"{seconds}"]
-    argv = ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", "-nostats", "-y",
-            *pre, "-i", input_url, *dur, "-map", "0", "-c", "copy", "-f", "mpegts", str(out_file)]
+    argv = [
+        "ffmpeg",
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "warning",
+        "-nostats",
+        "-y",
+        *pre,
+        "-i",
+        input_url,
+        *dur,
+        "-map",
+        "0",
+        "-c",
+        "copy",
+        "-f",
+        "mpegts",
+        str(out_file),
+    ]
     return (group or _default_group).start(name, argv)
 
 
-def start_udp_recorder(port: int, out_file: Path, *, seconds: float | None = None,
-                       group: ProcessGroup | None = None, host: str = LOOPBACK) -> ManagedProcess:
+def start_udp_recorder(
+    port: int, out_file: Path, *, seconds: float | None = None, group: ProcessGroup | None = None, host: str = LOOPBACK
+) -> ManagedProcess:
     """An MPEG-TS/UDP destination: FFmpeg bound to host:port writing a .ts file.
 
     ``timeout`` (µs) makes it exit 10 s after the last datagram rather than wait
     forever; ``overrun_nonfatal`` keeps it going through bursts."""
     url = f"udp://{host}:{port}?timeout=10000000&overrun_nonfatal=1&fifo_size=1000000"
-    return record(url, out_file, seconds=seconds, group=group, name=f"udp-recorder-{port}",
-                  input_args=["-analyzeduration", "3000000", "-probesize", "5000000"])
+    return record(
+        url,
+        out_file,
+        seconds=seconds,
+        group=group,
+        name=f"udp-recorder-{port}",
+        input_args=["-analyzeduration", "3000000", "-probesize", "5000000"],
+    )
+
+
+def _srt_uri(host: str, port: int, mode: str, passphrase: str | None, extra: Mapping[str, str] | None = None) -> str:
+    q = {"mode": mode, **(extra or {})}
+    if passphrase:
+        q["passphrase"] = passphrase
+    return f"srt://{host}:{port}?" + urllib.parse.urlencode(q, safe=":")
+
+
+def _slt_recorder(
+    uri: str, out_file: Path, seconds: float | None, autoreconnect: bool, name: str, group: ProcessGroup
+) -> ManagedProcess:
+    """srt-live-transmit from ``uri`` to a file (it writes to stdout: sh redirects)."""
+    argv = ["srt-live-transmit", "-q", f"-a:{'yes' if autoreconnect else 'no'}"]
+    if seconds is not None:
+        argv.append(f"-t:{max(1, round(seconds))}")
+    argv += [uri, "file://con"]
+    cmd = " ".join(shlex.quote(a) for a in argv) + " > " + shlex.quote(str(out_file))
+    return group.start(name, ["sh", "-c", f"exec {cmd}"])
 
 
 def start_srt_listener_recorder(
@@ -656,34 +765,44 @@ def start_srt_listener_recorder(
     group: ProcessGroup | None = None,
     host: str = LOOPBACK,
 ) -> ManagedProcess:
-    """An SRT destination in listener mode (the output calls it) recording to .ts.
+    """Destination of an SRT *caller* output: listens on host:port (UDP) and records
+    the MPEG-TS it receives to ``out_file``.
 
     ``tool="srt-live-transmit"`` uses libsrt's own tool instead of FFmpeg, to check
     an output against an SRT peer that is not FFmpeg; its file is the raw TS."""
     group = group or _default_group
     if tool == "srt-live-transmit":
-        q = {"mode": "listener"}
-        if passphrase:
-            q["passphrase"] = passphrase
-        src = f"srt://{host}:{port}?" + urllib.parse.urlencode(q)
-        argv = ["srt-live-transmit", "-q", "-a:no"]
-        if seconds is not None:
-            argv += [f"-t:{int(seconds)}"]
-        argv += [src, f"file://con"]
-        # srt-live-transmit writes to stdout: wrap in sh to redirect to the file
-        cmd = " ".join(_shell_quote(a) for a in argv) + f" > {_shell_quote(str(out_file))}"
-        return group.start(f"slt-recorder-{port}", ["sh", "-c", f"exec {cmd}"])
-    q = {"mode": "listener", "timeout": "10000000"}
-    if passphrase:
-        q["passphrase"] = passphrase
-    url = f"srt://{host}:{port}?" + urllib.parse.urlencode(q)
-    return record(url, out_file, seconds=seconds, group=group, name=f"srt-recorder-{port}")
+        uri = _srt_uri(host, port, "listener", passphrase)
+        return _slt_recorder(uri, out_file, seconds, False, f"slt-listener-{port}", group)
+    # timeout (µs): exit 10 s after the data stops instead of hanging
+    url = _srt_uri(host, port, "listener", passphrase, {"timeout": "10000000"})
+    return record(url, out_file, seconds=seconds, group=group, name=f"srt-listener-{port}")
 
 
-def _shell_quote(s: str) -> str:
-    import shlex
+def start_srt_caller_recorder(
+    port: int,
+    out_file: Path,
+    *,
+    passphrase: str | None = None,
+    seconds: float | None = None,
+    tool: str = "srt-live-transmit",
+    streamid: str | None = None,
+    group: ProcessGroup | None = None,
+    host: str = LOOPBACK,
+) -> ManagedProcess:
+    """Client of an SRT *listener* output (``srt://...?mode=listener``): calls
+    host:port and records what it is sent.
 
-    return shlex.quote(s)
+    The default, srt-live-transmit, keeps re-dialling (``-a:yes``) until the listener
+    is up, so the recorder can be started before the output pod; FFmpeg as a caller
+    gives up at once when nobody listens yet."""
+    group = group or _default_group
+    extra = {"streamid": streamid} if streamid else None
+    if tool == "srt-live-transmit":
+        uri = _srt_uri(host, port, "caller", passphrase, extra)
+        return _slt_recorder(uri, out_file, seconds, True, f"slt-caller-{port}", group)
+    url = _srt_uri(host, port, "caller", passphrase, {**(extra or {}), "timeout": "10000000"})
+    return record(url, out_file, seconds=seconds, group=group, name=f"srt-caller-{port}")
 
 
 @dataclass
@@ -712,10 +831,8 @@ class ReceiverServer:
     def wait_path_ready(self, path: str, timeout: float = 15.0) -> PathSample:
         return self.mediamtx.wait_path_ready(path, timeout)
 
-    def record(self, path: str, out_file: Path, seconds: float,
-               group: ProcessGroup | None = None) -> ManagedProcess:
-        return record(self.rtsp_url(path), out_file, seconds=seconds, group=group,
-                      name=f"receiver-read-{path}")
+    def record(self, path: str, out_file: Path, seconds: float, group: ProcessGroup | None = None) -> ManagedProcess:
+        return record(self.rtsp_url(path), out_file, seconds=seconds, group=group, name=f"receiver-read-{path}")
 
     def stop(self) -> None:
         self.mediamtx.stop()
@@ -735,8 +852,12 @@ def start_receiver_server(
     if srt_passphrase:
         defaults["srtPublishPassphrase"] = srt_passphrase
     cfg = mediamtx_config(
-        api_port=free_tcp_port(), rtsp_port=free_tcp_port(), rtmp_port=free_tcp_port(),
-        rtmps_port=free_tcp_port(), srt_port=free_udp_port(), tls_cert=(cert, key),
+        api_port=free_tcp_port(),
+        rtsp_port=free_tcp_port(),
+        rtmp_port=free_tcp_port(),
+        rtmps_port=free_tcp_port(),
+        srt_port=free_udp_port(),
+        tls_cert=(cert, key),
         path_defaults=defaults or None,
     )
     mtx = start_mediamtx(cfg, workdir, group=group, name=name)
@@ -801,12 +922,22 @@ def ffprobe_streams(path: Path | str, *, decode: bool = True, timeout: float = 1
     count = ["-count_frames"] if decode else ["-count_packets"]
     entry = "nb_read_frames" if decode else "nb_read_packets"
     out = subprocess.run(
-        ["ffprobe", "-v", "error", *count, "-of", "json",
-         "-show_entries",
-         f"stream=index,codec_type,codec_name,{entry},duration,width,height,sample_rate,channels"
-         ":format=duration,format_name",
-         str(path)],
-        check=True, capture_output=True, timeout=timeout, text=True,
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            *count,
+            "-of",
+            "json",
+            "-show_entries",
+            f"stream=index,codec_type,codec_name,{entry},duration,width,height,sample_rate,channels"
+            ":format=duration,format_name",
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=timeout,
+        text=True,
     )
     doc = json.loads(out.stdout or "{}")
     streams = tuple(
@@ -824,22 +955,24 @@ def ffprobe_streams(path: Path | str, *, decode: bool = True, timeout: float = 1
         for s in doc.get("streams", [])
     )
     fmt = doc.get("format", {})
-    return ProbeResult(streams=streams, duration=_num(fmt.get("duration"), float),
-                       format_name=str(fmt.get("format_name", "")))
+    return ProbeResult(
+        streams=streams, duration=_num(fmt.get("duration"), float), format_name=str(fmt.get("format_name", ""))
+    )
 
 
-def assert_h264_aac(probe: ProbeResult, min_seconds: float = 5.0, fps: int = DEFAULT_FPS,
-                    audio_codec: str = "aac") -> None:
+def assert_h264_aac(
+    probe: ProbeResult, min_seconds: float = 5.0, fps: int = DEFAULT_FPS, audio_codec: str = "aac"
+) -> None:
     """The standard acceptance of a recorded output: H.264 video with at least
     ``min_seconds`` of decoded frames, and decodable audio of ``audio_codec``."""
     video, audio = probe.video, probe.audio
     assert video is not None, f"no video stream: {probe}"
     assert video.codec_name == "h264", f"video codec {video.codec_name}"
     assert video.frames >= int(min_seconds * fps * 0.95), (
-        f"{video.frames} video frames < {min_seconds}s at {fps} fps: {probe}")
+        f"{video.frames} video frames < {min_seconds}s at {fps} fps: {probe}"
+    )
     assert audio is not None, f"no audio stream: {probe}"
     assert audio.codec_name == audio_codec, f"audio codec {audio.codec_name}"
     # AAC: 1024 samples per frame at 48 kHz = 46.875 frames/s; MP2: 1152 -> 41.67
     per_second = 48000 / (1024 if audio_codec == "aac" else 1152)
-    assert audio.frames >= int(min_seconds * per_second * 0.9), (
-        f"{audio.frames} audio frames < {min_seconds}s: {probe}")
+    assert audio.frames >= int(min_seconds * per_second * 0.9), f"{audio.frames} audio frames < {min_seconds}s: {probe}"

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,8 +27,9 @@ for p in (ROOT, ROOT / "operator"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-from streamdist import mediamtx as api  # noqa: E402
 from tests.harness import media  # noqa: E402
+
+from streamdist import mediamtx as api  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "mediamtx"
 UPDATE = os.environ.get("STREAMDIST_UPDATE_FIXTURES") == "1"
@@ -79,10 +80,8 @@ def test_no_publisher(router):
     assert (first.ready, first.online, first.tracks, first.reader_count) == (False, False, (), 0)
     assert first.ready_time is None and first.source_type is None
     time.sleep(0.5)
-    health, second = client.health(PATH, first)
-    assert health == api.InputHealth(
-        ready=False, tracks=(), bitrate_kbps=None, readers=0, last_source_time=None
-    )
+    health, _ = client.health(PATH, first)
+    assert health == api.InputHealth(ready=False, tracks=(), bitrate_kbps=None, readers=0, last_source_time=None)
     assert [p.name for p in client.paths()] == [PATH]
     # a path the router does not know is None, not an error
     assert client.path("unknown") is None
@@ -100,7 +99,7 @@ def test_unreachable_router_raises_with_no_status():
 
 def test_publisher_then_readers_then_gone(router, group, tmp_path):
     client = router.api()
-    t_start = datetime.now(timezone.utc)
+    t_start = datetime.now(UTC)
     source = media.start_source("rtsp", router.rtsp_url(PATH), group=group)
     first = router.wait_path_ready(PATH, timeout=20)
 
@@ -113,23 +112,68 @@ def test_publisher_then_readers_then_gone(router, group, tmp_path):
     assert health.tracks == ("H264", "MPEG-4 Audio")
     assert health.readers == 0
     assert health.last_source_time is not None
-    assert t_start - timedelta(seconds=5) <= health.last_source_time <= datetime.now(timezone.utc)
+    assert t_start - timedelta(seconds=5) <= health.last_source_time <= datetime.now(UTC)
     # 800 kbit/s video + 128 kbit/s audio, plus RTP/RTSP framing
     assert health.bitrate_kbps is not None and 400 < health.bitrate_kbps < 3000, health
     assert second.source_type == "rtspSession"
 
     # --- three readers, one per protocol an output could pull with
     readers = [
-        group.start("reader-rtsp", ["ffmpeg", "-nostdin", "-loglevel", "warning", "-rtsp_transport",
-                                    "tcp", "-i", router.rtsp_url(PATH), "-c", "copy", "-f", "null", "-"]),
-        group.start("reader-rtmp", ["ffmpeg", "-nostdin", "-loglevel", "warning",
-                                    "-i", router.rtmp_url(PATH), "-c", "copy", "-f", "null", "-"]),
-        group.start("reader-srt", ["ffmpeg", "-nostdin", "-loglevel", "warning",
-                                   "-i", router.srt_url(PATH, mode="read"), "-c", "copy", "-f", "null", "-"]),
+        group.start(
+            "reader-rtsp",
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "warning",
+                "-rtsp_transport",
+                "tcp",
+                "-i",
+                router.rtsp_url(PATH),
+                "-c",
+                "copy",
+                "-f",
+                "null",
+                "-",
+            ],
+        ),
+        group.start(
+            "reader-rtmp",
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "warning",
+                "-i",
+                router.rtmp_url(PATH),
+                "-c",
+                "copy",
+                "-f",
+                "null",
+                "-",
+            ],
+        ),
+        group.start(
+            "reader-srt",
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "warning",
+                "-i",
+                router.srt_url(PATH, mode="read"),
+                "-c",
+                "copy",
+                "-f",
+                "null",
+                "-",
+            ],
+        ),
     ]
     with_readers = media.wait_for(
         lambda: (s := client.path(PATH)) and s.reader_count == 3 and s,
-        timeout=20, what="3 readers",
+        timeout=20,
+        what="3 readers",
     )
     sessions_before = client.readers_of(with_readers)
     time.sleep(2.0)
@@ -157,12 +201,10 @@ def test_publisher_then_readers_then_gone(router, group, tmp_path):
 
     # --- the publisher goes away: not ready, no tracks, no rate
     source.stop()
-    gone = media.wait_for(lambda: (s := client.path(PATH)) and not s.ready and s, timeout=15,
-                          what="path not ready")
+    gone = media.wait_for(lambda: (s := client.path(PATH)) and not s.ready and s, timeout=15, what="path not ready")
     save("path_get_publisher_gone.json", client.get_json(f"/v3/paths/get/{PATH}"))
     health = api.input_health(after, gone)
-    assert (health.ready, health.tracks, health.bitrate_kbps, health.last_source_time) == (
-        False, (), None, None)
+    assert (health.ready, health.tracks, health.bitrate_kbps, health.last_source_time) == (False, (), None, None)
 
 
 def test_republish_resets_counter_and_time(router, group):
