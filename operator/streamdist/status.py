@@ -84,8 +84,15 @@ def one_line_error(text: str | None) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     if not lines:
         return ""
-    line = URL_IN_TEXT.sub(lambda m: urls.mask(m.group(0)), lines[-1])
+    line = URL_IN_TEXT.sub(_mask_match, lines[-1])
     return line[:MAX_ERROR]
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    """FFmpeg writes `URL: error`; the colon and other trailing punctuation is not URL."""
+    text = match.group(0)
+    core = text.rstrip(":,.;)")
+    return urls.mask(core) + text[len(core):]
 
 
 # --- outputs ------------------------------------------------------------------

@@ -1,0 +1,46 @@
+# streamdist: two commands on a fresh machine, `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_WORKERS ?= 2
+
+.PHONY: all venv deps bins demo demo-down test test-unit test-integration test-media lint bench clean
+
+all: test
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Debian packages (FFmpeg with libsrt, srt-tools, openssl, lua) and the real parts
+# built from the Go module proxy into ~/.cache/streamdist (skipped when present).
+deps: venv
+	bash hack/install-debs.sh
+	bash hack/build-bins.sh
+	bash hack/build-mediamtx.sh
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/mypy
+
+test: deps lint
+	bash hack/run-tests.sh
+
+test-unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+demo: deps
+	bash hack/demo.sh
+
+demo-down:
+	bash hack/demo.sh down
+
+bench: deps
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .state
