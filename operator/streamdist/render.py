@@ -23,9 +23,10 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "streamdist"}
 RTSP_PORT = 8554
 API_PORT = 9997
 METRICS_PORT = 9998
-# MediaMTX renamed `protocols` to `rtspTransports` (v1.11); the pinned release decides.
-RTSP_TRANSPORTS_KEY = "protocols"
-UDP_SOURCE_SCHEME = "udp"
+# Config keys of the pinned MediaMTX release (v1.20): `rtspTransports` (was `protocols`)
+# and the `udp+mpegts://` source scheme (was `udp://`).
+RTSP_TRANSPORTS_KEY = "rtspTransports"
+UDP_SOURCE_SCHEME = "udp+mpegts"
 DESTINATION_ENV = "STREAMDIST_DESTINATION"
 # Seconds FFmpeg waits on a silent socket before it gives up and exits (so the kubelet
 # restarts it). Microseconds, as FFmpeg's -timeout/-rw_timeout expect.

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 # The official MediaMTX image clusters use; the same release hack/build-mediamtx.sh
 # builds for tests (tests/unit/test_settings.py keeps the two in step).
-MEDIAMTX_IMAGE = "docker.io/bluenviron/mediamtx:1.9.3"
+MEDIAMTX_IMAGE = "docker.io/bluenviron/mediamtx:1.20.1"
 FFMPEG_IMAGE = "ghcr.io/streamdist/ffmpeg:0.1.0"
 
 

@@ -87,9 +87,9 @@ def test_input_children_have_owner_and_labels():
 
 def test_mediamtx_config_turns_off_unused_servers():
     config = yaml.safe_load(render.mediamtx_config(_input("udp"), 20001))
-    for server in ("hls", "webrtc", "rtmp", "srt", "pprof", "playback"):
+    for server in ("hls", "webrtc", "moq", "rtmp", "srt", "pprof", "playback"):
         assert config[server] is False, server
-    assert config["paths"]["in-udp"]["source"] == "udp://0.0.0.0:20001"
+    assert config["paths"]["in-udp"]["source"] == "udp+mpegts://0.0.0.0:20001"
     srt = yaml.safe_load(render.mediamtx_config(_input("srt"), 20002))
     assert srt["srt"] is True and srt["srtAddress"] == ":20002"
     assert srt["paths"]["in-srt"]["source"] == "publisher"
