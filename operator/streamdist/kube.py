@@ -64,7 +64,10 @@ class Kube:
         meta = obj["metadata"]
         path = PATHS[(obj["apiVersion"], obj["kind"])].format(ns=meta["namespace"], name=meta["name"])
         return self._call(  # type: ignore[no-any-return]
-            "PATCH", path, body=obj, content_type="application/apply-patch+yaml",
+            "PATCH",
+            path,
+            body=obj,
+            content_type="application/apply-patch+yaml",
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
         )
 

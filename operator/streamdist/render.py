@@ -107,16 +107,20 @@ def container_ingest_port(inp: StreamInput, port: int) -> int:
 
 def mediamtx_config(inp: StreamInput, port: int) -> str:
     """The mediamtx.yml the router of this input runs with."""
-    return _env().get_template("mediamtx.yml.j2").render(
-        name=inp.metadata.name,
-        namespace=inp.metadata.namespace,
-        protocol=inp.spec.protocol,
-        ingest_port=port,
-        rtsp_port=RTSP_PORT,
-        api_port=API_PORT,
-        metrics_port=METRICS_PORT,
-        rtsp_transports_key=RTSP_TRANSPORTS_KEY,
-        udp_source=f"{UDP_SOURCE_SCHEME}://0.0.0.0:{port}",
+    return (
+        _env()
+        .get_template("mediamtx.yml.j2")
+        .render(
+            name=inp.metadata.name,
+            namespace=inp.metadata.namespace,
+            protocol=inp.spec.protocol,
+            ingest_port=port,
+            rtsp_port=RTSP_PORT,
+            api_port=API_PORT,
+            metrics_port=METRICS_PORT,
+            rtsp_transports_key=RTSP_TRANSPORTS_KEY,
+            udp_source=f"{UDP_SOURCE_SCHEME}://0.0.0.0:{port}",
+        )
     )
 
 
@@ -219,11 +223,22 @@ def ffmpeg_args(source: str, destination_arg: str, plan: OutputPlan) -> list[str
     the key is in no manifest.
     """
     return [
-        "-hide_banner", "-nostdin", "-loglevel", "warning",
-        "-rtsp_transport", "tcp", "-timeout", str(IO_TIMEOUT_US),
-        "-i", source,
-        "-map", "0:v?", "-map", "0:a?",
-        "-c:v", "copy",
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "warning",
+        "-rtsp_transport",
+        "tcp",
+        "-timeout",
+        str(IO_TIMEOUT_US),
+        "-i",
+        source,
+        "-map",
+        "0:v?",
+        "-map",
+        "0:a?",
+        "-c:v",
+        "copy",
         *audio_codec_args(plan.destination, plan.input_audio),
         *muxer_args(plan.destination),
         destination_arg,

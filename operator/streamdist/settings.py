@@ -24,7 +24,8 @@ class Settings:
     port_max: int = 20999
     namespaces: tuple[str, ...] = field(default_factory=tuple)
     # How often unsettled outputs and every input's health are looked at again.
-    resync_seconds: float = 10.0
+    resync_seconds: float = 5.0
+    metrics_port: int = 9090
     # The kubelet may hold a crashing pod in back-off this much longer than the spec
     # allows before the operator replaces it (scheduling + image start jitter).
     backoff_grace_seconds: float = 3.0
@@ -46,5 +47,6 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         port_min=int(lo),
         port_max=int(hi or lo),
         namespaces=namespaces,
-        resync_seconds=float(env.get("STREAMDIST_RESYNC_SECONDS", "10")),
+        resync_seconds=float(env.get("STREAMDIST_RESYNC_SECONDS", "5")),
+        metrics_port=int(env.get("STREAMDIST_METRICS_PORT", "9090")),
     )

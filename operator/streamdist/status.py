@@ -92,7 +92,7 @@ def _mask_match(match: re.Match[str]) -> str:
     """FFmpeg writes `URL: error`; the colon and other trailing punctuation is not URL."""
     text = match.group(0)
     core = text.rstrip(":,.;)")
-    return urls.mask(core) + text[len(core):]
+    return urls.mask(core) + text[len(core) :]
 
 
 # --- outputs ------------------------------------------------------------------
@@ -112,8 +112,9 @@ class PodView:
     terminated_reason: str = ""
     restart_count: int = 0
     last_message: str = ""
-    # Seconds the container has waited in CrashLoopBackOff, measured by the caller.
-    backoff_seconds: float = 0.0
+    # When the container last exited: a CrashLoopBackOff wait is measured from here.
+    last_finished: datetime | None = None
+    ip: str = ""
 
     @classmethod
     def from_pod(cls, pod: dict[str, Any]) -> PodView:
@@ -140,7 +141,8 @@ class PodView:
             terminated_reason=term.get("reason", "") if term else "",
             restart_count=int(cs.get("restartCount") or 0),
             last_message=(term or last).get("message") or "",
-            backoff_seconds=0.0,
+            last_finished=parse_time((term or last).get("finishedAt")),
+            ip=status.get("podIP") or "",
         )
 
 
@@ -172,6 +174,28 @@ def output_phase(pod: PodView | None, input_receiving: bool | None) -> OutputSta
 def backoff_allowed(delay: int, max_delay: int, restarts: int) -> float:
     """Seconds the spec allows between the n-th failure and its retry (doubling, capped)."""
     return float(min(max_delay, delay * (2 ** max(0, restarts - 1))))
+
+
+def backoff_overdue(pod: PodView, delay: int, max_delay: int, failures: int, now: datetime, grace: float) -> bool:
+    """True when the kubelet holds the pod in back-off longer than the spec allows.
+
+    The kubelet's own back-off starts at 10 s and grows to 5 min, too long for live
+    video; `failures` counts consecutive failures (kubelet restarts and replacements).
+    """
+    if pod.waiting_reason != "CrashLoopBackOff" or pod.last_finished is None:
+        return False
+    waited = (now - pod.last_finished).total_seconds()
+    return waited > backoff_allowed(delay, max_delay, failures) + grace
+
+
+def quantize_bitrate(previous: int | None, current: float | None) -> int | None:
+    """Keep the written bitrate unless it moved by more than 10 %: no patch per poll."""
+    if current is None:
+        return None
+    value = round(current)
+    if previous and abs(value - previous) <= 0.1 * previous:
+        return previous
+    return value
 
 
 @dataclass

@@ -25,9 +25,22 @@ DEFAULT_PORTS = {"rtmp": 1935, "rtmps": 443, "rtsp": 554}
 ALLOWED_QUERY: dict[str, frozenset[str]] = {
     "srt": frozenset(
         {
-            "mode", "passphrase", "pbkeylen", "streamid", "latency", "rcvlatency",
-            "peerlatency", "maxbw", "oheadbw", "payload_size", "pkt_size", "tlpktdrop",
-            "nakreport", "enforced_encryption", "kmrefreshrate", "kmpreannounce",
+            "mode",
+            "passphrase",
+            "pbkeylen",
+            "streamid",
+            "latency",
+            "rcvlatency",
+            "peerlatency",
+            "maxbw",
+            "oheadbw",
+            "payload_size",
+            "pkt_size",
+            "tlpktdrop",
+            "nakreport",
+            "enforced_encryption",
+            "kmrefreshrate",
+            "kmpreannounce",
         }
     ),
     "udp": frozenset({"pkt_size", "ttl", "buffer_size", "bitrate", "burst_bits", "connect"}),
@@ -126,10 +139,7 @@ def _mask_query(scheme: str, query: str) -> str:
     if scheme in OPAQUE_QUERY and "=" not in query:
         return MASK
     pairs = parse_qsl(query, keep_blank_values=True)
-    return "&".join(
-        f"{quote(k, safe='')}={MASK if SECRET_PARAM.search(k) else quote(v, safe='')}"
-        for k, v in pairs
-    )
+    return "&".join(f"{quote(k, safe='')}={MASK if SECRET_PARAM.search(k) else quote(v, safe='')}" for k, v in pairs)
 
 
 def _query(scheme: Scheme, query: str) -> dict[str, str]:
@@ -172,4 +182,3 @@ def _safe_reason(exc: Exception) -> str:
     """urllib's messages quote the offending text; keep only the generic part."""
     text = str(exc)
     return text.split(":")[0][:80] if text else "invalid"
-

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..kube import Kube
+from ..mediamtx import InputHealth, PathSample
 from ..settings import Settings
 
 log = logging.getLogger("streamdist")
@@ -42,6 +43,32 @@ class Indexes:
         return list(index.get(key) or [])
 
 
+@dataclass(frozen=True)
+class Applied:
+    digest: str
+    endpoint: str
+    api_host: str  # ClusterIP of the input's in-cluster Service (control API)
+
+
+@dataclass(frozen=True)
+class InputObservation:
+    """One poll of a router: health, or why it could not be read."""
+
+    health: InputHealth | None
+    sample: PathSample | None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Bytes MediaMTX sent to one output's FFmpeg, to measure bitrate and stalls."""
+
+    bytes_sent: int
+    at: float  # monotonic seconds of the sample
+    grew_at: float  # last time the counter moved
+    bitrate_kbps: int | None = None
+
+
 @dataclass
 class Context:
     kube: Kube
@@ -50,8 +77,13 @@ class Context:
     # Ports handed out but not yet visible in an input's status (two creates at once).
     assigned: dict[Key, int] = field(default_factory=dict)
     port_lock: threading.Lock = field(default_factory=threading.Lock)
-    # Digest and endpoint of the children last applied per input: skip identical applies.
-    applied: dict[Key, tuple[str, str]] = field(default_factory=dict)
+    # What was last applied per input: skip identical applies, remember the API host.
+    applied: dict[Key, Applied] = field(default_factory=dict)
+    # Latest MediaMTX health per input, and per output what flows to its FFmpeg.
+    health: dict[Key, InputObservation] = field(default_factory=dict)
+    flow: dict[Key, Flow] = field(default_factory=dict)
+    # Consecutive failures per output (kubelet restarts + replacements) since it streamed.
+    failures: dict[Key, int] = field(default_factory=dict)
     _locks: defaultdict[tuple[str, Key], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
     _guard: threading.Lock = field(default_factory=threading.Lock)
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from pydantic import ValidationError
 
 from .. import ports, render
+from ..metrics import RECONCILE_SECONDS
 from ..models import StreamInput, explain, parse_input
-from ..status import Cond, conditions, input_phase, now_iso
-from .context import Context, Key
+from ..status import Cond, conditions, input_phase, now_iso, quantize_bitrate
+from .context import Applied, Context, InputObservation, Key
 from .reporting import report
 
 KIND = "StreamInput"
@@ -21,7 +23,7 @@ def reconcile(ctx: Context, key: Key) -> None:
     if body is None:
         forget(ctx, key)
         return
-    with ctx.lock("si", key):
+    with ctx.lock("si", key), RECONCILE_SECONDS.labels(KIND).time():
         _reconcile(ctx, key, body)
 
 
@@ -80,11 +82,12 @@ def _apply_children(ctx: Context, key: Key, inp: StreamInput, port: int) -> str:
     docs = render.render_input(inp, port, ctx.settings)
     digest = render.digest(docs)
     last = ctx.applied.get(key)
-    if last and last[0] == digest:
-        return last[1]
+    if last and last.digest == digest:
+        return last.endpoint
     stored = [ctx.kube.apply(doc) for doc in docs]
     endpoint = ingest_endpoint(inp, port, stored[-1])
-    ctx.applied[key] = (digest, endpoint)
+    api_host = (stored[-2].get("spec") or {}).get("clusterIP") or ""
+    ctx.applied[key] = Applied(digest, endpoint, api_host)
     return endpoint
 
 
@@ -107,13 +110,14 @@ def _report(ctx: Context, body: dict[str, Any], inp: StreamInput, port: int, end
     router = ctx.idx.one(ctx.idx.routers, key) or {}
     router_ready = int(router.get("readyReplicas") or 0) >= 1
     previous = body.get("status") or {}
-    receiving = _receiving(previous)
-    phase, ready, recv = input_phase(router_ready, receiving)
+    seen = ctx.health.get(key) if router_ready else None
+    phase, ready, recv = input_phase(router_ready, _receiving(seen))
     status = {
         "observedGeneration": inp.metadata.generation,
         "phase": phase,
         "port": port,
         "endpoint": endpoint,
+        **health_fields(previous, seen),
         "conditions": conditions(previous.get("conditions"), [ready, recv], inp.metadata.generation, now_iso()),
     }
     reason = {"Live": "SourceLive", "Waiting": "Waiting" if previous.get("phase") != "Live" else "SourceLost"}.get(
@@ -122,11 +126,25 @@ def _report(ctx: Context, body: dict[str, Any], inp: StreamInput, port: int, end
     report(ctx, KIND, body, status, reason, recv.message if phase in ("Live", "Waiting") else ready.message)
 
 
-def _receiving(status: dict[str, Any]) -> bool | None:
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "Receiving":
-            return {"True": True, "False": False}.get(cond.get("status", ""))
-    return None
+def _receiving(seen: InputObservation | None) -> bool | None:
+    if seen is None or seen.health is None:
+        return None
+    return seen.health.ready
+
+
+def health_fields(previous: dict[str, Any], seen: InputObservation | None) -> dict[str, Any]:
+    """status.tracks/bitrateKbps/readers/lastSourceTime from the latest poll."""
+    if seen is None or seen.health is None:
+        return {}
+    health = seen.health
+    last = health.last_source_time
+    when = last.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if last else previous.get("lastSourceTime")
+    return {
+        "tracks": list(health.tracks),
+        "bitrateKbps": quantize_bitrate(previous.get("bitrateKbps"), health.bitrate_kbps) if health.ready else 0,
+        "readers": health.readers,
+        "lastSourceTime": when,
+    }
 
 
 def _fail(ctx: Context, body: dict[str, Any], reason: str, message: str) -> None:

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from .. import render, urls
+from ..metrics import RECONCILE_SECONDS
 from ..models import StreamOutput, explain, parse_output
-from ..status import Cond, OutputStatus, PodView, carry_reconnects, now_iso, one_line_error, output_phase
+from ..status import (
+    Cond,
+    OutputStatus,
+    PodView,
+    backoff_allowed,
+    backoff_overdue,
+    carry_reconnects,
+    now_iso,
+    one_line_error,
+    output_phase,
+    quantize_bitrate,
+)
 from .context import Context, Key, logline
+from .health import stalled_for
 from .reporting import report
 
 KIND = "StreamOutput"
+# An FFmpeg that pulls nothing this long while its input is live is stuck: replace it.
+STALL_SECONDS = 12.0
 
 
 @dataclass(frozen=True)
@@ -30,7 +47,7 @@ def reconcile(ctx: Context, key: Key) -> None:
     body = ctx.idx.one(ctx.idx.outputs, key)
     if body is None:
         return
-    with ctx.lock("so", key):
+    with ctx.lock("so", key), RECONCILE_SECONDS.labels(KIND).time():
         _reconcile(ctx, key, body)
 
 
@@ -63,7 +80,52 @@ def _reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> None:
     )
     docs = render.render_output(out, plan, ctx.settings)
     pod = _ensure_pod(ctx, key, docs)
-    _report_running(ctx, body, out, dest, pod, input_body)
+    view = PodView.from_pod(pod) if pod else None
+    why = _replacement_due(ctx, key, out, view, input_body)
+    if why:
+        _replace(ctx, key, body, *why)
+        return
+    _report_running(ctx, body, out, dest, view, input_body)
+
+
+def _replacement_due(
+    ctx: Context, key: Key, out: StreamOutput, view: PodView | None, input_body: dict[str, Any]
+) -> tuple[str, str] | None:
+    """(reason, message) when the running pod must be replaced: overdue back-off or a stall."""
+    if view is None:
+        return None
+    reconnect = out.spec.reconnect
+    failures = view.restart_count + ctx.failures.get(key, 0)
+    now = datetime.now(UTC)
+    if backoff_overdue(
+        view, reconnect.delay_seconds, reconnect.max_delay_seconds, failures, now, ctx.settings.backoff_grace_seconds
+    ):
+        allowed = backoff_allowed(reconnect.delay_seconds, reconnect.max_delay_seconds, failures)
+        return "BackoffReplaced", f"pod held in back-off past the {allowed:.0f}s the reconnect spec allows: replaced"
+    stalled = stalled_for(ctx.flow.get(key), time.monotonic())
+    live = (input_body.get("status") or {}).get("phase") == "Live"
+    if view.running_since is not None and live and stalled >= STALL_SECONDS:
+        return "Stalled", f"stalled: FFmpeg pulled no data for {stalled:.0f}s while the input was live; restarted"
+    return None
+
+
+def _replace(ctx: Context, key: Key, body: dict[str, Any], reason: str, message: str) -> None:
+    """Bump the replacement counter; the next reconcile renders a new pod revision.
+
+    Written to status first, so a crash between this and the pod swap loses nothing:
+    the new revision follows from the stored counter.
+    """
+    previous = body.get("status") or {}
+    ctx.failures[key] = ctx.failures.get(key, 0) + 1
+    ctx.flow.pop(key, None)
+    status = {
+        "replacements": int(previous.get("replacements") or 0) + 1,
+        "lastError": message,
+        "phase": "Reconnecting",
+    }
+    ctx.kube.patch_status(KIND, key[0], key[1], status)
+    ctx.kube.event({**body, "kind": KIND}, "Warning", reason, message)
+    logline("pod-replace", namespace=key[0], output=key[1], reason=reason)
 
 
 def _destination(ctx: Context, out: StreamOutput) -> tuple[urls.Destination, str] | Blocked:
@@ -126,16 +188,19 @@ def _report_running(
     body: dict[str, Any],
     out: StreamOutput,
     dest: urls.Destination,
-    pod: dict[str, Any] | None,
+    view: PodView | None,
     input_body: dict[str, Any],
 ) -> None:
+    key = (out.metadata.namespace, out.metadata.name)
     previous = body.get("status") or {}
-    view = PodView.from_pod(pod) if pod else None
     input_ready = _input_ready(input_body)
     state = output_phase(view, input_ready.status == "True" if input_ready.status != "Unknown" else None)
     pod_name = view.name if view else previous.get("pod", "")
     reconnects, carried = carry_reconnects(previous, pod_name, view.restart_count if view else 0)
     last_error = one_line_error(view.last_message) if view else ""
+    if state.phase == "Streaming" and view and view.restart_count == 0:
+        ctx.failures.pop(key, None)
+    flow = ctx.flow.get(key)
     status = OutputStatus(
         generation=out.metadata.generation,
         phase=state.phase,
@@ -150,6 +215,9 @@ def _report_running(
         replacements=int(previous.get("replacements") or 0),
         last_error=last_error or previous.get("lastError", ""),
         input_ready=input_ready,
+        extra={"bitrateKbps": quantize_bitrate(previous.get("bitrateKbps"), flow.bitrate_kbps)}
+        if flow and flow.bitrate_kbps is not None
+        else {},
     ).render(previous, now_iso())
     report(ctx, KIND, body, status, state.reason, state.message)
 

@@ -11,9 +11,11 @@ import asyncio
 from typing import Any
 
 import kopf
+from prometheus_client import REGISTRY, start_http_server
 
+from ..metrics import StatusCollector
 from ..models import GROUP, VERSION
-from . import inputs, outputs
+from . import health, inputs, outputs
 from .context import Context, Key, log
 
 MANAGED = {"app.kubernetes.io/managed-by": "streamdist"}
@@ -103,19 +105,42 @@ def router_event(namespace: str, labels: Any, memo: Any, **kw: Any) -> None:
 
 
 def resync(ctx: Context) -> None:
-    """Look at everything again: heals what no event announced (a Secret created later)."""
+    """Poll the routers, then look at everything again.
+
+    Heals what no event announced (a Secret created later, a health change).
+    """
+    health.poll_all(ctx)
     for key in list(ctx.idx.inputs):
         inputs.reconcile(ctx, key)
     for key in list(ctx.idx.outputs):
         outputs.reconcile(ctx, key)
 
 
+def check_backoff(ctx: Context) -> None:
+    """Every second: outputs whose pod sits in CrashLoopBackOff (the spec's delays are short)."""
+    for key, store in list(ctx.idx.pods.items()):
+        if any(_crashlooping(pod) for pod in store):
+            outputs.reconcile(ctx, key)
+
+
+def _crashlooping(pod: dict[str, Any]) -> bool:
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if ((cs.get("state") or {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff":
+            return True
+    return False
+
+
 async def _resync_loop(ctx: Context) -> None:
     loop = asyncio.get_running_loop()
+    last = loop.time()
     while True:
-        await asyncio.sleep(ctx.settings.resync_seconds)
+        await asyncio.sleep(1.0)
         try:
-            await loop.run_in_executor(None, resync, ctx)
+            if loop.time() - last >= ctx.settings.resync_seconds:
+                last = loop.time()
+                await loop.run_in_executor(None, resync, ctx)
+            else:
+                await loop.run_in_executor(None, check_backoff, ctx)
         except Exception:  # keep the loop alive; the next tick retries
             log.exception("resync failed")
 
@@ -128,6 +153,9 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.execution.max_workers = 16
     settings.networking.error_backoffs = [1, 2, 5, 10]
     memo.resync_task = asyncio.create_task(_resync_loop(memo.ctx))
+    if memo.ctx.settings.metrics_port:
+        REGISTRY.register(StatusCollector(memo.ctx))
+        start_http_server(memo.ctx.settings.metrics_port)
 
 
 @kopf.on.cleanup()
@@ -135,4 +163,3 @@ async def cleanup(memo: Any, **_: Any) -> None:
     task = getattr(memo, "resync_task", None)
     if task:
         task.cancel()
-

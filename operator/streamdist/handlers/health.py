@@ -1,0 +1,85 @@
+"""Polling each router's control API: input health, per-output flow and stalls.
+
+Runs from the resync loop, not from watch events: health changes without any
+Kubernetes object changing. The results live in memory; the reconcilers turn them
+into status, writing only what really moved.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .. import render
+from ..mediamtx import MediaMTXAPIError, MediaMTXClient, Session
+from .context import Context, Flow, InputObservation, Key, logline
+
+POLL_TIMEOUT = 2.0
+
+
+def poll_all(ctx: Context) -> list[Key]:
+    """Poll every running router; returns the inputs whose observation changed."""
+    keys = [key for key, applied in ctx.applied.items() if applied.api_host and ctx.idx.one(ctx.idx.inputs, key)]
+    if not keys:
+        return []
+    with ThreadPoolExecutor(max_workers=min(8, len(keys))) as pool:
+        return [key for key, changed in zip(keys, pool.map(lambda k: poll(ctx, k), keys), strict=True) if changed]
+
+
+def poll(ctx: Context, key: Key) -> bool:
+    """One poll of one router; True when what the status shows may have changed."""
+    applied = ctx.applied[key]
+    client = MediaMTXClient(f"http://{applied.api_host}:{render.API_PORT}", timeout=POLL_TIMEOUT)
+    before = ctx.health.get(key)
+    try:
+        health, sample = client.health(key[1], before.sample if before else None)
+        readers = client.readers_of(sample) if sample and sample.readers else []
+    except MediaMTXAPIError as exc:
+        ctx.health[key] = InputObservation(None, None, error=str(exc)[:200])
+        if before is None or before.health is not None:
+            logline("router-unreachable", namespace=key[0], input=key[1], error=str(exc)[:200])
+            return True
+        return False
+    ctx.health[key] = InputObservation(health, sample)
+    _measure_outputs(ctx, key, readers)
+    return before is None or before.health != health
+
+
+def _measure_outputs(ctx: Context, input_key: Key, readers: list[Session]) -> None:
+    """Match MediaMTX reader sessions to output pods by pod IP; record bytes sent."""
+    by_ip = {s.remote_addr.rsplit(":", 1)[0].strip("[]"): s for s in readers}
+    now = time.monotonic()
+    for sibling in ctx.idx.all(ctx.idx.outputs_by_input, input_key):
+        key = (input_key[0], sibling["name"])
+        ip = _pod_ip(ctx, key)
+        session = by_ip.get(ip) if ip else None
+        if session is None:
+            ctx.flow.pop(key, None)
+            continue
+        ctx.flow[key] = next_flow(ctx.flow.get(key), session.bytes_sent, now)
+
+
+def next_flow(previous: Flow | None, bytes_sent: int, now: float) -> Flow:
+    """Bitrate from two samples; `grew_at` stays put while the counter stands still."""
+    if previous is None or bytes_sent < previous.bytes_sent:
+        return Flow(bytes_sent, now, now)
+    elapsed = max(now - previous.at, 1e-3)
+    rate = round((bytes_sent - previous.bytes_sent) * 8 / 1000 / elapsed)
+    grew = now if bytes_sent > previous.bytes_sent else previous.grew_at
+    return Flow(bytes_sent, now, grew, rate)
+
+
+def _pod_ip(ctx: Context, key: Key) -> str:
+    for pod in ctx.idx.all(ctx.idx.pods, key):
+        status: dict[str, Any] = pod.get("status") or {}
+        if not pod["metadata"].get("deletionTimestamp") and status.get("podIP"):
+            return str(status["podIP"])
+    return ""
+
+
+def stalled_for(flow: Flow | None, now: float) -> float:
+    """Seconds the bytes to an output's FFmpeg have stood still (0 when flowing)."""
+    if flow is None or flow.bitrate_kbps is None:
+        return 0.0
+    return now - flow.grew_at
