@@ -25,6 +25,7 @@ import atexit
 import contextlib
 import json
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -114,27 +115,49 @@ def require_media_tools() -> None:
 
 _handed_out: set[tuple[str, int]] = set()
 _ports_lock = threading.Lock()
+_rng = random.Random(os.getpid() ^ time.time_ns())
+
+
+def _port_range() -> tuple[int, int]:
+    """Ports to hand out: below the kernel's ephemeral range.
+
+    A port taken from the ephemeral range (what ``bind(0)`` returns) can be grabbed,
+    between allocation and the server's bind, as the source port of any outgoing
+    connection, e.g. FFmpeg dialling a server: that made MediaMTX fail with "address
+    already in use" in parallel runs. Ports below the range are never used that way.
+    """
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    if low > 12000:
+        return 10000, low - 1
+    return high + 1, 65535
 
 
 def _free_port(kind: int, host: str) -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    label = "tcp" if kind == socket.SOCK_STREAM else "udp"
+    first, last = _port_range()
     with _ports_lock:
-        for _ in range(50):
+        for _ in range(500):
+            port = _rng.randint(first, last)
+            if (label, port) in _handed_out:
+                continue
             with socket.socket(family, kind) as s:
-                s.bind((host, 0))
-                port = s.getsockname()[1]
-            key = ("tcp" if kind == socket.SOCK_STREAM else "udp", port)
-            if key not in _handed_out:
-                _handed_out.add(key)
-                return port
-    raise RuntimeError("no free port found")
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
+            _handed_out.add((label, port))
+            return port
+    raise RuntimeError(f"no free {label} port in {first}-{last}")
 
 
 def free_tcp_port(host: str = LOOPBACK) -> int:
-    """A TCP port free on ``host`` now and not handed out before in this process.
-
-    The kernel may still give it to someone else before it is bound: start the
-    server soon after asking.
+    """A TCP port free on ``host`` now, not handed out before in this process and
+    outside the ephemeral range (so no client connection can take it meanwhile).
+    Another process may still bind it first: start the server soon after asking.
     """
     return _free_port(socket.SOCK_STREAM, host)
 
