@@ -44,3 +44,9 @@ bench: deps
 
 clean:
 	rm -rf $(VENV) .state
+
+# manifests/install.yaml and the chart's CRD copies, generated from charts/streamdist
+# (tests/install fails when either drifts from the chart or from crds/).
+.PHONY: manifests
+manifests:
+	bash hack/gen-install.sh
