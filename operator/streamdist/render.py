@@ -205,14 +205,16 @@ def muxer_args(dest: urls.Destination) -> list[str]:
     rtmp URL: that puts FFmpeg's RTMP client into listen mode.
     """
     timeout = ["-rw_timeout", str(IO_TIMEOUT_US)]
+    if dest.scheme == "rtsp":
+        # The RTSP muxer ignores -rw_timeout; its socket timeout is -timeout.
+        return ["-f", "rtsp", "-rtsp_transport", "tcp", "-timeout", str(IO_TIMEOUT_US)]
     if dest.scheme in ("rtmp", "rtmps"):
         return ["-f", "flv", "-flvflags", "no_duration_filesize", *timeout]
     if dest.scheme == "srt":
         # A listener waits for its receiver as long as it takes; a caller gives up.
         return ["-f", "mpegts"] if dest.listener else ["-f", "mpegts", *timeout]
-    if dest.scheme == "udp":
-        return ["-f", "mpegts"]
-    return ["-f", "rtsp", "-rtsp_transport", "tcp", *timeout]
+    # UDP has no peer to fail: a dead destination is never noticed (by design of UDP).
+    return ["-f", "mpegts"]
 
 
 def ffmpeg_args(source: str, destination_arg: str, plan: OutputPlan) -> list[str]:

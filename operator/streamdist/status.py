@@ -112,6 +112,7 @@ class PodView:
     terminated_reason: str = ""
     restart_count: int = 0
     last_message: str = ""
+    last_exit_code: int | None = None
     # When the container last exited: a CrashLoopBackOff wait is measured from here.
     last_finished: datetime | None = None
     ip: str = ""
@@ -141,6 +142,7 @@ class PodView:
             terminated_reason=term.get("reason", "") if term else "",
             restart_count=int(cs.get("restartCount") or 0),
             last_message=(term or last).get("message") or "",
+            last_exit_code=(term or last).get("exitCode"),
             last_finished=parse_time((term or last).get("finishedAt")),
             ip=status.get("podIP") or "",
         )
@@ -166,9 +168,20 @@ def output_phase(pod: PodView | None, input_receiving: bool | None) -> OutputSta
             return OutputState("Connecting", "InputNotReceiving", "FFmpeg is running but the input has no source")
         return OutputState("Streaming", "Streaming", "FFmpeg is sending to the destination")
     if pod.restart_count > 0 or pod.waiting_reason == "CrashLoopBackOff" or pod.terminated_reason:
-        detail = one_line_error(pod.last_message) or pod.waiting_reason or "FFmpeg exited"
+        detail = last_error(pod) or pod.waiting_reason or "FFmpeg exited"
         return OutputState("Reconnecting", "Reconnecting", detail)
     return OutputState("Connecting", "Starting", "FFmpeg is starting")
+
+
+def last_error(pod: PodView) -> str:
+    """FFmpeg's last words; FFmpeg exits 0 when its source ends, and then says nothing
+    (the kubelet keeps logs as the message only on failure), so name that case."""
+    said = one_line_error(pod.last_message)
+    if said:
+        return said
+    if pod.last_exit_code == 0:
+        return "FFmpeg exited cleanly: its source (the input's router) ended the stream"
+    return ""
 
 
 def backoff_allowed(delay: int, max_delay: int, restarts: int) -> float:

@@ -121,7 +121,7 @@ def test_flv_audio_transcoded_only_when_needed(audio, expected):
 
 def test_rtmp_never_gets_timeout_option():
     args = render.ffmpeg_args("rtsp://x/y", "rtmp://h/a/k", render.OutputPlan(urls.parse("rtmp://h/a/k")))
-    after_input = args[args.index("-i") + 2:]
+    after_input = args[args.index("-i") + 2 :]
     assert "-timeout" not in after_input
     assert "-rw_timeout" in after_input
 

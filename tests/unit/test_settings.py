@@ -18,7 +18,7 @@ def _pins():
 
 def test_mediamtx_image_matches_pinned_build():
     pins = _pins()
-    assert MEDIAMTX_IMAGE == pins["MEDIAMTX_IMAGE"]
+    assert pins["MEDIAMTX_IMAGE"] == MEDIAMTX_IMAGE
     assert MEDIAMTX_IMAGE.endswith(":" + pins["MEDIAMTX_VERSION"].lstrip("v"))
 
 

@@ -19,8 +19,8 @@ from ..status import (
     backoff_allowed,
     backoff_overdue,
     carry_reconnects,
+    last_error,
     now_iso,
-    one_line_error,
     output_phase,
     quantize_bitrate,
 )
@@ -197,7 +197,7 @@ def _report_running(
     state = output_phase(view, input_ready.status == "True" if input_ready.status != "Unknown" else None)
     pod_name = view.name if view else previous.get("pod", "")
     reconnects, carried = carry_reconnects(previous, pod_name, view.restart_count if view else 0)
-    last_error = one_line_error(view.last_message) if view else ""
+    error = last_error(view) if view else ""
     if state.phase == "Streaming" and view and view.restart_count == 0:
         ctx.failures.pop(key, None)
     flow = ctx.flow.get(key)
@@ -213,7 +213,7 @@ def _report_running(
         reconnects=reconnects,
         carried=carried,
         replacements=int(previous.get("replacements") or 0),
-        last_error=last_error or previous.get("lastError", ""),
+        last_error=error or previous.get("lastError", ""),
         input_ready=input_ready,
         extra={"bitrateKbps": quantize_bitrate(previous.get("bitrateKbps"), flow.bitrate_kbps)}
         if flow and flow.bitrate_kbps is not None
