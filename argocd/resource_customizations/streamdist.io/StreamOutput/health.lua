@@ -1,0 +1,82 @@
+-- Argo CD health of a streamdist.io StreamOutput, from the status the streamdist operator
+-- writes: phase Pending | Connecting | Streaming | Reconnecting | Suspended | Failed |
+-- Invalid, conditions Ready and InputReady, reconnects, lastError, a masked destination.
+-- Argo CD runs this in gopher-lua (Lua 5.1) with only the base, table and package
+-- libraries open: no string or math library, so strings are only compared and joined.
+local hs = {}
+
+local function condition(status, ctype)
+  if status.conditions == nil then
+    return nil
+  end
+  for _, c in ipairs(status.conditions) do
+    if c.type == ctype then
+      return c
+    end
+  end
+  return nil
+end
+
+-- A condition's message, or the fallback when it has none.
+local function text(c, fallback)
+  if c ~= nil and c.message ~= nil and c.message ~= "" then
+    return c.message
+  end
+  return fallback
+end
+
+local status = obj.status
+if status == nil or status.phase == nil or status.phase == "" then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the streamdist operator to report"
+  return hs
+end
+
+local generation = tonumber(obj.metadata.generation)
+local observed = tonumber(status.observedGeneration)
+if generation ~= nil and observed ~= nil and observed < generation then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to act on generation " .. tostring(obj.metadata.generation)
+  return hs
+end
+
+local ready = condition(status, "Ready")
+local to = ""
+if status.destination ~= nil and status.destination ~= "" then
+  to = " to " .. status.destination
+end
+local reconnects = tonumber(status.reconnects)
+local count = ""
+if reconnects ~= nil and reconnects > 0 then
+  count = " (" .. tostring(status.reconnects) .. " reconnects)"
+end
+local phase = status.phase
+
+if phase == "Streaming" then
+  hs.status = "Healthy"
+  hs.message = "Streaming" .. to .. count
+elseif phase == "Pending" or phase == "Connecting" then
+  hs.status = "Progressing"
+  hs.message = phase .. ": " .. text(ready, "starting FFmpeg") .. count
+elseif phase == "Reconnecting" then
+  hs.status = "Progressing"
+  local last = text(ready, "FFmpeg exited")
+  if status.lastError ~= nil and status.lastError ~= "" then
+    last = status.lastError
+  end
+  hs.message = "Reconnecting" .. to .. count .. ": " .. last
+elseif phase == "Suspended" then
+  hs.status = "Suspended"
+  hs.message = "Suspended (spec.suspend is true)"
+elseif phase == "Failed" or phase == "Invalid" then
+  hs.status = "Degraded"
+  local reason = phase
+  if ready ~= nil and ready.reason ~= nil and ready.reason ~= "" then
+    reason = ready.reason
+  end
+  hs.message = reason .. ": " .. text(ready, "the output cannot run")
+else
+  hs.status = "Unknown"
+  hs.message = "Unknown phase " .. tostring(phase)
+end
+return hs

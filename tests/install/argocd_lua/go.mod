@@ -1,0 +1,5 @@
+module streamdist.test/argocd-lua
+
+go 1.22
+
+require github.com/yuin/gopher-lua v1.1.1
