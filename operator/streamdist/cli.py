@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import logging
 import os
 import sys
 from collections.abc import Iterable
@@ -43,6 +44,9 @@ def run_operator(args: argparse.Namespace) -> int:
     settings = from_env()
     namespaces = list(args.namespace) or list(settings.namespaces)
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON)
+    if not args.verbose:
+        # kopf logs every handler run; our own lines already say what changed.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     ctx = Context(kube=Kube(), settings=settings)
     assert registry.startup  # the handlers register themselves on import
     kopf.run(

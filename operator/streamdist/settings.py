@@ -26,6 +26,9 @@ class Settings:
     # How often unsettled outputs and every input's health are looked at again.
     resync_seconds: float = 5.0
     metrics_port: int = 9090
+    # Read each router's control API for input health. Off where routers are not real
+    # (KWOK test clusters): their Service addresses lead nowhere.
+    health_poll: bool = True
     # The kubelet may hold a crashing pod in back-off this much longer than the spec
     # allows before the operator replaces it (scheduling + image start jitter).
     backoff_grace_seconds: float = 3.0
@@ -49,4 +52,5 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         namespaces=namespaces,
         resync_seconds=float(env.get("STREAMDIST_RESYNC_SECONDS", "5")),
         metrics_port=int(env.get("STREAMDIST_METRICS_PORT", "9090")),
+        health_poll=env.get("STREAMDIST_HEALTH_POLL", "true").lower() not in ("false", "0", "no", "off"),
     )

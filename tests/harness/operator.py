@@ -24,6 +24,7 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = state_dir / "operator.log"
         self.port = 0
+        self.metrics_port = 0
         self.starts = 0
 
     def __enter__(self) -> OperatorProcess:
@@ -35,11 +36,14 @@ class OperatorProcess:
 
     def start(self, timeout: float = 60.0) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_ports(1)[0]
+        self.port, self.metrics_port = free_ports(2)
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "STREAMDIST_RESYNC_SECONDS": "3",
+            # KWOK plays the pods: no router answers, and Service addresses lead nowhere.
+            "STREAMDIST_HEALTH_POLL": "false",
+            "STREAMDIST_METRICS_PORT": str(self.metrics_port),
             "STREAMDIST_LIVENESS": f"http://127.0.0.1:{self.port}/healthz",
             **self.extra_env,
         }

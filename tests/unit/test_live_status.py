@@ -32,7 +32,7 @@ def test_live_input_from_real_response():
     assert fields["readers"] == health.readers >= 1
     assert fields["tracks"] and all(isinstance(t, str) for t in fields["tracks"])
     assert fields["lastSourceTime"].endswith("Z")
-    phase, ready, recv = input_phase(True, health.ready)
+    phase, _ready, recv = input_phase(True, health.ready)
     assert (phase, recv.status) == ("Live", "True")
 
 

@@ -82,6 +82,8 @@ class Context:
     # Latest MediaMTX health per input, and per output what flows to its FFmpeg.
     health: dict[Key, InputObservation] = field(default_factory=dict)
     flow: dict[Key, Flow] = field(default_factory=dict)
+    # Status last written per (kind, namespace, name): (uid, status).
+    written: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = field(default_factory=dict)
     # Consecutive failures per output (kubelet restarts + replacements) since it streamed.
     failures: dict[Key, int] = field(default_factory=dict)
     _locks: defaultdict[tuple[str, Key], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
@@ -94,6 +96,12 @@ class Context:
             lock = self._locks[(kind, key)]
         with lock:
             yield
+
+    def forget(self, kind: str, key: Key) -> None:
+        """An object is gone: drop what memory holds about it."""
+        self.written.pop((kind, *key), None)
+        self.flow.pop(key, None)
+        self.failures.pop(key, None)
 
     def bind(self, **indexes: Mapping[Key, Any]) -> None:
         """Remember kopf's live indexes the first time a handler receives them."""

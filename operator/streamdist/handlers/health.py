@@ -20,6 +20,8 @@ POLL_TIMEOUT = 2.0
 
 def poll_all(ctx: Context) -> list[Key]:
     """Poll every running router; returns the inputs whose observation changed."""
+    if not ctx.settings.health_poll:
+        return []
     keys = [key for key, applied in ctx.applied.items() if applied.api_host and ctx.idx.one(ctx.idx.inputs, key)]
     if not keys:
         return []

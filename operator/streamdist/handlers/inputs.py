@@ -12,7 +12,7 @@ from ..metrics import RECONCILE_SECONDS
 from ..models import StreamInput, explain, parse_input
 from ..status import Cond, conditions, input_phase, now_iso, quantize_bitrate
 from .context import Applied, Context, InputObservation, Key
-from .reporting import report
+from .reporting import previous_status, report
 
 KIND = "StreamInput"
 
@@ -32,6 +32,8 @@ def forget(ctx: Context, key: Key) -> None:
     with ctx.port_lock:
         ctx.assigned.pop(key, None)
     ctx.applied.pop(key, None)
+    ctx.health.pop(key, None)
+    ctx.forget(KIND, key)
 
 
 def _reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> None:
@@ -109,7 +111,7 @@ def _report(ctx: Context, body: dict[str, Any], inp: StreamInput, port: int, end
     key = (inp.metadata.namespace, inp.metadata.name)
     router = ctx.idx.one(ctx.idx.routers, key) or {}
     router_ready = int(router.get("readyReplicas") or 0) >= 1
-    previous = body.get("status") or {}
+    previous = previous_status(ctx, KIND, body)
     seen = ctx.health.get(key) if router_ready else None
     phase, ready, recv = input_phase(router_ready, _receiving(seen))
     status = {
@@ -149,7 +151,7 @@ def health_fields(previous: dict[str, Any], seen: InputObservation | None) -> di
 
 def _fail(ctx: Context, body: dict[str, Any], reason: str, message: str) -> None:
     generation = body["metadata"].get("generation", 0)
-    previous = body.get("status") or {}
+    previous = previous_status(ctx, KIND, body)
     conds = [Cond("Ready", "False", reason, message), Cond("Receiving", "Unknown", reason, "router not running")]
     status = {
         "observedGeneration": generation,

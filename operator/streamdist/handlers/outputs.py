@@ -26,7 +26,7 @@ from ..status import (
 )
 from .context import Context, Key, logline
 from .health import stalled_for
-from .reporting import report
+from .reporting import previous_status, report, write_status
 
 KIND = "StreamOutput"
 # An FFmpeg that pulls nothing this long while its input is live is stuck: replace it.
@@ -46,6 +46,7 @@ def reconcile(ctx: Context, key: Key) -> None:
     """Level-triggered: safe to run on every event and on every resync tick."""
     body = ctx.idx.one(ctx.idx.outputs, key)
     if body is None:
+        ctx.forget(KIND, key)
         return
     with ctx.lock("so", key), RECONCILE_SECONDS.labels(KIND).time():
         _reconcile(ctx, key, body)
@@ -71,7 +72,7 @@ def _reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> None:
         _stop(ctx, key, body, blocked, dest)
         return
     assert input_body is not None
-    previous = body.get("status") or {}
+    previous = previous_status(ctx, KIND, body)
     plan = render.OutputPlan(
         destination=dest,
         input_audio=_audio_tracks(input_body),
@@ -115,7 +116,7 @@ def _replace(ctx: Context, key: Key, body: dict[str, Any], reason: str, message:
     Written to status first, so a crash between this and the pod swap loses nothing:
     the new revision follows from the stored counter.
     """
-    previous = body.get("status") or {}
+    previous = previous_status(ctx, KIND, body)
     ctx.failures[key] = ctx.failures.get(key, 0) + 1
     ctx.flow.pop(key, None)
     status = {
@@ -123,7 +124,7 @@ def _replace(ctx: Context, key: Key, body: dict[str, Any], reason: str, message:
         "lastError": message,
         "phase": "Reconnecting",
     }
-    ctx.kube.patch_status(KIND, key[0], key[1], status)
+    write_status(ctx, KIND, body, status)
     ctx.kube.event({**body, "kind": KIND}, "Warning", reason, message)
     logline("pod-replace", namespace=key[0], output=key[1], reason=reason)
 
@@ -192,7 +193,7 @@ def _report_running(
     input_body: dict[str, Any],
 ) -> None:
     key = (out.metadata.namespace, out.metadata.name)
-    previous = body.get("status") or {}
+    previous = previous_status(ctx, KIND, body)
     input_ready = _input_ready(input_body)
     state = output_phase(view, input_ready.status == "True" if input_ready.status != "Unknown" else None)
     pod_name = view.name if view else previous.get("pod", "")
@@ -247,7 +248,7 @@ def _stop(ctx: Context, key: Key, body: dict[str, Any], why: Blocked, dest: urls
             ctx.kube.delete_pod(key[0], pod["metadata"]["name"], pod["metadata"].get("uid"))
     if dest is not None and dest.listener:
         ctx.kube.delete_service(key[0], key[1])
-    previous = body.get("status") or {}
+    previous = previous_status(ctx, KIND, body)
     generation = body["metadata"].get("generation", 0)
     reconnects = int(previous.get("reconnects") or 0)
     status = OutputStatus(

@@ -8,15 +8,17 @@ repeated event is healed by the next one or by the periodic resync.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY, start_http_server
 
 from ..metrics import StatusCollector
 from ..models import GROUP, VERSION
 from . import health, inputs, outputs
-from .context import Context, Key, log
+from .context import Context, Key, log, logline
 
 MANAGED = {"app.kubernetes.io/managed-by": "streamdist"}
 
@@ -73,32 +75,48 @@ def _bind(memo: Any, kw: dict[str, Any]) -> Context:
 # --- events ------------------------------------------------------------------------
 
 
+def guarded(fn: Callable[[Context, Key], None], ctx: Context, key: Key) -> None:
+    """Run one reconcile so that its failure touches no other object.
+
+    API errors here are transient (a namespace being deleted, a conflict, the API
+    server restarting): one log line, and the next event or resync tick retries.
+    """
+    try:
+        fn(ctx, key)
+    except ApiException as exc:
+        logline("api-error", namespace=key[0], name=key[1], status=exc.status, reason=exc.reason)
+    except Exception as exc:  # a bug must not stop the other objects' reconciles
+        log.exception("reconcile failed namespace=%s name=%s error=%s", key[0], key[1], type(exc).__name__)
+
+
+def _siblings(ctx: Context, namespace: str, input_name: str) -> None:
+    for sibling in ctx.idx.all(ctx.idx.outputs_by_input, (namespace, input_name)):
+        guarded(outputs.reconcile, ctx, (namespace, sibling["name"]))
+
+
 @kopf.on.event(GROUP, VERSION, "streaminputs")
 def input_event(namespace: str, name: str, memo: Any, **kw: Any) -> None:
     ctx = _bind(memo, kw)
-    inputs.reconcile(ctx, (namespace, name))
-    for sibling in ctx.idx.all(ctx.idx.outputs_by_input, (namespace, name)):
-        outputs.reconcile(ctx, (namespace, sibling["name"]))
+    guarded(inputs.reconcile, ctx, (namespace, name))
+    _siblings(ctx, namespace, name)
 
 
 @kopf.on.event(GROUP, VERSION, "streamoutputs")
 def output_event(event: Any, namespace: str, name: str, spec: Any, memo: Any, **kw: Any) -> None:
     ctx = _bind(memo, kw)
-    outputs.reconcile(ctx, (namespace, name))
+    guarded(outputs.reconcile, ctx, (namespace, name))
     if event.get("type") == "DELETED":
-        # A freed slot may let a TooManyOutputs sibling run.
-        for sibling in ctx.idx.all(ctx.idx.outputs_by_input, (namespace, spec.get("input", ""))):
-            outputs.reconcile(ctx, (namespace, sibling["name"]))
+        _siblings(ctx, namespace, spec.get("input", ""))  # a freed slot may let a TooManyOutputs one run
 
 
 @kopf.on.event("v1", "pods", labels={**MANAGED, "streamdist.io/output": kopf.PRESENT})
 def pod_event(namespace: str, labels: Any, memo: Any, **kw: Any) -> None:
-    outputs.reconcile(_bind(memo, kw), (namespace, labels["streamdist.io/output"]))
+    guarded(outputs.reconcile, _bind(memo, kw), (namespace, labels["streamdist.io/output"]))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={**MANAGED, "streamdist.io/input": kopf.PRESENT})
 def router_event(namespace: str, labels: Any, memo: Any, **kw: Any) -> None:
-    inputs.reconcile(_bind(memo, kw), (namespace, labels["streamdist.io/input"]))
+    guarded(inputs.reconcile, _bind(memo, kw), (namespace, labels["streamdist.io/input"]))
 
 
 # --- periodic resync ---------------------------------------------------------------
@@ -111,16 +129,16 @@ def resync(ctx: Context) -> None:
     """
     health.poll_all(ctx)
     for key in list(ctx.idx.inputs):
-        inputs.reconcile(ctx, key)
+        guarded(inputs.reconcile, ctx, key)
     for key in list(ctx.idx.outputs):
-        outputs.reconcile(ctx, key)
+        guarded(outputs.reconcile, ctx, key)
 
 
 def check_backoff(ctx: Context) -> None:
     """Every second: outputs whose pod sits in CrashLoopBackOff (the spec's delays are short)."""
     for key, store in list(ctx.idx.pods.items()):
         if any(_crashlooping(pod) for pod in store):
-            outputs.reconcile(ctx, key)
+            guarded(outputs.reconcile, ctx, key)
 
 
 def _crashlooping(pod: dict[str, Any]) -> bool:

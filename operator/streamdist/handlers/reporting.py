@@ -10,13 +10,33 @@ from .context import Context, logline
 WARNING_PHASES = frozenset({"Failed", "Invalid", "Reconnecting"})
 
 
+def previous_status(ctx: Context, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The status as last written by us, else as last seen in the watch.
+
+    The index lags our own patches by one watch event; reading it alone would write
+    the same status twice and post the same Event twice.
+    """
+    meta = body["metadata"]
+    written = ctx.written.get((kind, meta["namespace"], meta["name"]))
+    if written and written[0] == meta.get("uid"):
+        return written[1]
+    return body.get("status") or {}
+
+
+def write_status(ctx: Context, kind: str, body: dict[str, Any], status: dict[str, Any]) -> None:
+    meta = body["metadata"]
+    ctx.kube.patch_status(kind, meta["namespace"], meta["name"], status)
+    merged = {**previous_status(ctx, kind, body), **status}
+    ctx.written[(kind, meta["namespace"], meta["name"])] = (meta.get("uid", ""), merged)
+
+
 def report(ctx: Context, kind: str, body: dict[str, Any], status: dict[str, Any], reason: str, message: str) -> None:
     """Patch status when it differs; post an Event when the phase (or failure reason) moved."""
     meta = body["metadata"]
-    previous = body.get("status") or {}
+    previous = previous_status(ctx, kind, body)
     if not status_changed(previous, status):
         return
-    ctx.kube.patch_status(kind, meta["namespace"], meta["name"], status)
+    write_status(ctx, kind, body, status)
     phase, before = status.get("phase"), previous.get("phase")
     if phase == before and (phase not in WARNING_PHASES or _ready_reason(previous) == _ready_reason(status)):
         return
