@@ -233,7 +233,14 @@ class ManagedProcess:
             env=full_env,
             start_new_session=True,
         )
+        # When it exited, to the millisecond, without anyone polling (exit-time tests).
+        self.exited_at: float | None = None
+        threading.Thread(target=self._reap, name=f"reap-{name}", daemon=True).start()
         _live.add(self)
+
+    def _reap(self) -> None:
+        self.popen.wait()
+        self.exited_at = time.monotonic()
 
     @property
     def pid(self) -> int:
@@ -511,9 +518,36 @@ def start_mediamtx(
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / f"{name}.yml"
     config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return launch_mediamtx(config_path, cfg, workdir, group=group, name=name, timeout=timeout, binary=binary)
+
+
+def launch_mediamtx(
+    config_path: Path,
+    effective: Mapping[str, Any],
+    cwd: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    group: ProcessGroup | None = None,
+    name: str = "mediamtx",
+    timeout: float = 15.0,
+    binary: Path | None = None,
+) -> MediaMTX:
+    """Run MediaMTX on an existing config file, as it is (no rewrite), in ``cwd``.
+
+    ``env`` is added to the process environment (MediaMTX reads ``MTX_*`` overrides
+    from it). ``effective`` is the configuration MediaMTX ends up with, file plus
+    overrides, as a dict: it tells the returned handle where the servers listen.
+    Waits until MediaMTX serves; stops it and raises if it exits or times out.
+    """
+    binary = binary or mediamtx_binary()
+    if binary is None:
+        raise FileNotFoundError("mediamtx not built: run hack/build-mediamtx.sh")
+    cfg = dict(effective)
+    cwd = Path(cwd)
+    cwd.mkdir(parents=True, exist_ok=True)
     group = group or _default_group
-    proc = group.start(name, [str(binary), str(config_path)], cwd=workdir)
-    mtx = MediaMTX(process=proc, config=cfg, config_path=config_path, workdir=workdir)
+    proc = group.start(name, [str(binary), str(config_path)], cwd=cwd, env=env)
+    mtx = MediaMTX(process=proc, config=cfg, config_path=Path(config_path), workdir=cwd)
 
     def serving() -> bool:
         if not proc.alive():

@@ -1,0 +1,513 @@
+"""Run what ``streamdist.render`` produces, as a cluster would, on loopback.
+
+The media tests must exercise the rendered artefacts themselves, not copies:
+
+* an input: the ConfigMap's ``mediamtx.yml`` is written out byte for byte, at the
+  path the Deployment's volume mount gives it, and the real MediaMTX is started
+  with the Deployment container's ``args`` and ``env`` (``secretKeyRef`` resolved
+  from a test Secret dict). The only additions are MediaMTX's own ``MTX_*``
+  environment overrides of listen addresses, so that parallel tests do not collide
+  on 8554/9997/9998 and everything binds 127.0.0.1;
+* an output: the Pod's container ``command + args`` is run as argv, exactly, with the
+  Pod's env and the kubelet's ``$(VAR)`` expansion; the only rewrite is the
+  in-cluster service host ``<input>.<ns>.svc:8554`` -> ``127.0.0.1:<router port>``.
+
+A ``KubeletLoop`` restarts an output's process when it exits (``restartPolicy:
+Always``), recording each exit's time, code and termination message as the kubelet
+(``FallbackToLogsOnError``) and the operator (``status.one_line_error``) see it.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from streamdist import render, urls
+from streamdist.models import StreamInput, StreamOutput, parse_input, parse_output
+from streamdist.settings import Settings
+from streamdist.status import one_line_error
+
+from . import media
+from .media import LOOPBACK, ManagedProcess, MediaMTX, ProcessGroup
+
+NAMESPACE = "media"
+SETTINGS = Settings()
+
+# Secrets as the tests hand them over: {secret name: {key: value}}.
+Secrets = Mapping[str, Mapping[str, str]]
+
+
+# --------------------------------------------------------------------- kubelet bits
+
+
+def k8s_expand(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion of command/args/env values, as the kubelet does
+    it (k8s.io/kubernetes third_party/forked/golang/expansion/expand.go): ``$(NAME)``
+    of a defined variable becomes its value, an undefined one stays as written,
+    ``$$`` is an escaped ``$``, anything else after ``$`` is left alone."""
+    out: list[str] = []
+    checkpoint = 0
+    cursor = 0
+    n = len(text)
+    while cursor < n:
+        if text[cursor] == "$" and cursor + 1 < n:
+            out.append(text[checkpoint:cursor])
+            rest = text[cursor + 1 :]
+            if rest[0] == "$":
+                read, is_var, advance = "$", False, 1
+            elif rest[0] == "(":
+                close = rest.find(")", 1)
+                if close >= 1:
+                    read, is_var, advance = rest[1:close], True, close + 1
+                else:
+                    read, is_var, advance = "$(", False, 1
+            else:
+                read, is_var, advance = "$" + rest[0], False, 1
+            if is_var:
+                out.append(env.get(read, f"$({read})"))
+            else:
+                out.append(read)
+            cursor += advance
+            checkpoint = cursor + 1
+        cursor += 1
+    return "".join(out) + text[checkpoint:]
+
+
+def resolve_env(container: Mapping[str, Any], secrets: Secrets) -> dict[str, str]:
+    """A container's ``env`` as the kubelet resolves it: literal values (with ``$(VAR)``
+    of earlier entries expanded) and ``secretKeyRef``s looked up in ``secrets``. A
+    missing Secret or key fails, as CreateContainerConfigError would."""
+    env: dict[str, str] = {}
+    for entry in container.get("env") or []:
+        name = entry["name"]
+        if "value" in entry:
+            env[name] = k8s_expand(str(entry["value"]), env)
+            continue
+        ref = (entry.get("valueFrom") or {}).get("secretKeyRef")
+        if ref is None:
+            raise NotImplementedError(f"env {name}: only value and secretKeyRef are emulated: {entry}")
+        secret = secrets.get(ref["name"])
+        if secret is None or ref["key"] not in secret:
+            raise KeyError(f"env {name}: Secret {ref['name']!r} key {ref['key']!r} not provided to the test")
+        env[name] = secret[ref["key"]]
+    return env
+
+
+def termination_message(log_text: str) -> str:
+    """What ``terminationMessagePolicy: FallbackToLogsOnError`` gives the operator when
+    a container fails: the last 80 lines, at most 2048 bytes, of its log."""
+    tail = "\n".join(log_text.splitlines()[-80:])
+    return tail.encode()[-2048:].decode(errors="replace")
+
+
+def _only(docs: Sequence[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d.get("kind") == kind]
+    assert len(found) == 1, f"expected one {kind}, rendered {[d.get('kind') for d in docs]}"
+    return found[0]
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def make_input(
+    name: str, protocol: str, *, passphrase_ref: tuple[str, str] | None = None, namespace: str = NAMESPACE
+) -> StreamInput:
+    spec: dict[str, Any] = {"protocol": protocol}
+    if passphrase_ref:
+        spec["passphraseSecretRef"] = {"name": passphrase_ref[0], "key": passphrase_ref[1]}
+    return parse_input({"metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}"}, "spec": spec})
+
+
+@dataclass
+class RenderedInput:
+    """One StreamInput's router, running from its rendered ConfigMap and Deployment."""
+
+    model: StreamInput
+    docs: list[dict[str, Any]]
+    config_text: str
+    config_path: Path
+    argv: list[str]
+    env: dict[str, str]  # the Deployment container's env, resolved
+    overrides: dict[str, str]  # MTX_* listen address overrides added by the test
+    workdir: Path
+    cwd: Path
+    group: ProcessGroup
+    ingest_port: int
+    rtsp_port: int
+    api_port: int
+    metrics_port: int
+    mediamtx: MediaMTX | None = None
+    starts: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.model.metadata.name
+
+    @property
+    def protocol(self) -> str:
+        return self.model.spec.protocol
+
+    @property
+    def effective_config(self) -> dict[str, Any]:
+        cfg = yaml.safe_load(self.config_text)
+        cfg.update(
+            apiAddress=f"{LOOPBACK}:{self.api_port}",
+            metricsAddress=f"{LOOPBACK}:{self.metrics_port}",
+            rtspAddress=f"{LOOPBACK}:{self.rtsp_port}",
+        )
+        if self.protocol == "srt":
+            cfg["srtAddress"] = f"{LOOPBACK}:{self.ingest_port}"
+        if self.protocol == "rtmp":
+            cfg["rtmpAddress"] = f"{LOOPBACK}:{self.ingest_port}"
+        return cfg
+
+    def start(self, timeout: float = 15.0) -> MediaMTX:
+        """Start (or start again, after ``stop``) the router, exactly as rendered."""
+        self.starts += 1
+        name = f"router-{self.name}" if self.starts == 1 else f"router-{self.name}-{self.starts}"
+        self.mediamtx = media.launch_mediamtx(
+            self.config_path,
+            self.effective_config,
+            self.cwd,
+            env={**self.env, **self.overrides},
+            group=self.group,
+            name=name,
+            timeout=timeout,
+            binary=Path(self.argv[0]),
+        )
+        return self.mediamtx
+
+    @property
+    def process(self) -> ManagedProcess:
+        assert self.mediamtx is not None, "router not started"
+        return self.mediamtx.process
+
+    def stop(self) -> None:
+        if self.mediamtx is not None:
+            self.mediamtx.stop()
+
+    def ingest_url(self, passphrase: str | None = None) -> str:
+        """Where the test source publishes, in the form ``render.ingest_url`` gives
+        encoders (plus the SRT passphrase when one is asked for)."""
+        port = self.rtsp_port if self.protocol == "rtsp" else self.ingest_port
+        url = render.ingest_url(self.protocol, LOOPBACK, port, self.name)
+        if self.protocol == "srt":
+            url += "&pkt_size=1316"
+            if passphrase:
+                url += f"&passphrase={passphrase}"
+        return url
+
+    def read_url(self) -> str:
+        return f"rtsp://{LOOPBACK}:{self.rtsp_port}/{self.name}"
+
+    def wait_ready(self, timeout: float = 20.0) -> media.PathSample:
+        assert self.mediamtx is not None
+        return self.mediamtx.wait_path_ready(self.name, timeout)
+
+    def files_written(self) -> list[str]:
+        """Files MediaMTX created in its working directory (it should create none)."""
+        return sorted(str(p.relative_to(self.cwd)) for p in self.cwd.rglob("*"))
+
+
+def prepare_input(
+    inp: StreamInput,
+    workdir: Path,
+    *,
+    secrets: Secrets | None = None,
+    group: ProcessGroup,
+    settings: Settings = SETTINGS,
+) -> RenderedInput:
+    """Render ``inp`` and lay out its ConfigMap as the volume mount would; start it
+    with ``.start()``.
+
+    The ingest port given to the renderer is a free loopback port of the ingest's
+    transport, so the rendered config is run unchanged: for UDP the path source
+    ``udp+mpegts://0.0.0.0:<port>`` is in the config itself.
+    """
+    protocol = inp.spec.protocol
+    ingest_port = media.free_udp_port() if protocol in ("udp", "srt") else media.free_tcp_port()
+    docs = render.render_input(inp, ingest_port, settings)
+    configmap = _only(docs, "ConfigMap")
+    deployment = _only(docs, "Deployment")
+    pod_spec = deployment["spec"]["template"]["spec"]
+    (container,) = pod_spec["containers"]
+
+    # the ConfigMap, mounted where the Deployment mounts it
+    workdir = Path(workdir)
+    mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts") or []}
+    volumes = {v["name"]: v for v in pod_spec.get("volumes") or []}
+    mount_dirs: dict[str, Path] = {}
+    for vol_name, mount_path in mounts.items():
+        cm_name = (volumes[vol_name].get("configMap") or {}).get("name")
+        assert cm_name == configmap["metadata"]["name"], f"volume {vol_name} is not the rendered ConfigMap"
+        local = workdir / "mounts" / mount_path.strip("/")
+        local.mkdir(parents=True, exist_ok=True)
+        for key, text in configmap["data"].items():
+            (local / key).write_text(text)
+        mount_dirs[mount_path.rstrip("/") + "/"] = local
+    config_text = configmap["data"]["mediamtx.yml"]
+
+    # the container's argv: the image's entrypoint is the mediamtx binary
+    assert "command" not in container, "the official image's entrypoint runs mediamtx"
+    args = []
+    for arg in container.get("args") or []:
+        for prefix, local in mount_dirs.items():
+            if arg.startswith(prefix):
+                arg = str(local / arg[len(prefix) :])
+        args.append(arg)
+    binary = media.mediamtx_binary()
+    if binary is None:
+        raise FileNotFoundError("mediamtx not built: run hack/build-mediamtx.sh")
+    (config_arg,) = args
+    config_path = Path(config_arg)
+    assert config_path.read_text() == config_text
+
+    env = resolve_env(container, secrets or {})
+    expected_env = {"MTX_PATHDEFAULTS_SRTPUBLISHPASSPHRASE"} if inp.spec.passphrase_secret_ref else set()
+    assert set(env) == expected_env, f"Deployment env {sorted(env)} != {sorted(expected_env)}"
+
+    rtsp, api, metrics = media.free_tcp_port(), media.free_tcp_port(), media.free_tcp_port()
+    overrides = {
+        "MTX_RTSPADDRESS": f"{LOOPBACK}:{rtsp}",
+        "MTX_APIADDRESS": f"{LOOPBACK}:{api}",
+        "MTX_METRICSADDRESS": f"{LOOPBACK}:{metrics}",
+    }
+    if protocol == "srt":
+        overrides["MTX_SRTADDRESS"] = f"{LOOPBACK}:{ingest_port}"
+    elif protocol == "rtmp":
+        overrides["MTX_RTMPADDRESS"] = f"{LOOPBACK}:{ingest_port}"
+    assert not set(overrides) & set(env)
+    return RenderedInput(
+        model=inp,
+        docs=docs,
+        config_text=config_text,
+        config_path=config_path,
+        argv=[str(binary), str(config_path)],
+        env=env,
+        overrides=overrides,
+        workdir=workdir,
+        cwd=workdir / "cwd",
+        group=group,
+        ingest_port=ingest_port,
+        rtsp_port=rtsp,
+        api_port=api,
+        metrics_port=metrics,
+    )
+
+
+def start_input(
+    inp: StreamInput,
+    workdir: Path,
+    *,
+    secrets: Secrets | None = None,
+    group: ProcessGroup,
+    settings: Settings = SETTINGS,
+) -> RenderedInput:
+    router = prepare_input(inp, workdir, secrets=secrets, group=group, settings=settings)
+    router.start()
+    return router
+
+
+def audio_tracks(sample: media.PathSample | None) -> tuple[str, ...]:
+    """The audio codecs the operator would pass in ``OutputPlan.input_audio``: the
+    input status' tracks (MediaMTX's names) minus video (handlers.outputs)."""
+    from streamdist.handlers.outputs import _audio_tracks
+
+    tracks = list(sample.tracks) if sample and sample.ready else []
+    return _audio_tracks({"status": {"tracks": tracks}})
+
+
+# -------------------------------------------------------------------------- outputs
+
+
+def make_output(
+    name: str,
+    input_name: str,
+    *,
+    url: str | None = None,
+    secret_ref: tuple[str, str] | None = None,
+    namespace: str = NAMESPACE,
+) -> StreamOutput:
+    spec: dict[str, Any] = {"input": input_name}
+    if url is not None:
+        spec["url"] = url
+    if secret_ref is not None:
+        spec["urlFrom"] = {"secretKeyRef": {"name": secret_ref[0], "key": secret_ref[1]}}
+    return parse_output({"metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}"}, "spec": spec})
+
+
+@dataclass
+class ExitRecord:
+    started: float
+    exited: float
+    returncode: int
+    message: str  # termination message (FallbackToLogsOnError)
+    last_error: str  # status.one_line_error of it, as the operator reports it
+
+    @property
+    def ran_for(self) -> float:
+        return self.exited - self.started
+
+
+@dataclass
+class RenderedOutput:
+    """One StreamOutput's FFmpeg, from its rendered Pod."""
+
+    model: StreamOutput
+    plan: render.OutputPlan
+    docs: list[dict[str, Any]]
+    argv: list[str]  # exactly what runs
+    env: dict[str, str]  # the container's env, resolved
+    group: ProcessGroup
+    process: ManagedProcess | None = None
+    runs: list[ManagedProcess] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.model.metadata.name
+
+    @property
+    def pod(self) -> dict[str, Any]:
+        return _only(self.docs, "Pod")
+
+    @property
+    def destination(self) -> urls.Destination:
+        return self.plan.destination
+
+    def start(self) -> ManagedProcess:
+        """Start the container's process (again: a kubelet restart runs the same argv)."""
+        name = f"ffmpeg-{self.name}" if not self.runs else f"ffmpeg-{self.name}-{len(self.runs)}"
+        self.process = self.group.start(name, self.argv, env=self.env)
+        self.runs.append(self.process)
+        return self.process
+
+    def exit_record(self, proc: ManagedProcess | None = None) -> ExitRecord:
+        proc = proc or self.process
+        assert proc is not None and proc.returncode is not None, "process has not exited"
+        message = termination_message(proc.log_text())
+        wait_for_reap(proc)
+        exited = proc.exited_at or time.monotonic()
+        return ExitRecord(proc.started_at, exited, proc.returncode, message, one_line_error(message))
+
+    def last_error(self) -> str:
+        proc = self.process
+        return one_line_error(termination_message(proc.log_text())) if proc else ""
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(grace=3)
+
+
+def prepare_output(
+    out: StreamOutput,
+    *,
+    router_rtsp_port: int,
+    secrets: Secrets | None = None,
+    input_audio: tuple[str, ...] = (),
+    group: ProcessGroup,
+    settings: Settings = SETTINGS,
+) -> RenderedOutput:
+    """Render ``out`` (destination resolved from its url or Secret, as the operator
+    does) and turn its Pod into an argv and env. Start it with ``.start()``."""
+    secrets = secrets or {}
+    if out.spec.url_from is not None:
+        ref = out.spec.url_from.secret_key_ref
+        raw_url = secrets[ref.name][ref.key]
+    else:
+        assert out.spec.url is not None
+        raw_url = out.spec.url
+    plan = render.OutputPlan(destination=urls.parse(raw_url), input_audio=input_audio)
+    docs = render.render_output(out, plan, settings)
+    pod = _only(docs, "Pod")
+    (container,) = pod["spec"]["containers"]
+    env = resolve_env(container, secrets)
+    if out.spec.url_from is not None:
+        assert set(env) == {render.DESTINATION_ENV}, env
+    else:
+        assert env == {}, env
+    argv = [k8s_expand(a, env) for a in [*container["command"], *container.get("args", [])]]
+
+    service = f"{out.spec.input}.{out.metadata.namespace}.svc:{render.RTSP_PORT}"
+    hits = [i for i, a in enumerate(argv) if service in a]
+    assert len(hits) == 1, f"expected the input service {service} once in {argv}"
+    argv[hits[0]] = argv[hits[0]].replace(service, f"{LOOPBACK}:{router_rtsp_port}")
+    assert raw_url in argv, "the destination reaches FFmpeg as one argv element"
+    return RenderedOutput(model=out, plan=plan, docs=copy.deepcopy(docs), argv=argv, env=env, group=group)
+
+
+# -------------------------------------------------------------------------- kubelet
+
+
+class KubeletLoop:
+    """``restartPolicy: Always`` for one output: when its process exits, the exit is
+    recorded and the same argv starts again after ``backoff`` seconds (the kubelet's
+    back-off starts at 10 s and doubles; the tests use a short fixed delay)."""
+
+    def __init__(self, output: RenderedOutput, backoff: float = 1.0, poll: float = 0.05) -> None:
+        self.output = output
+        self.backoff = backoff
+        self.poll = poll
+        self.exits: list[ExitRecord] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"kubelet-{output.name}", daemon=True)
+
+    def start(self) -> KubeletLoop:
+        self.output.start()
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            proc = self.output.process
+            assert proc is not None
+            if proc.alive():
+                time.sleep(self.poll)
+                continue
+            with self._lock:
+                self.exits.append(self.output.exit_record(proc))
+            if self._stop.wait(self.backoff):
+                return
+            with self._lock:
+                if not self._stop.is_set():
+                    self.output.start()
+
+    @property
+    def restarts(self) -> int:
+        return len(self.exits)
+
+    def exits_since(self, t: float) -> list[ExitRecord]:
+        with self._lock:
+            return [e for e in self.exits if e.exited >= t]
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stop.set()
+        self._thread.join(timeout=5)
+        self.output.stop()
+
+
+def wait_for_reap(proc: ManagedProcess, timeout: float = 2.0) -> None:
+    """``exited_at`` is set by a reaper thread just after the exit: let it."""
+    deadline = time.monotonic() + timeout
+    while proc.exited_at is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def watch_exit(proc: ManagedProcess, since: float, timeout: float) -> float | None:
+    """Seconds from ``since`` until ``proc`` exited, or None if it is still running
+    ``timeout`` seconds after ``since``."""
+    try:
+        proc.popen.wait(timeout=max(0.0, since + timeout - time.monotonic()))
+    except Exception:
+        return None
+    wait_for_reap(proc)
+    assert proc.exited_at is not None
+    return proc.exited_at - since
