@@ -80,7 +80,9 @@ def _reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> None:
         secret_version=secret_version,
     )
     docs = render.render_output(out, plan, ctx.settings)
-    pod = _ensure_pod(ctx, key, docs)
+    pod, created = _ensure_pod(ctx, key, docs)
+    if created:
+        return  # the new pod's watch event brings the next reconcile and its status
     view = PodView.from_pod(pod) if pod else None
     why = _replacement_due(ctx, key, out, view, input_body)
     if why:
@@ -167,13 +169,18 @@ def _audio_tracks(input_body: dict[str, Any]) -> tuple[str, ...]:
     return tuple(t for t in tracks if t.lower() not in ("h264", "h265", "av1", "vp9", "mpeg-4 video", "mpeg-2 video"))
 
 
-def _ensure_pod(ctx: Context, key: Key, docs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Exactly one pod of the desired revision; older revisions are deleted."""
+def _ensure_pod(ctx: Context, key: Key, docs: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, bool]:
+    """Exactly one pod of the desired revision; older revisions are deleted.
+
+    Returns the current pod (None until its watch event arrives) and whether it was
+    created just now.
+    """
     desired = docs[0]
     name = desired["metadata"]["name"]
     existing = {p["metadata"]["name"]: p for p in ctx.idx.all(ctx.idx.pods, key)}
     current = existing.get(name)
-    if current is None and ctx.kube.create(desired):
+    created = current is None and ctx.kube.create(desired)
+    if created:
         logline("pod-created", namespace=key[0], output=key[1], pod=name)
     for extra in docs[1:]:
         ctx.kube.apply(extra)
@@ -181,7 +188,7 @@ def _ensure_pod(ctx: Context, key: Key, docs: list[dict[str, Any]]) -> dict[str,
         if other != name and not pod["metadata"].get("deletionTimestamp"):
             ctx.kube.delete_pod(key[0], other, pod["metadata"].get("uid"))
             logline("pod-replaced", namespace=key[0], output=key[1], pod=other)
-    return current
+    return current, created
 
 
 def _report_running(

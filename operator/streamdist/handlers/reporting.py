@@ -8,6 +8,9 @@ from ..status import status_changed
 from .context import Context, logline
 
 WARNING_PHASES = frozenset({"Failed", "Invalid", "Reconnecting"})
+# Steps on the way up: an Event for each would triple the writes per new output.
+QUIET_PHASES = frozenset({"Pending", "Connecting", "Waiting"})
+UP_PHASES = frozenset({"Streaming", "Live"})
 
 
 def previous_status(ctx: Context, kind: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -40,9 +43,11 @@ def report(ctx: Context, kind: str, body: dict[str, Any], status: dict[str, Any]
     phase, before = status.get("phase"), previous.get("phase")
     if phase == before and (phase not in WARNING_PHASES or _ready_reason(previous) == _ready_reason(status)):
         return
-    lost = before == "Live" and phase != "Live"
-    ctx.kube.event({**body, "kind": kind}, "Warning" if phase in WARNING_PHASES or lost else "Normal", reason, message)
+    lost = before in UP_PHASES and phase not in UP_PHASES
     logline("transition", kind=kind, namespace=meta["namespace"], name=meta["name"], phase=phase, reason=reason)
+    if phase in QUIET_PHASES and not lost:
+        return
+    ctx.kube.event({**body, "kind": kind}, "Warning" if phase in WARNING_PHASES or lost else "Normal", reason, message)
 
 
 def _ready_reason(status: dict[str, Any]) -> str | None:
