@@ -32,6 +32,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -39,18 +40,19 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import TypeVar
 
 __all__ = [
+    "DEFAULT_NODES",
+    "KWOK_NODE_ANNOTATION",
     "ControlPlane",
     "ControlPlaneError",
     "KubectlError",
     "bin_dir",
     "repo_root",
-    "DEFAULT_NODES",
-    "KWOK_NODE_ANNOTATION",
 ]
 
 T = TypeVar("T")
@@ -58,7 +60,7 @@ T = TypeVar("T")
 DEFAULT_NODES = ("kwok-node-0", "kwok-node-1")
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
-POD_CIDR = "10.244.0.0/16"
+POD_CIDR = "10.244.0.1/16"  # kwok hands out pod IPs from the address given
 LOG_TAIL_LINES = 40
 
 # KWOK's own defaults (what kwok v0.7 runs when no config holds a stage of that
@@ -205,13 +207,14 @@ class ControlPlane:
         self.components: dict[str, Component] = {}
         self.ports: dict[str, int] = {}
         self.server = ""
+        self.timings: dict[str, float] = {}  # seconds each startup step took
         for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok"):
             if not os.access(self.bin_dir / b, os.X_OK):
                 raise ControlPlaneError(f"{self.bin_dir / b} missing or not executable (run hack/build-bins.sh)")
 
     # ---------------------------------------------------------------- public API
 
-    def __enter__(self) -> "ControlPlane":
+    def __enter__(self) -> ControlPlane:
         try:
             self.start()
         except BaseException:
@@ -242,7 +245,13 @@ class ControlPlane:
         timeout: float = 120.0,
     ) -> subprocess.CompletedProcess:
         """Runs the pinned kubectl as cluster admin; text in/out unless input is bytes."""
-        cmd = [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), *map(str, args)]
+        cmd = [
+            str(self.kubectl_path),
+            f"--kubeconfig={self.kubeconfig}",
+            # Discovery cache in the state dir, not ~/.kube/cache (a new port every run).
+            f"--cache-dir={self.state_dir / 'kubectl-cache'}",
+            *map(str, args),
+        ]
         text = not isinstance(input, bytes)
         proc = subprocess.run(cmd, input=input, capture_output=True, text=text, timeout=timeout, check=False)
         if check and proc.returncode != 0:
@@ -272,7 +281,7 @@ class ControlPlane:
                 if got:
                     return got
                 last_exc = None
-            except Exception as e:  # noqa: BLE001 - the cluster may not be there yet
+            except Exception as e:
                 last_exc = e
             if time.monotonic() > deadline:
                 extra = f" (last error: {last_exc})" if last_exc else ""
@@ -280,9 +289,27 @@ class ControlPlane:
             time.sleep(interval)
 
     def start(self) -> None:
+        """Starts everything; retries (new ports) when a port was taken meanwhile."""
+        attempts = 3
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once()
+                return
+            except ControlPlaneError as e:
+                # Free ports are picked, then released, then bound by the components:
+                # another test process may bind one in between.
+                if attempt == attempts or "address already in use" not in str(e):
+                    raise
+                self.stop()
+                self.components.clear()
+                shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)
+
+    def _start_once(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(exist_ok=True)
+        t0 = time.monotonic()
         self._make_pki()
+        self.timings["pki"] = round(time.monotonic() - t0, 2)
         (
             self.ports["etcd"],
             self.ports["etcd-peer"],
@@ -293,19 +320,24 @@ class ControlPlane:
         self.server = f"https://127.0.0.1:{self.ports['kube-apiserver']}"
         self._write_kubeconfigs()
 
-        self._start_etcd()
-        self._start_apiserver()
-        self._start_controller_manager()
-        self._start_scheduler()
-        self._start_kwok()
-        self._create_nodes()
-        self.wait_for("nodes Ready", self._nodes_ready, self.start_timeout)
-        # The serviceaccount controller has made default/default: pods can be created.
-        self.wait_for(
-            "ServiceAccount default/default",
-            lambda: self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
-            self.start_timeout,
-        )
+        steps: list[tuple[str, Callable[[], object]]] = [
+            ("etcd", self._start_etcd),
+            ("kube-apiserver", self._start_apiserver),
+            ("kube-controller-manager", self._start_controller_manager),
+            ("kube-scheduler", self._start_scheduler),
+            ("kwok", self._start_kwok),
+            ("nodes", self._create_nodes),
+            ("nodes-ready", lambda: self.wait_for("nodes Ready", self._nodes_ready, self.start_timeout)),
+            # The serviceaccount controller has made default/default: pods can be created.
+            (
+                "default-serviceaccount",
+                lambda: self.wait_for("ServiceAccount default/default", self._default_sa_exists, self.start_timeout),
+            ),
+        ]
+        for name, step in steps:
+            t0 = time.monotonic()
+            step()
+            self.timings[name] = round(time.monotonic() - t0, 2)
 
     def stop(self) -> None:
         """Stops every started component, newest first: SIGTERM, then SIGKILL."""
@@ -419,6 +451,15 @@ class ControlPlane:
                 # endpoint validation rejects (loopback); nothing here needs it.
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                # Front-proxy (aggregation) client CA, as kubeadm sets it: without it
+                # every component logs "missing content for CA bundle" errors.
+                f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+                f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
                 *self._extra["kube-apiserver"],
             ],
         )
@@ -529,6 +570,9 @@ class ControlPlane:
             )
         self.apply({"apiVersion": "v1", "kind": "List", "items": items})
 
+    def _default_sa_exists(self) -> bool:
+        return self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
+
     def _nodes_ready(self) -> bool:
         got = self.kubectl_json("get", "nodes")
         ready = {
@@ -562,11 +606,18 @@ class ControlPlane:
         self._openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "sa.key")
         self._openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub")
 
-        def sign(name: str, subj: str, ext: str) -> None:
+        self._openssl(
+            "req", "-x509", *ec, "-keyout", "front-proxy-ca.key", "-out", "front-proxy-ca.crt", "-days", "3650",
+            "-subj", "/CN=streamdist-test-front-proxy-ca",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        )  # fmt: skip
+
+        def sign(name: str, subj: str, ext: str, ca: str = "ca") -> None:
             (self.pki_dir / f"{name}.ext").write_text(ext)
             self._openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj)
             self._openssl(
-                "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
                 "-CAcreateserial", "-out", f"{name}.crt", "-days", "3650", "-extfile", f"{name}.ext",
             )  # fmt: skip
 
@@ -589,6 +640,7 @@ class ControlPlane:
         sign("admin", "/O=system:masters/CN=kubernetes-admin", client_ext)
         sign("controller-manager", "/CN=system:kube-controller-manager", client_ext)
         sign("scheduler", "/CN=system:kube-scheduler", client_ext)
+        sign("front-proxy-client", "/CN=front-proxy-client", client_ext, ca="front-proxy-ca")
         (self.pki_dir / "done").write_text("")
 
     def _write_kubeconfigs(self) -> None:
@@ -602,7 +654,10 @@ class ControlPlane:
                 "apiVersion": "v1",
                 "kind": "Config",
                 "clusters": [
-                    {"name": "streamdist-test", "cluster": {"server": self.server, "certificate-authority": str(pki / "ca.crt")}}
+                    {
+                        "name": "streamdist-test",
+                        "cluster": {"server": self.server, "certificate-authority": str(pki / "ca.crt")},
+                    }
                 ],
                 "users": [
                     {

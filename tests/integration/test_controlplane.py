@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from tests.harness.controlplane import DEFAULT_NODES, KWOK_NODE_ANNOTATION
+
+pytestmark = pytest.mark.cluster
 
 
 def deployment(name: str, namespace: str, replicas: int) -> dict:
