@@ -1,0 +1,176 @@
+"""Tools of the install tests: the pinned helm, the chart rendered, and Argo CD's Lua.
+
+Nothing here needs a cluster. The cluster tests' fixtures are in conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "streamdist"
+HACK = REPO / "hack"
+HEALTH_DIR = REPO / "argocd" / "resource_customizations" / "streamdist.io"
+KINDS = ("StreamInput", "StreamOutput")
+# gopher-lua release Argo CD links (github.com/argoproj/argo-cd go.mod).
+GOPHER_LUA_VERSION = "v1.1.1"
+
+
+@cache
+def versions() -> dict[str, str]:
+    """hack/versions.env as a dict (KEY=VALUE lines, comments skipped)."""
+    out = {}
+    for line in (HACK / "versions.env").read_text().splitlines():
+        m = re.match(r"^([A-Z_]+)=(.*)$", line.strip())
+        if m:
+            out[m.group(1)] = m.group(2).strip().strip('"')
+    return out
+
+
+def cache_root() -> Path:
+    env = os.environ.get("STREAMDIST_BIN_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "streamdist" / "bin"
+
+
+@cache
+def helm_path() -> Path:
+    """The pinned helm (hack/build-bins.sh helm builds it when missing)."""
+    path = cache_root() / f"helm-{versions()['HELM_VERSION']}" / "helm"
+    if not os.access(path, os.X_OK):
+        subprocess.run(["bash", str(HACK / "build-bins.sh"), "helm"], check=True, stdout=subprocess.DEVNULL,
+                       timeout=1800)
+    assert os.access(path, os.X_OK), f"{path} missing after hack/build-bins.sh helm"
+    return path
+
+
+def helm(*args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 300,
+         input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs the pinned helm with a private cache/config dir (never the user's repos)."""
+    home = Path(tempfile.gettempdir()) / f"streamdist-helm-home-{os.getuid()}"
+    base = {
+        **os.environ,
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+    proc = subprocess.run([str(helm_path()), *args], capture_output=True, text=True, timeout=timeout,
+                          env={**base, **(env or {})}, input=input)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}\n{proc.stdout[-2000:]}")
+    return proc
+
+
+def template(*args: str, release: str = "streamdist", namespace: str = "streamdist") -> str:
+    return helm("template", release, str(CHART), "--namespace", namespace, *args).stdout
+
+
+def docs(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def rendered(*args: str, release: str = "streamdist", namespace: str = "streamdist") -> list[dict[str, Any]]:
+    return docs(template(*args, release=release, namespace=namespace))
+
+
+def find(objs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+
+
+# --- Argo CD health scripts ---------------------------------------------------------
+
+
+def health_script(kind: str) -> Path:
+    return HEALTH_DIR / kind / "health.lua"
+
+
+def lua_literal(value: Any) -> str:
+    """A Python (JSON) value as a Lua table constructor expression."""
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        out = []
+        for ch in value.encode("utf-8"):
+            c = chr(ch)
+            out.append(c if 32 <= ch < 127 and c not in '"\\' else f"\\{ch:03d}")
+        return '"' + "".join(out) + '"'
+    if isinstance(value, list):
+        return "{" + ", ".join(lua_literal(v) for v in value) + "}"
+    if isinstance(value, dict):
+        items = [f"[{lua_literal(str(k))}] = {lua_literal(v)}" for k, v in value.items() if v is not None]
+        return "{" + ", ".join(items) + "}"
+    raise TypeError(f"no Lua literal for {type(value)}")
+
+
+@cache
+def stock_lua() -> str:
+    """A stock Lua interpreter (hack/install-debs.sh installs lua5.4)."""
+    for name in ("lua5.4", "lua5.3", "lua5.1", "lua"):
+        if shutil.which(name):
+            return name
+    raise AssertionError("no Lua interpreter: run hack/install-debs.sh (installs lua5.4)")
+
+
+@cache
+def gopher_lua_harness() -> Path:
+    """tests/install/argocd_lua built against the gopher-lua release Argo CD links.
+
+    Built once into the cache from the Go module proxy (like every other pinned part).
+    """
+    out = cache_root() / f"argocd-lua-gopher-lua-{GOPHER_LUA_VERSION}" / "argocd-lua"
+    src = Path(__file__).parent / "argocd_lua"
+    stamp = out.with_suffix(".src")
+    digest = "\n".join(f"{p.name}:{p.stat().st_size}:{p.read_bytes().hex()[:64]}" for p in sorted(src.iterdir()))
+    if os.access(out, os.X_OK) and stamp.exists() and stamp.read_text() == digest:
+        return out
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    assert os.access(go, os.X_OK), "go not found: needed to build the gopher-lua harness (Argo CD's Lua VM)"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([go, "build", "-trimpath", "-o", str(out), "."], cwd=src, check=True, timeout=600,
+                   env={**os.environ, "CGO_ENABLED": "0"})
+    stamp.write_text(digest)
+    return out
+
+
+def run_health(kind: str, obj: dict[str, Any], vm: str = "gopher-lua") -> tuple[str, str]:
+    """(status, message) of Argo CD's health check of `obj`, run in `vm`.
+
+    vm: "gopher-lua" (Argo CD's own VM, its calling convention re-created in Go) or
+    "stock" (lua5.4 or whichever stock Lua is installed, sandboxed the same way).
+    """
+    script = health_script(kind)
+    if vm == "gopher-lua":
+        proc = subprocess.run([str(gopher_lua_harness()), str(script)], input=json.dumps(obj), capture_output=True,
+                              text=True, timeout=30)
+        assert proc.returncode == 0, f"{kind} health.lua failed in gopher-lua: {proc.stderr}"
+        got = json.loads(proc.stdout)
+        return got["status"], got.get("message", "")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write("return " + lua_literal(obj) + "\n")
+        obj_path = f.name
+    try:
+        proc = subprocess.run([stock_lua(), str(Path(__file__).parent / "argocd_sandbox.lua"), str(script), obj_path],
+                              capture_output=True, text=True, timeout=30)
+    finally:
+        os.unlink(obj_path)
+    assert proc.returncode == 0, f"{kind} health.lua failed in {stock_lua()}: {proc.stderr}"
+    status, _, message = proc.stdout.partition("\n")
+    return status, message

@@ -1,0 +1,414 @@
+"""The chart, the plain manifests and the images, without a cluster: lint, drift, pins,
+values wired to the settings the operator reads, RBAC exactly as documented."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tomllib
+
+import pytest
+import yaml
+from tests.install.install_tools import (
+    CHART,
+    HACK,
+    HEALTH_DIR,
+    KINDS,
+    REPO,
+    find,
+    helm,
+    rendered,
+    versions,
+)
+
+from streamdist import settings as sd_settings
+
+pytestmark = pytest.mark.timeout(300)
+
+VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+def _sts(objs):
+    (sts,) = find(objs, "StatefulSet")
+    return sts
+
+
+def _env(objs) -> dict[str, dict]:
+    (container,) = _sts(objs)["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e for e in container["env"]}
+
+
+def _rules(objs, kind, name=None, namespace=None):
+    out = []
+    for o in find(objs, kind, name):
+        if namespace is None or o["metadata"].get("namespace") == namespace:
+            out += o["rules"]
+    return out
+
+
+def _flat(rules) -> set[tuple[str, str, str, str]]:
+    """(group, resource, verb, resourceName or '') for every combination a rule grants."""
+    out = set()
+    for r in rules:
+        for g in r["apiGroups"]:
+            for res in r["resources"]:
+                for v in r["verbs"]:
+                    for n in r.get("resourceNames") or [""]:
+                        out.add((g, res, v, n))
+    return out
+
+
+# What the operator does, verb by verb (charts/streamdist/README.md explains each).
+WORKLOAD = {
+    ("streamdist.io", "streaminputs", "list", ""), ("streamdist.io", "streaminputs", "watch", ""),
+    ("streamdist.io", "streamoutputs", "list", ""), ("streamdist.io", "streamoutputs", "watch", ""),
+    ("streamdist.io", "streaminputs/status", "patch", ""), ("streamdist.io", "streamoutputs/status", "patch", ""),
+    ("", "pods", "list", ""), ("", "pods", "watch", ""), ("", "pods", "create", ""), ("", "pods", "delete", ""),
+    ("apps", "deployments", "list", ""), ("apps", "deployments", "watch", ""),
+    ("apps", "deployments", "create", ""), ("apps", "deployments", "patch", ""),
+    ("", "configmaps", "create", ""), ("", "configmaps", "patch", ""),
+    ("", "services", "create", ""), ("", "services", "patch", ""), ("", "services", "delete", ""),
+    ("", "secrets", "get", ""),
+    ("", "events", "create", ""),
+}
+KOPF_CLUSTER = {
+    ("apiextensions.k8s.io", "customresourcedefinitions", "list", ""),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "watch", ""),
+}
+
+
+# --- lint and drift --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], ["--set", "watchNamespaces={live,studio}"], ["--set", "replicaCount=1", "--set", "peering.enabled=false"],
+     ["--set", "metrics.serviceMonitor.enabled=true"]],
+    ids=["defaults", "watch-namespaces", "single-standalone", "service-monitor"],
+)
+def test_helm_lint_strict(values):
+    out = helm("lint", "--strict", str(CHART), *values)
+    assert "0 chart(s) failed" in out.stdout
+
+
+def test_chart_crds_are_byte_copies_of_crds():
+    ours = {p.name for p in (REPO / "crds").glob("*.yaml")}
+    chart = {p.name for p in (CHART / "crds").glob("*.yaml")}
+    assert chart == ours | {"kopf-peerings.yaml"}, "run `make manifests` to copy crds/ into the chart"
+    for name in ours:
+        assert (CHART / "crds" / name).read_bytes() == (REPO / "crds" / name).read_bytes(), (
+            f"charts/streamdist/crds/{name} differs from crds/{name}: run `make manifests`"
+        )
+
+
+def test_install_yaml_is_the_chart_rendered():
+    want = subprocess.run(["bash", str(HACK / "gen-install.sh"), "--stdout"], capture_output=True, text=True,
+                          check=True, timeout=120).stdout
+    have = (REPO / "manifests" / "install.yaml").read_text()
+    assert have == want, "manifests/install.yaml drifted from charts/streamdist: run `make manifests`"
+
+
+def test_install_yaml_is_complete():
+    objs = [d for d in yaml.safe_load_all((REPO / "manifests" / "install.yaml").read_text()) if d]
+    kinds = sorted({o["kind"] for o in objs})
+    assert kinds == sorted({
+        "ClusterKopfPeering", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Namespace",
+        "PodDisruptionBudget", "Service", "ServiceAccount", "StatefulSet",
+    })
+    (ns,) = find(objs, "Namespace")
+    assert ns["metadata"]["name"] == "streamdist"
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert {o["metadata"]["name"] for o in find(objs, "CustomResourceDefinition")} == {
+        "streaminputs.streamdist.io", "streamoutputs.streamdist.io",
+        "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev",
+    }
+    # The documented first step selects exactly the CRDs: no component label on them, one on all else.
+    for o in objs:
+        labels = o["metadata"].get("labels") or {}
+        assert labels.get("app.kubernetes.io/part-of") == "streamdist", o["metadata"]["name"]
+        assert ("app.kubernetes.io/component" in labels) == (o["kind"] != "CustomResourceDefinition")
+
+
+def test_argocd_cm_holds_the_lua_scripts():
+    cm = yaml.safe_load((REPO / "argocd" / "argocd-cm.yaml").read_text())
+    assert cm["metadata"]["name"] == "argocd-cm"
+    assert set(cm["data"]) == {f"resource.customizations.health.streamdist.io_{k}" for k in KINDS}
+    for kind in KINDS:
+        assert cm["data"][f"resource.customizations.health.streamdist.io_{kind}"] == (
+            HEALTH_DIR / kind / "health.lua"
+        ).read_text(), "argocd/argocd-cm.yaml drifted from the Lua scripts: run `make manifests`"
+
+
+# --- pins and defaults -----------------------------------------------------------------------
+
+
+def test_mediamtx_image_is_the_pinned_release():
+    pin = versions()["MEDIAMTX_IMAGE"]
+    img = VALUES["images"]["mediamtx"]
+    assert f"{img['repository']}:{img['tag']}" == pin
+    assert pin == sd_settings.MEDIAMTX_IMAGE
+    assert pin == f"docker.io/bluenviron/mediamtx:{versions()['MEDIAMTX_VERSION'].lstrip('v')}"
+
+
+def test_images_and_versions_agree_with_the_operator():
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert chart["apiVersion"] == "v2"
+    assert chart["appVersion"] == project["version"]
+    assert chart["kubeVersion"].startswith(">=1.29")
+    ffmpeg = VALUES["images"]["ffmpeg"]
+    assert f"{ffmpeg['repository']}:{ffmpeg['tag']}" == sd_settings.FFMPEG_IMAGE
+    env = _env(rendered())
+    assert _sts(rendered())["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        f"ghcr.io/streamdist/operator:{project['version']}"
+    )
+    assert env["STREAMDIST_FFMPEG_IMAGE"]["value"] == sd_settings.FFMPEG_IMAGE
+    assert env["STREAMDIST_MEDIAMTX_IMAGE"]["value"] == versions()["MEDIAMTX_IMAGE"]
+
+
+def test_reconnect_defaults_are_the_crds():
+    crd = yaml.safe_load((REPO / "crds" / "streamoutputs.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    reconnect = spec["properties"]["reconnect"]["properties"]
+    want = {k: reconnect[k]["default"] for k in ("delaySeconds", "maxDelaySeconds")}
+    assert VALUES["reconnectDefaults"] == want
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    pinned = schema["properties"]["reconnectDefaults"]["properties"]
+    assert {k: v["const"] for k, v in pinned.items()} == want
+
+
+# --- values reach the operator ---------------------------------------------------------------
+
+
+def _resolved_env(objs, ordinal: int) -> dict[str, str]:
+    out = {}
+    for name, e in _env(objs).items():
+        if "value" in e:
+            out[name] = e["value"]
+        else:
+            path = e["valueFrom"]["fieldRef"]["fieldPath"]
+            out[name] = f"x-{ordinal}" if path == "metadata.name" else str(ordinal)
+    return out
+
+
+def test_values_reach_the_settings_the_operator_reads():
+    objs = rendered("--set", "portRange=21000-21099", "--set", "imagePullPolicy=Always",
+                    "--set", "watchNamespaces={live,studio}", "--set", "resyncSeconds=7",
+                    "--set", "images.ffmpeg.tag=9.9", "--set", "metrics.port=9191")
+    env = _resolved_env(objs, 1)
+    got = sd_settings.from_env(env)
+    assert (got.port_min, got.port_max) == (21000, 21099)
+    assert got.image_pull_policy == "Always"
+    assert got.namespaces == ("live", "studio")
+    assert got.resync_seconds == 7
+    assert got.ffmpeg_image == "ghcr.io/streamdist/ffmpeg:9.9"
+    assert got.mediamtx_image == versions()["MEDIAMTX_IMAGE"]
+    assert got.metrics_port == 9191
+    # Every STREAMDIST_* variable the chart sets is one the operator reads.
+    source = "\n".join(p.read_text() for p in (REPO / "operator" / "streamdist").rglob("*.py"))
+    for name in env:
+        if name.startswith("STREAMDIST_"):
+            assert f'"{name}"' in source, f"the chart sets {name}, which the operator never reads"
+
+
+def test_peering_gives_each_replica_its_own_priority():
+    objs = rendered()
+    sts = _sts(objs)
+    env = _env(objs)
+    assert sts["spec"]["replicas"] == 2
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    assert env["STREAMDIST_PEERING"]["value"] == "streamdist"
+    assert env["STREAMDIST_PRIORITY"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    )
+    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    (peering,) = find(objs, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "streamdist"
+    (pdb,) = find(objs, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
+    # Two standalone replicas would both act: refused.
+    bad = helm("template", "x", str(CHART), "--set", "peering.enabled=false", check=False)
+    assert bad.returncode != 0 and "needs peering.enabled" in bad.stderr
+    single = rendered("--set", "replicaCount=1", "--set", "peering.enabled=false")
+    assert not find(single, "ClusterKopfPeering") and not find(single, "PodDisruptionBudget")
+    assert "STREAMDIST_PEERING" not in _env(single)
+
+
+def test_operator_pod_is_restricted_and_probed():
+    spec = _sts(rendered())["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    psc, csc = spec["securityContext"], c["securityContext"]
+    assert psc["runAsNonRoot"] is True and psc["runAsUser"] == 10001
+    assert psc["seccompProfile"]["type"] == "RuntimeDefault"
+    assert csc == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                   "capabilities": {"drop": ["ALL"]}}
+    assert not any(v.get("hostPath") for v in spec.get("volumes", []))
+    assert not spec.get("hostNetwork") and not spec.get("hostPID")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"health": 8080, "metrics": 9090}
+    env = _env(rendered())
+    assert env["STREAMDIST_LIVENESS"]["value"] == "http://0.0.0.0:8080/healthz"
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+
+
+def test_metrics_service_and_optional_service_monitor():
+    objs = rendered()
+    (svc,) = find(objs, "Service")
+    assert svc["metadata"]["name"] == "streamdist-metrics"
+    assert svc["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
+    assert svc["spec"]["selector"] == _sts(objs)["spec"]["selector"]["matchLabels"]
+    assert _sts(objs)["spec"]["serviceName"] == "streamdist-metrics"
+    assert not find(objs, "ServiceMonitor")
+    (sm,) = find(rendered("--set", "metrics.serviceMonitor.enabled=true",
+                          "--set", "metrics.serviceMonitor.labels.release=prom"), "ServiceMonitor")
+    assert sm["spec"]["endpoints"][0]["port"] == "metrics" and sm["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+
+
+# --- RBAC ----------------------------------------------------------------------------------
+
+
+def test_rbac_cluster_wide_is_exactly_what_the_operator_uses():
+    objs = rendered()
+    text = json.dumps([o for o in objs if o["kind"] in ("ClusterRole", "Role")])
+    assert '"*"' not in text
+    assert _flat(_rules(objs, "ClusterRole", "streamdist")) == WORKLOAD
+    assert _flat(_rules(objs, "ClusterRole", "streamdist-kopf")) == KOPF_CLUSTER | {
+        ("kopf.dev", "clusterkopfpeerings", "list", ""), ("kopf.dev", "clusterkopfpeerings", "watch", ""),
+        ("kopf.dev", "clusterkopfpeerings", "patch", "streamdist"),
+    }
+    assert not find(objs, "Role") and not find(objs, "RoleBinding")
+    for binding in find(objs, "ClusterRoleBinding"):
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "streamdist", "namespace": "streamdist"}]
+    (sa,) = find(objs, "ServiceAccount")
+    assert sa["metadata"]["name"] == "streamdist"
+
+
+def test_rbac_with_watch_namespaces_grants_nothing_namespaced_cluster_wide():
+    objs = rendered("--set", "watchNamespaces={live,studio}")
+    assert '"*"' not in json.dumps(objs)
+    assert {o["metadata"]["name"] for o in find(objs, "ClusterRole")} == {"streamdist-kopf"}
+    assert _flat(_rules(objs, "ClusterRole")) == KOPF_CLUSTER | {
+        ("", "namespaces", "list", ""), ("", "namespaces", "watch", ""),
+    }
+    for ns in ("live", "studio"):
+        assert _flat(_rules(objs, "Role", "streamdist", ns)) == WORKLOAD | {
+            ("kopf.dev", "kopfpeerings", "list", ""), ("kopf.dev", "kopfpeerings", "watch", ""),
+            ("kopf.dev", "kopfpeerings", "patch", "streamdist"),
+        }
+        (rb,) = [b for b in find(objs, "RoleBinding") if b["metadata"]["namespace"] == ns]
+        assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "streamdist"}
+        (peering,) = [p for p in find(objs, "KopfPeering") if p["metadata"]["namespace"] == ns]
+        assert peering["metadata"]["name"] == "streamdist"
+    assert not find(objs, "ClusterKopfPeering")
+    assert _env(objs)["STREAMDIST_NAMESPACES"]["value"] == "live,studio"
+
+
+def test_secrets_are_only_read_by_name():
+    for args in ([], ["--set", "watchNamespaces={live}"]):
+        objs = rendered(*args)
+        grants = _flat(_rules(objs, "ClusterRole") + _rules(objs, "Role"))
+        assert {g for g in grants if g[1] == "secrets"} == {("", "secrets", "get", "")}
+
+
+# --- values.schema.json --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--set", "portRange=80-90"], "/portRange"),
+        (["--set", "portRange=30000-20000"], "must not be above"),
+        (["--set", "reconnectDefaults.delaySeconds=5"], "/reconnectDefaults/delaySeconds"),
+        (["--set", "imagePullPolicy=Sometimes"], "/imagePullPolicy"),
+        (["--set", "watchNamespaces={Bad_NS}"], "/watchNamespaces/0"),
+        (["--set", "replicas=2"], "replicas"),
+        (["--set", "images.mediamtx.tag="], "/images/mediamtx/tag"),
+        (["--set", "metrics.port=70000"], "/metrics/port"),
+    ],
+)
+def test_schema_rejects_bad_values(args, error):
+    proc = helm("template", "x", str(CHART), *args, check=False)
+    assert proc.returncode != 0
+    assert error in proc.stderr, proc.stderr
+
+
+# --- the images ----------------------------------------------------------------------------------
+
+
+def _stages(path):
+    stages, current = [], None
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        word = line.split()[0].upper()
+        if word == "FROM":
+            current = {"from": line, "lines": []}
+            stages.append(current)
+        elif current is not None:
+            current["lines"].append(line)
+    return stages
+
+
+def test_operator_dockerfile():
+    path = REPO / "Dockerfile"
+    text = path.read_text()
+    (arg,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", text, re.M)
+    assert re.fullmatch(r"docker\.io/library/python:3\.11\.\d+-slim-bookworm", arg), arg
+    build, final = _stages(path)
+    assert build["from"] == "FROM ${PYTHON_IMAGE} AS build" and final["from"] == "FROM ${PYTHON_IMAGE}"
+    body = "\n".join(final["lines"])
+    copies = [ln for ln in final["lines"] if ln.startswith("COPY")]
+    assert copies == ["COPY --from=build /opt/venv /opt/venv"], "only the venv goes into the final image"
+    assert "USER 10001:10001" in final["lines"]
+    assert 'ENTRYPOINT ["streamdist", "run"]' in final["lines"]
+    for tool in ("apt-get install", "gcc", "build-essential", "pip install"):
+        assert tool not in body, f"{tool} in the final stage"
+    build_body = "\n".join(build["lines"])
+    assert "--only-binary=:all:" in build_body and "pip wheel --no-deps" in build_body
+    assert "COPY operator/ operator/" in build["lines"]
+
+
+def test_ffmpeg_image_is_debians_ffmpeg_only():
+    path = REPO / "images" / "ffmpeg" / "Dockerfile"
+    text = path.read_text()
+    assert re.search(r"^ARG DEBIAN_IMAGE=docker\.io/library/debian:12\.\d+-slim$", text, re.M)
+    (stage,) = _stages(path)
+    body = "\n".join(stage["lines"])
+    installs = re.findall(r"apt-get install --yes --no-install-recommends ([^\\\n&]+)", body)
+    assert [i.split() for i in installs] == [["ffmpeg"]]
+    packages = [ln for ln in (REPO / "images" / "ffmpeg" / "packages.txt").read_text().splitlines()
+                if ln and not ln.startswith("#")]
+    assert packages == ["ffmpeg"]
+    assert "USER 10001:10001" in stage["lines"]
+    assert 'ENTRYPOINT ["ffmpeg"]' in stage["lines"]
+    assert "rm -rf /var/lib/apt/lists/*" in body
+
+
+def test_wheel_the_dockerfile_builds_carries_the_templates(tmp_path):
+    """Stage 1's `pip wheel --no-deps .` on exactly what the Dockerfile copies (build
+    requirements come from PyPI, as in the image build): package data and entry point."""
+    import shutil
+    import sys
+    import zipfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    shutil.copytree(REPO / "operator", src / "operator", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "--wheel-dir",
+                           str(tmp_path / "wheels"), "."], cwd=src, timeout=240, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (wheel,) = (tmp_path / "wheels").glob("streamdist-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    templates = {p.name for p in (REPO / "operator" / "streamdist" / "templates").glob("*.j2")}
+    assert {n.rsplit("/", 1)[1] for n in names if n.startswith("streamdist/templates/")} == templates
+    entry = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "streamdist = streamdist.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
