@@ -8,6 +8,7 @@ the scheduler and the garbage collector are real, no video flows. Ctrl-C stops i
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import time
@@ -42,6 +43,7 @@ def down() -> int:
 
 
 def up() -> int:
+    shutil.rmtree(STATE / "cluster", ignore_errors=True)  # a fresh etcd each time
     STATE.mkdir(parents=True, exist_ok=True)
     (STATE / "demo.pid").write_text(str(os.getpid()))
     step("building or reusing the control-plane binaries (hack/build-bins.sh)")
