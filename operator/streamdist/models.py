@@ -45,12 +45,26 @@ class ServiceSpec(_Model):
     type: ServiceType = "ClusterIP"
 
 
+class Fallback(_Model):
+    """What readers get while the source is missing: MediaMTX's own offline slate.
+
+    The tracks must be those the source publishes, so that a reader's stream keeps
+    the same shape across the switch (FFmpeg outputs keep running, timestamps go on).
+    """
+
+    video: Literal["H264", "H265"] = "H264"
+    audio: Literal["MPEG4Audio", "none"] = "MPEG4Audio"
+    sample_rate: int = Field(default=48000, alias="sampleRate", ge=8000, le=96000)
+    channel_count: int = Field(default=2, alias="channelCount", ge=1, le=8)
+
+
 class StreamInputSpec(_Model):
     protocol: InputProtocol = "udp"
     port: int | None = Field(default=None, ge=MIN_PORT, le=MAX_PORT)
     service: ServiceSpec = ServiceSpec()
     max_outputs: int = Field(default=20, ge=1, le=200, alias="maxOutputs")
     passphrase_secret_ref: SecretKeyRef | None = Field(default=None, alias="passphraseSecretRef")
+    fallback: Fallback | None = None
 
     @model_validator(mode="after")
     def _passphrase_needs_srt(self) -> StreamInputSpec:

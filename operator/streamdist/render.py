@@ -120,6 +120,7 @@ def mediamtx_config(inp: StreamInput, port: int) -> str:
             metrics_port=METRICS_PORT,
             rtsp_transports_key=RTSP_TRANSPORTS_KEY,
             udp_source=f"{UDP_SOURCE_SCHEME}://0.0.0.0:{port}",
+            fallback=inp.spec.fallback,
         )
     )
 

@@ -114,24 +114,49 @@ def _report(ctx: Context, body: dict[str, Any], inp: StreamInput, port: int, end
     previous = previous_status(ctx, KIND, body)
     seen = ctx.health.get(key) if router_ready else None
     phase, ready, recv = input_phase(router_ready, _receiving(seen))
+    active = active_source(inp, seen)
+    conds = [ready, recv] + ([on_air(active)] if inp.spec.fallback else [])
     status = {
         "observedGeneration": inp.metadata.generation,
         "phase": phase,
         "port": port,
         "endpoint": endpoint,
         **health_fields(previous, seen),
-        "conditions": conditions(previous.get("conditions"), [ready, recv], inp.metadata.generation, now_iso()),
+        **({"activeSource": active} if active else {}),
+        "conditions": conditions(previous.get("conditions"), conds, inp.metadata.generation, now_iso()),
     }
     reason = {"Live": "SourceLive", "Waiting": "Waiting" if previous.get("phase") != "Live" else "SourceLost"}.get(
         phase, ready.reason
     )
     report(ctx, KIND, body, status, reason, recv.message if phase in ("Live", "Waiting") else ready.message)
+    switched = previous.get("activeSource")
+    if active and switched and switched != active:
+        cond = on_air(active)
+        ctx.kube.event(
+            {**body, "kind": KIND}, "Normal" if active == "primary" else "Warning", cond.reason, cond.message
+        )
+
+
+def active_source(inp: StreamInput, seen: InputObservation | None) -> str | None:
+    """primary or fallback: what readers of an input with a fallback get now."""
+    if not inp.spec.fallback or seen is None or seen.sample is None:
+        return None
+    return "primary" if seen.sample.online else "fallback"
+
+
+def on_air(active: str | None) -> Cond:
+    if active == "primary":
+        return Cond("OnAir", "True", "SwitchedToPrimary", "the source is on air")
+    if active == "fallback":
+        return Cond("OnAir", "True", "SwitchedToFallback", "no source: the fallback slate is on air")
+    return Cond("OnAir", "Unknown", "HealthUnknown", "MediaMTX's control API has not answered yet")
 
 
 def _receiving(seen: InputObservation | None) -> bool | None:
+    """A source publishes (with a fallback, the path is always available: ask `online`)."""
     if seen is None or seen.health is None:
         return None
-    return seen.health.ready
+    return seen.health.ready and (seen.sample.online if seen.sample else True)
 
 
 def health_fields(previous: dict[str, Any], seen: InputObservation | None) -> dict[str, Any]:

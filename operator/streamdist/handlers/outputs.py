@@ -240,6 +240,8 @@ def _listener_endpoint(out: StreamOutput, dest: urls.Destination) -> str:
 def _input_ready(input_body: dict[str, Any]) -> Cond:
     """InputReady mirrors the input's Receiving condition (Unknown while unmeasured)."""
     status = input_body.get("status") or {}
+    if status.get("activeSource") == "fallback":
+        return Cond("InputReady", "True", "FallbackOnAir", "the input's fallback slate is on air (no source)")
     if status.get("phase") == "Failed":
         return Cond("InputReady", "False", "InputFailed", "the input's router is not running")
     for cond in status.get("conditions") or []:
