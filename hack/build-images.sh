@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Builds the images the local real node (hack/node/) runs, with no registry and no
+# image builder: each image is a root filesystem made here, packed as an OCI archive
+# by hack/node/oci.py, for `ctr -n k8s.io images import`. Cached: an archive is
+# rebuilt only when what it is made from changes (its recipe key is in its name).
+#
+# Usage: hack/build-images.sh [pause] [mediamtx] [ffmpeg] [operator]   (default: all)
+#        hack/build-images.sh --print-dir
+# Prints, on stdout, one line per image: "<name> <archive path>".
+#
+#   localhost/streamdist/pause:3.10.1   the sandbox (pod infra) image: Kubernetes' own
+#                                       build/pause/linux/pause.c (from the pinned
+#                                       k8s.io/kubernetes module) compiled -static
+#   localhost/streamdist/mediamtx:dev   scratch-like: only the binary hack/build-mediamtx.sh
+#                                       builds, at /mediamtx, ENTRYPOINT ["/mediamtx"]
+#   localhost/streamdist/ffmpeg:dev     Debian 12 minbase (debootstrap) + Debian's ffmpeg
+#                                       (images/ffmpeg/packages.txt, --no-install-recommends),
+#                                       user 10001, `ffmpeg` on PATH, no ENTRYPOINT
+#   localhost/streamdist/operator:dev   the Dockerfile's equivalent: Debian 12's python3.11,
+#                                       a venv at /opt/venv with this repo's wheel and its
+#                                       pinned dependencies (binary wheels from PyPI), user
+#                                       10001, ENTRYPOINT ["streamdist", "run"]
+#
+# Debian packages come from the Debian archive (debootstrap, then apt inside the
+# chroot with bookworm, bookworm-updates and bookworm-security, like debian:12-slim).
+# Cache: ${STREAMDIST_IMAGE_CACHE:-~/.cache/streamdist/images}.
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=versions.env
+source "$REPO_ROOT/hack/versions.env"
+CACHE=${STREAMDIST_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamdist/images}
+MIRROR=${STREAMDIST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+SECURITY_MIRROR=${STREAMDIST_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+SUITE=bookworm
+PAUSE_VERSION=3.10.1 # kubeadm 1.34's PauseVersion
+OCI="$REPO_ROOT/hack/node/oci.py"
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
+
+log() { echo "build-images: $*" >&2; }
+die() { echo "build-images: ERROR: $*" >&2; exit 1; }
+now() { date +%s; }
+
+[[ "${1:-}" == "--print-dir" ]] && { echo "$CACHE"; exit 0; }
+[[ "$(id -u)" == 0 ]] || die "run as root (debootstrap, chroot and file ownership in the images)"
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.lock"
+flock 9
+
+key() { # files and strings -> short hash
+  { for a in "$@"; do if [[ -f "$a" ]]; then sha256sum "$a"; else echo "$a"; fi; done; } | sha256sum | cut -c1-12
+}
+
+# The Debian minbase root filesystem every Debian-based image starts from (cached).
+base_rootfs() {
+  local dir="$CACHE/rootfs/$SUITE-minbase"
+  if [[ ! -f "$dir/.done" ]]; then
+    command -v debootstrap >/dev/null || die "debootstrap missing: run hack/install-node-debs.sh"
+    log "debootstrap --variant=minbase $SUITE (once; about a minute)"
+    local t0; t0=$(now)
+    rm -rf "$dir"; mkdir -p "$(dirname "$dir")"
+    debootstrap --variant=minbase "$SUITE" "$dir" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 ||
+      die "debootstrap failed; see $CACHE/debootstrap.log"
+    cat >"$dir/etc/apt/sources.list" <<EOF
+deb $MIRROR $SUITE main
+deb $MIRROR $SUITE-updates main
+deb $SECURITY_MIRROR $SUITE-security main
+EOF
+    # as in the debian:*-slim images: no docs, man pages or locales from later installs
+    cat >"$dir/etc/dpkg/dpkg.cfg.d/01-slim" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/lintian/*
+EOF
+    touch "$dir/.done"
+    log "debootstrap took $(( $(now) - t0 ))s"
+  fi
+  echo "$dir"
+}
+
+# Runs a command chrooted into a rootfs, with /proc and the host's resolv.conf, in a
+# private mount namespace (so nothing stays mounted, whatever happens).
+in_chroot() { # rootfs cmd...
+  local root=$1; shift
+  cp /etc/resolv.conf "$root/etc/resolv.conf"
+  unshare -m --propagation private -- bash -c '
+    root=$1; shift
+    mount -t proc proc "$root/proc"
+    mount --rbind /dev "$root/dev"
+    exec chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive HOME=/root "$@"
+  ' _ "$root" "$@"
+  : >"$root/etc/resolv.conf"
+}
+
+# A copy of the base rootfs to build one image in.
+fresh_copy() { # dest
+  local base; base=$(base_rootfs)
+  rm -rf "$1"; mkdir -p "$1"
+  cp -a "$base/." "$1/"
+  rm -f "$1/.done"
+}
+
+slim() { # rootfs: what no image needs at run time
+  rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/var/cache/debconf/*-old \
+    "$1"/var/log/* "$1"/tmp/* "$1"/root/.cache "$1"/usr/share/doc/*/[!c]* \
+    "$1"/usr/share/man "$1"/usr/share/info
+  mkdir -p "$1/tmp"; chmod 1777 "$1/tmp"
+}
+
+add_user() { # rootfs name
+  in_chroot "$1" sh -c "groupadd --system --gid 10001 $2 && useradd --system --uid 10001 --gid 10001 \
+    --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin $2"
+}
+
+pack() { # rootfs name out [oci.py args...]
+  local root=$1 name=$2 out=$3; shift 3
+  python3 "$OCI" --rootfs "$root" --name "$name" --out "$out" "$@" >/dev/null
+}
+
+# ------------------------------------------------------------------- the images
+
+build_pause() {
+  local src out k
+  src=$(cd / && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')/build/pause/linux/pause.c
+  [[ -f "$src" ]] || die "no build/pause/linux/pause.c in k8s.io/kubernetes@$KUBE_VERSION"
+  k=$(key "$src" "$OCI" "$PAUSE_VERSION" v1)
+  out="$CACHE/pause-$PAUSE_VERSION-$k.tar"
+  if [[ ! -f "$out" ]]; then
+    log "pause: compiling $src -static"
+    local root="$CACHE/work/pause"
+    rm -rf "$root"; mkdir -p "$root"
+    gcc -Os -Wall -static -DVERSION="v$PAUSE_VERSION-streamdist" -o "$root/pause" "$src"
+    strip "$root/pause"
+    pack "$root" "localhost/streamdist/pause:$PAUSE_VERSION" "$out" --entrypoint '["/pause"]' --user 65535:65535
+    rm -rf "$root"
+  fi
+  echo "localhost/streamdist/pause:$PAUSE_VERSION $out"
+}
+
+build_mediamtx() {
+  local bin out k
+  bin=$(bash "$REPO_ROOT/hack/build-mediamtx.sh" | tail -n1)
+  [[ -x "$bin" ]] || die "hack/build-mediamtx.sh gave no binary"
+  k=$(key "$bin" "$OCI" v1)
+  out="$CACHE/mediamtx-$MEDIAMTX_VERSION-$k.tar"
+  if [[ ! -f "$out" ]]; then
+    log "mediamtx: packing $bin"
+    local root="$CACHE/work/mediamtx"
+    rm -rf "$root"; mkdir -p "$root/tmp" "$root/etc"
+    chmod 1777 "$root/tmp"
+    install -m 0755 "$bin" "$root/mediamtx"
+    # like the upstream image: the binary and nothing else (users are numeric)
+    printf 'root:x:0:0:root:/:/sbin/nologin\nmediamtx:x:10001:10001::/nonexistent:/sbin/nologin\n' >"$root/etc/passwd"
+    printf 'root:x:0:\nmediamtx:x:10001:\n' >"$root/etc/group"
+    pack "$root" "localhost/streamdist/mediamtx:dev" "$out" --entrypoint '["/mediamtx"]' --env PATH=/
+    rm -rf "$root"
+  fi
+  echo "localhost/streamdist/mediamtx:dev $out"
+}
+
+build_ffmpeg() {
+  local pk="$REPO_ROOT/images/ffmpeg/packages.txt" out k pkgs
+  pkgs=$(grep -v '^[[:space:]]*#' "$pk" | xargs)
+  [[ -n "$pkgs" ]] || die "no packages in $pk"
+  k=$(key "$pk" "$OCI" "${BASH_SOURCE[0]}" "$SUITE")
+  out="$CACHE/ffmpeg-$k.tar"
+  if [[ ! -f "$out" ]]; then
+    local root="$CACHE/work/ffmpeg" t0; t0=$(now)
+    fresh_copy "$root"
+    log "ffmpeg: apt-get install --no-install-recommends $pkgs (in a chroot)"
+    in_chroot "$root" sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $pkgs >/dev/null && apt-get clean"
+    add_user "$root" ffmpeg
+    # the Dockerfile's checks: SRT and RTMPS are built in
+    in_chroot "$root" sh -c "ffmpeg -hide_banner -protocols 2>/dev/null | grep -qx '  srt' && ffmpeg -hide_banner -protocols 2>/dev/null | grep -qx '  rtmps'" ||
+      die "ffmpeg in the image lacks srt or rtmps"
+    slim "$root"
+    log "ffmpeg: packing"
+    pack "$root" "localhost/streamdist/ffmpeg:dev" "$out" --user 10001:10001 --cmd '["ffmpeg","-hide_banner","-version"]'
+    rm -rf "$root"
+    log "ffmpeg: took $(( $(now) - t0 ))s"
+  fi
+  echo "localhost/streamdist/ffmpeg:dev $out"
+}
+
+build_operator() {
+  local out k src
+  # the wheel is built from what the Dockerfile copies: pyproject.toml, README.md, operator/
+  src=$(cd "$REPO_ROOT" && { sha256sum pyproject.toml README.md; find operator -type f \( -name '*.py' -o -name '*.j2' -o -name '*.typed' \) -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-12)
+  k=$(key "$src" "$OCI" "${BASH_SOURCE[0]}" "$SUITE")
+  out="$CACHE/operator-$k.tar"
+  if [[ ! -f "$out" ]]; then
+    local root="$CACHE/work/operator" t0; t0=$(now)
+    fresh_copy "$root"
+    log "operator: python3.11 + venv with this repo's wheel (in a chroot)"
+    in_chroot "$root" sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null && apt-get clean"
+    rm -rf "$root/src"; mkdir -p "$root/src"
+    (cd "$REPO_ROOT" && cp -a pyproject.toml README.md operator "$root/src/")
+    find "$root/src" -name __pycache__ -prune -exec rm -rf {} + || true
+    in_chroot "$root" sh -c 'set -e; cd /src
+      export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+      python3 -m venv /opt/venv
+      /opt/venv/bin/pip install -q --upgrade "setuptools>=68" wheel
+      /opt/venv/bin/pip wheel -q --no-deps --no-build-isolation --wheel-dir /wheels .
+      /opt/venv/bin/pip install -q --only-binary=:all: /wheels/streamdist-*.whl
+      /opt/venv/bin/pip uninstall -q --yes setuptools wheel pip
+      /opt/venv/bin/python -m compileall -q /opt/venv/lib
+      /opt/venv/bin/python -c "import streamdist.cli, streamdist.handlers.registry"
+      /opt/venv/bin/streamdist --help >/dev/null'
+    rm -rf "$root/src" "$root/wheels"
+    add_user "$root" streamdist
+    slim "$root"
+    log "operator: packing"
+    pack "$root" "localhost/streamdist/operator:dev" "$out" --user 10001:10001 \
+      --entrypoint '["streamdist","run"]' \
+      --env PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+      --env PYTHONDONTWRITEBYTECODE=1 --env PYTHONUNBUFFERED=1
+    rm -rf "$root"
+    log "operator: took $(( $(now) - t0 ))s"
+  fi
+  echo "localhost/streamdist/operator:dev $out"
+}
+
+wanted=("$@")
+[[ ${#wanted[@]} -gt 0 ]] || wanted=(pause mediamtx ffmpeg operator)
+for w in "${wanted[@]}"; do
+  case "$w" in
+    pause|mediamtx|ffmpeg|operator) "build_$w" ;;
+    *) die "unknown image '$w' (pause, mediamtx, ffmpeg, operator)" ;;
+  esac
+done
