@@ -33,7 +33,10 @@ _ns_counter = itertools.count()
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """A running ControlPlane; its admin kubeconfig is ``control_plane.kubeconfig``."""
     bins = bin_dir()
-    with ControlPlane(tmp_path_factory.mktemp("control-plane"), bins) as cp:
+    # Test-only KWOK Stages (crashes, back-off, image pulls): they act only on pods a
+    # test marks (annotation streamdist.test/crash, or an output name prefix "kwok-").
+    stages = sorted((REPO_ROOT / "tests" / "integration" / "kwok").glob("*.yaml"))
+    with ControlPlane(tmp_path_factory.mktemp("control-plane"), bins, kwok_stages=stages) as cp:
         cp.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
         cp.kubectl("wait", "--for=condition=Established", "crd/streaminputs.streamdist.io",
                    "crd/streamoutputs.streamdist.io", "--timeout=60s")
