@@ -1,0 +1,925 @@
+"""A real single-node Kubernetes cluster on this machine, built from real parts.
+
+``NodeCluster`` starts the control plane of ``ControlPlane`` (etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler on loopback; no KWOK) and one real node:
+
+- containerd (Debian's 1.6) with runc, cgroup driver ``cgroupfs`` (no systemd is PID 1
+  here), overlayfs, our own config, root, state and socket under the state dir;
+- the kubelet (same pinned Kubernetes as the control plane), on cgroup v1;
+- CNI: bridge + host-local + portmap (+ loopback, which containerd runs itself) with
+  the pod CIDR 10.244.0.0/24 on the bridge ``sdbr0`` (10.244.0.1, the node's IP);
+- kube-proxy in iptables mode, so ClusterIPs work from pods and from this host;
+- CoreDNS as a host process on 10.244.0.1:53 (the pods' nameserver), answering for
+  ``cluster.local`` only (no forwarding: pods cannot resolve or reach the outside);
+- the images of ``hack/build-images.sh`` (pause, MediaMTX, FFmpeg, operator) imported
+  into containerd's ``k8s.io`` namespace: no registry anywhere.
+
+containerd and the kubelet run in a mount + PID namespace of their own, whose PID 1 is
+``hack/node/init.py``: every mount they make and every container process dies with it.
+The host-side changes (bridge, iptables rules of kube-proxy, kubelet and portmap, our
+guard chain, a few sysctls, the cgroup tree ``/streamdist-node``) are undone by
+``stop()``, and by ``cleanup_host()`` after a crash (``hack/node/down.sh``).
+
+    with NodeCluster(tmp / "node") as nc:
+        nc.kubectl("get", "nodes")
+        env = nc.operator_env()      # STREAMDIST_* for `streamdist run` on this node
+        nc.host_service("ns", "receiver", [("rtmp", 1935, "TCP")])   # -> 10.244.0.1
+
+Needs root (and Linux with cgroup v1 or v2, iptables, bridges). One node per machine:
+the bridge, the pod CIDR and the cgroup root are fixed names (a lock file enforces it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tests.harness.controlplane import (
+    SERVICE_CLUSTER_IP_RANGE,
+    Component,
+    ControlPlane,
+    ControlPlaneError,
+    _die_with_parent,
+    bin_dir as _bin_dir,
+    free_ports,
+    repo_root,
+    tail,
+)
+
+__all__ = [
+    "BRIDGE",
+    "NODE_IP",
+    "NODE_NAME",
+    "POD_CIDR",
+    "NodeCluster",
+    "build_images",
+    "cleanup_host",
+    "node_supported",
+]
+
+NODE_NAME = "streamdist-node"
+BRIDGE = "sdbr0"
+POD_CIDR = "10.244.0.0/24"
+NODE_IP = "10.244.0.1"  # the bridge's address: gateway of the pods, the node's InternalIP
+CLUSTER_DOMAIN = "cluster.local"
+CGROUP_ROOT = "streamdist-node"
+GUARD_CHAIN = "STREAMDIST-NODE"
+LOCK_FILE = Path("/run/lock/streamdist-node.lock")
+KUBELET_PORT = 10250
+# Chains the node's parts make in the host's iptables: kube-proxy and the kubelet
+# (KUBE-*), the CNI portmap/bridge plugins (CNI-*), and ours.
+CHAIN_PREFIXES = ("KUBE-", "CNI-", GUARD_CHAIN)
+# sysctls the kubelet (with protectKernelDefaults false) or we set: restored on stop.
+SYSCTLS = (
+    "net.ipv4.ip_forward",
+    "net.bridge.bridge-nf-call-iptables",
+    "net.bridge.bridge-nf-call-ip6tables",
+    "net.ipv4.conf.all.route_localnet",
+    "vm.overcommit_memory",
+    "vm.panic_on_oom",
+    "kernel.panic",
+    "kernel.panic_on_oops",
+    "kernel.keys.root_maxkeys",
+    "kernel.keys.root_maxbytes",
+)
+CNI_BIN_DIR = Path("/usr/lib/cni")
+NODE_DEBS_SCRIPT = "hack/install-node-debs.sh"
+
+
+def node_supported() -> str:
+    """'' when this machine can run the node, else why not (for pytest.skip)."""
+    if os.geteuid() != 0:
+        return "the local node needs root"
+    for tool in ("containerd", "runc", "ctr", "iptables", "ip", "unshare", "conntrack"):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed (run {NODE_DEBS_SCRIPT})"
+    for plugin in ("bridge", "host-local", "portmap", "loopback"):
+        if not (CNI_BIN_DIR / plugin).exists():
+            return f"CNI plugin {plugin} missing in {CNI_BIN_DIR} (run {NODE_DEBS_SCRIPT})"
+    return ""
+
+
+def _run(*args: str, check: bool = True, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    proc = subprocess.run(list(args), capture_output=True, text=True, input=input, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise ControlPlaneError(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+def build_images(names: Sequence[str] = ()) -> dict[str, Path]:
+    """Runs hack/build-images.sh (cached) and returns {image name: OCI archive}."""
+    script = repo_root() / "hack" / "build-images.sh"
+    proc = subprocess.run(["bash", str(script), *names], stdout=subprocess.PIPE, stderr=None, text=True)
+    if proc.returncode != 0:
+        raise ControlPlaneError(f"{script} {' '.join(names)} failed with exit code {proc.returncode}")
+    out: dict[str, Path] = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            out[parts[0]] = Path(parts[1])
+    return out
+
+
+def coredns_bin() -> Path:
+    script = repo_root() / "hack" / "node" / "build-coredns.sh"
+    proc = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, stderr=None, text=True)
+    if proc.returncode != 0:
+        raise ControlPlaneError(f"{script} failed with exit code {proc.returncode}")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------- host cleanup
+
+
+def _sysctl_path(name: str) -> Path:
+    return Path("/proc/sys") / name.replace(".", "/")
+
+
+def _read_sysctl(name: str) -> str | None:
+    try:
+        return _sysctl_path(name).read_text().strip()
+    except OSError:
+        return None
+
+
+def _write_sysctl(name: str, value: str) -> None:
+    with contextlib.suppress(OSError):
+        _sysctl_path(name).write_text(value + "\n")
+
+
+def _iptables_cleanup() -> None:
+    """Deletes every rule jumping to, and every chain named, KUBE-*/CNI-*/ours."""
+    for tool in ("iptables", "ip6tables"):
+        if shutil.which(tool) is None:
+            continue
+        for table in ("filter", "nat", "mangle", "raw"):
+            save = subprocess.run([f"{tool}-save", "-t", table], capture_output=True, text=True)
+            if save.returncode != 0:
+                continue
+            ours: list[str] = []
+            jumps: list[list[str]] = []
+            for line in save.stdout.splitlines():
+                if line.startswith(":"):
+                    chain = line[1:].split()[0]
+                    if chain.startswith(CHAIN_PREFIXES):
+                        ours.append(chain)
+                elif line.startswith("-A "):
+                    words = line.split()
+                    chain = words[1]
+                    if chain.startswith(CHAIN_PREFIXES):
+                        continue  # goes with its chain
+                    target = words[words.index("-j") + 1] if "-j" in words else ""
+                    if target.startswith(CHAIN_PREFIXES):
+                        jumps.append(words)
+            for words in jumps:
+                # iptables-save quotes comments: re-split the original line with shlex
+                import shlex
+
+                line = " ".join(words)
+                argv = shlex.split(line)
+                subprocess.run([tool, "-t", table, "-D", *argv[1:]], capture_output=True)
+            for chain in ours:
+                subprocess.run([tool, "-t", table, "-F", chain], capture_output=True)
+            for chain in ours:
+                subprocess.run([tool, "-t", table, "-X", chain], capture_output=True)
+
+
+def _cgroup_dirs() -> list[Path]:
+    base = Path("/sys/fs/cgroup")
+    found = []
+    if (base / CGROUP_ROOT).is_dir():
+        found.append(base / CGROUP_ROOT)  # cgroup v2
+    for hier in base.iterdir() if base.is_dir() else ():
+        d = hier / CGROUP_ROOT
+        if d.is_dir():
+            found.append(d)
+    return found
+
+
+def _cgroup_cleanup(timeout: float = 20.0) -> list[str]:
+    """rmdir the /streamdist-node cgroup trees, deepest first; returns what stayed."""
+    deadline = time.monotonic() + timeout
+    left: list[str] = []
+    while True:
+        left = []
+        for top in _cgroup_dirs():
+            dirs = sorted((p for p in [top, *top.rglob("*")] if p.is_dir()), key=lambda p: len(p.parts), reverse=True)
+            for d in dirs:
+                try:
+                    d.rmdir()
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    left.append(str(d))
+        if not left or time.monotonic() > deadline:
+            return left
+        # processes still exiting: kill what is left in them, then retry
+        for d in left:
+            with contextlib.suppress(OSError):
+                for pid in Path(d, "cgroup.procs").read_text().split():
+                    with contextlib.suppress(ProcessLookupError, ValueError):
+                        os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.3)
+
+
+def _pid_matches(pid: int, needle: str) -> bool:
+    try:
+        return needle in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+
+
+def cleanup_host(state_dir: Path | str, quiet: bool = False) -> list[str]:
+    """Undoes everything a node (running or crashed) left on this host; idempotent.
+
+    Kills the processes recorded in ``state_dir/pids`` (only if their command line
+    still names the state dir), then removes the bridge, the iptables rules and
+    chains, the cgroup tree, and restores the sysctls saved at start. Returns the
+    problems found (empty when clean).
+    """
+    state_dir = Path(state_dir).resolve()
+    problems: list[str] = []
+    pids_file = state_dir / "pids"
+    if pids_file.exists():
+        for line in pids_file.read_text().splitlines():
+            name, _, pid_s = line.partition(" ")
+            with contextlib.suppress(ValueError):
+                pid = int(pid_s)
+                if _pid_matches(pid, str(state_dir)):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        pids_file.unlink()
+    kp = state_dir / "bin" / "kube-proxy"
+    if kp.exists():
+        subprocess.run([str(kp), "--cleanup", "--v=0"], capture_output=True, timeout=60)
+    _iptables_cleanup()
+    if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0:
+        subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
+    # veths left behind (their pod netns died with the node's mount namespace)
+    links = subprocess.run(["ip", "-o", "link", "show", "master", BRIDGE], capture_output=True, text=True).stdout
+    for m in re.finditer(r"^\d+: ([^:@]+)", links, re.M):
+        subprocess.run(["ip", "link", "delete", m.group(1)], capture_output=True)
+    problems += [f"cgroup left: {d}" for d in _cgroup_cleanup()]
+    saved = state_dir / "sysctl.json"
+    if saved.exists():
+        for name, value in json.loads(saved.read_text()).items():
+            if value is not None:
+                _write_sysctl(name, value)
+        saved.unlink()
+    with contextlib.suppress(OSError):
+        Path("/run/containerd").rmdir()  # the mount point of the node's private tmpfs
+    if not quiet:
+        for p in problems:
+            print(f"node cleanup: {p}", file=sys.stderr)
+    return problems
+
+
+# --------------------------------------------------------------- the cluster
+
+
+class _ControlPlaneForNode(ControlPlane):
+    """ControlPlane without KWOK, with the certificates a real node needs."""
+
+    def __init__(self, *args, **kw) -> None:
+        pki = Path(args[0]).resolve() / "pki"
+        kw["nodes"] = ()
+        kw["apiserver_args"] = [
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            # The node's name does not resolve here: reach the kubelet at its InternalIP.
+            "--kubelet-preferred-address-types=InternalIP",
+            *kw.get("apiserver_args", ()),
+        ]
+        super().__init__(*args, **kw)
+
+    def _start_kwok(self) -> None:  # a real kubelet plays the node
+        return None
+
+    def _make_pki(self) -> None:
+        super()._make_pki()
+        if (self.pki_dir / "node-done").exists():
+            return
+        ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+        client = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
+        for name, subj in (
+            ("apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client"),
+            ("kubelet", f"/O=system:nodes/CN=system:node:{NODE_NAME}"),
+            ("kube-proxy", "/CN=system:kube-proxy"),
+            ("coredns", "/CN=system:coredns"),
+        ):
+            (self.pki_dir / f"{name}.ext").write_text(client)
+            self._openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj)
+            self._openssl(
+                "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.crt", "-days", "3650", "-extfile", f"{name}.ext",
+            )  # fmt: skip
+        (self.pki_dir / "node-done").write_text("")
+
+
+COREDNS_RBAC = {
+    "apiVersion": "v1",
+    "kind": "List",
+    "items": [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "system:coredns"},
+            "rules": [
+                {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"], "verbs": ["list", "watch"]},
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "system:coredns"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:coredns"}],
+        },
+    ],
+}
+
+
+class NodeCluster:
+    """The control plane plus one real node (see the module doc).
+
+    Args:
+        state_dir: everything is written here (created if missing).
+        bin_dir: the kube binaries; ``bin_dir()`` when None.
+        images: {image name: OCI archive} to import; ``build_images()`` when None.
+        start_timeout: seconds each readiness wait may take.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path | str,
+        bin_dir: Path | str | None = None,
+        *,
+        images: dict[str, Path] | None = None,
+        start_timeout: float = 120.0,
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.bin_dir = Path(bin_dir) if bin_dir is not None else _bin_dir()
+        for b in ("kubelet", "kube-proxy"):
+            if not os.access(self.bin_dir / b, os.X_OK):
+                raise ControlPlaneError(f"{self.bin_dir / b} missing (run hack/build-bins.sh)")
+        self._images = images
+        self.images: dict[str, Path] = {}
+        self.start_timeout = start_timeout
+        self.cp = _ControlPlaneForNode(self.state_dir / "cp", self.bin_dir, start_timeout=start_timeout)
+        self.logs_dir = self.state_dir / "logs"
+        self.socket = self.state_dir / "containerd" / "containerd.sock"
+        self.components: dict[str, Component] = {}
+        self.timings: dict[str, float] = {}
+        self.ports: dict[str, int] = {}
+        self._lock_fd: int | None = None
+
+    # ------------------------------------------------------------ delegation
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.cp.kubeconfig
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.cp.env
+
+    def kubectl(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.cp.kubectl(*args, **kw)
+
+    def kubectl_json(self, *args: str, **kw) -> dict:
+        return self.cp.kubectl_json(*args, **kw)
+
+    def apply(self, manifest: dict | str) -> subprocess.CompletedProcess:
+        return self.cp.apply(manifest)
+
+    def wait_for(self, what, fn, timeout: float = 60.0, interval: float = 0.25):  # noqa: ANN001
+        def check():  # noqa: ANN202
+            self._check_alive()
+            return fn()
+
+        return self.cp.wait_for(what, check, timeout, interval)
+
+    def log_path(self, component: str) -> Path:
+        return self.logs_dir / f"{component}.log"
+
+    def operator_env(self) -> dict[str, str]:
+        """STREAMDIST_* settings for `streamdist run` against this node."""
+        return {
+            "STREAMDIST_FFMPEG_IMAGE": "localhost/streamdist/ffmpeg:dev",
+            "STREAMDIST_MEDIAMTX_IMAGE": "localhost/streamdist/mediamtx:dev",
+            "STREAMDIST_IMAGE_PULL_POLICY": "IfNotPresent",
+            # Routers are real and ClusterIPs are routed here by kube-proxy.
+            "STREAMDIST_HEALTH_POLL": "true",
+        }
+
+    def ctr(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        return _run("ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args, check=check, timeout=timeout)
+
+    def host_service(self, namespace: str, name: str, ports: Iterable[tuple[str, int, str]]) -> None:
+        """A Service (no selector) whose one endpoint is this host at NODE_IP.
+
+        For receivers running as host processes (bound to NODE_IP or 0.0.0.0): pods
+        reach them as ``<name>.<namespace>.svc:<port>``. ports: (name, port, protocol).
+        """
+        ports = list(ports)
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Service",
+                        "metadata": {"name": name, "namespace": namespace},
+                        "spec": {"ports": [{"name": n, "port": p, "targetPort": p, "protocol": pr} for n, p, pr in ports]},
+                    },
+                    {
+                        "apiVersion": "discovery.k8s.io/v1",
+                        "kind": "EndpointSlice",
+                        "metadata": {
+                            "name": f"{name}-host",
+                            "namespace": namespace,
+                            "labels": {"kubernetes.io/service-name": name},
+                        },
+                        "addressType": "IPv4",
+                        "endpoints": [{"addresses": [NODE_IP], "conditions": {"ready": True}}],
+                        "ports": [{"name": n, "port": p, "protocol": pr} for n, p, pr in ports],
+                    },
+                ],
+            }
+        )
+
+    # ------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> NodeCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        why = node_supported()
+        if why:
+            raise ControlPlaneError(f"cannot run the local node: {why}")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(exist_ok=True)
+        LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = Path(LOCK_FILE).read_text().strip()
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise ControlPlaneError(f"another local node is running (lock {LOCK_FILE} held by: {holder})") from None
+        os.ftruncate(self._lock_fd, 0)
+        os.write(self._lock_fd, f"pid {os.getpid()} state {self.state_dir}\n".encode())
+        # A node that crashed before may have left its bridge, rules or cgroups.
+        prev = self.state_dir / "pids"
+        if prev.exists() or _cgroup_dirs() or subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0:
+            cleanup_host(self.state_dir, quiet=True)
+
+        steps = [
+            ("images", self._prepare_images),
+            ("coredns-build", self._prepare_coredns),
+            ("control-plane", self.cp.start),
+            ("host-network", self._setup_host),
+            ("configs", self._write_configs),
+            ("containerd+kubelet", self._start_node),
+            ("import-images", self._import_images),
+            ("node-ready", self._wait_node_ready),
+            ("kube-proxy", self._start_kube_proxy),
+            ("coredns", self._start_coredns),
+        ]
+        t_all = time.monotonic()
+        for name, step in steps:
+            t0 = time.monotonic()
+            print(f"node: {name} ...", file=sys.stderr, flush=True)
+            step()
+            self.timings[name] = round(time.monotonic() - t0, 2)
+        self.timings["total"] = round(time.monotonic() - t_all, 2)
+        (self.state_dir / "timings.json").write_text(json.dumps(self.timings, indent=1) + "\n")
+        print(f"node: up in {self.timings['total']}s {self.timings}", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        """Stops everything and undoes every host change; safe to call twice."""
+        for name in ("coredns", "kube-proxy", "node"):
+            comp = self.components.get(name)
+            if comp is None or comp.proc is None or comp.proc.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                comp.proc.send_signal(signal.SIGTERM)
+            try:
+                comp.proc.wait(timeout=25)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    comp.proc.kill()
+                comp.proc.wait(timeout=10)
+        self.cp.stop()
+        if self._lock_fd is not None:
+            cleanup_host(self.state_dir)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # ------------------------------------------------------------ steps
+
+    def _prepare_images(self) -> None:
+        self.images = self._images if self._images is not None else build_images()
+
+    def _prepare_coredns(self) -> None:
+        self._coredns = coredns_bin()
+
+    def _setup_host(self) -> None:
+        saved = self.state_dir / "sysctl.json"
+        if not saved.exists():
+            saved.write_text(json.dumps({n: _read_sysctl(n) for n in SYSCTLS}, indent=1) + "\n")
+        _write_sysctl("net.ipv4.ip_forward", "1")
+        _write_sysctl("net.bridge.bridge-nf-call-iptables", "1")
+        _write_sysctl("net.bridge.bridge-nf-call-ip6tables", "1")
+        if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode != 0:
+            _run("ip", "link", "add", BRIDGE, "type", "bridge")
+        _run("ip", "addr", "replace", f"{NODE_IP}/24", "dev", BRIDGE)
+        _run("ip", "link", "set", BRIDGE, "up")
+        # Guard: forwarding is on (pods <-> services), but nothing from or to the pod
+        # network may cross any interface but the bridge: pods reach this host only.
+        _run("iptables", "-N", GUARD_CHAIN, check=False)
+        _run("iptables", "-F", GUARD_CHAIN)
+        _run("iptables", "-A", GUARD_CHAIN, "-s", POD_CIDR, "!", "-o", BRIDGE, "-j", "DROP")
+        _run("iptables", "-A", GUARD_CHAIN, "-d", POD_CIDR, "!", "-i", BRIDGE, "-j", "DROP")
+        if _run("iptables", "-C", "FORWARD", "-j", GUARD_CHAIN, check=False).returncode != 0:
+            _run("iptables", "-I", "FORWARD", "1", "-j", GUARD_CHAIN)
+        # The cgroup root of every pod (kubelet's cgroupRoot), in each v1 hierarchy.
+        base = Path("/sys/fs/cgroup")
+        for hier in sorted(base.iterdir()):
+            if not hier.is_dir() or hier.name == "unified" or not (hier / "cgroup.procs").exists():
+                continue
+            d = hier / CGROUP_ROOT
+            d.mkdir(exist_ok=True)
+            if hier.name.startswith("cpuset") or (hier / "cpuset.cpus").exists():
+                for f in ("cpuset.cpus", "cpuset.mems"):
+                    with contextlib.suppress(OSError):
+                        (d / f).write_text((hier / f).read_text())
+        # kube-proxy --cleanup at down runs this copy (the cache may change meanwhile)
+        (self.state_dir / "bin").mkdir(exist_ok=True)
+        shutil.copy2(self.bin_dir / "kube-proxy", self.state_dir / "bin" / "kube-proxy")
+
+    def _kubeconfig(self, user: str) -> Path:
+        pki = self.cp.pki_dir
+        path = self.state_dir / f"{user}.kubeconfig"
+        cfg = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "local", "cluster": {"server": self.cp.server, "certificate-authority": str(pki / "ca.crt")}}],
+            "users": [{"name": user, "user": {"client-certificate": str(pki / f"{user}.crt"), "client-key": str(pki / f"{user}.key")}}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
+            "current-context": "local",
+        }
+        path.write_text(json.dumps(cfg, indent=1) + "\n")
+        path.chmod(0o600)
+        return path
+
+    def _write_configs(self) -> None:
+        s = self.state_dir
+        cd = s / "containerd"
+        for d in (cd, s / "cni" / "net.d", s / "cni" / "ipam", s / "kubelet", s / "pod-logs"):
+            d.mkdir(parents=True, exist_ok=True)
+        pause = next((n for n in self.images if "/pause:" in n), "localhost/streamdist/pause:3.10.1")
+        (cd / "config.toml").write_text(
+            f"""# containerd for the streamdist local node (tests/harness/node.py)
+version = 2
+root = "{cd / 'root'}"
+state = "{cd / 'state'}"
+[grpc]
+  address = "{self.socket}"
+[ttrpc]
+  address = "{self.socket}.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{cd / 'opt'}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause}"
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+  disable_apparmor = true
+  # pod network namespace handles under our state dir, not /var/run/netns
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        # cgroupfs: no systemd runs as PID 1 on these machines to own the cgroups
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{CNI_BIN_DIR}"
+    conf_dir = "{s / 'cni' / 'net.d'}"
+    max_conf_num = 1
+"""
+        )
+        (s / "cni" / "net.d" / "10-streamdist.conflist").write_text(
+            json.dumps(
+                {
+                    "cniVersion": "0.4.0",
+                    "name": "streamdist",
+                    "plugins": [
+                        {
+                            "type": "bridge",
+                            "bridge": BRIDGE,
+                            "isGateway": True,
+                            "ipMasq": False,
+                            "hairpinMode": True,
+                            "ipam": {
+                                "type": "host-local",
+                                "dataDir": str(s / "cni" / "ipam"),
+                                "ranges": [[{"subnet": POD_CIDR, "gateway": NODE_IP}]],
+                                # Only the service range leaves the bridge (to kube-proxy's
+                                # DNAT on this host): no default route, no way out.
+                                "routes": [{"dst": SERVICE_CLUSTER_IP_RANGE}],
+                            },
+                        },
+                        {"type": "portmap", "capabilities": {"portMappings": True}},
+                    ],
+                },
+                indent=1,
+            )
+        )
+        # Pods get CoreDNS only: no search domain or nameserver of this host.
+        (s / "resolv.conf").write_text("# streamdist local node: pods resolve cluster names only\n")
+        self.ports["kubelet-healthz"], self.ports["kube-proxy-healthz"], self.ports["kube-proxy-metrics"] = free_ports(3)
+        self.ports["coredns-health"], self.ports["coredns-ready"] = free_ports(2)
+        kubelet_cfg = {
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "address": NODE_IP,
+            "port": KUBELET_PORT,
+            "readOnlyPort": 0,
+            "healthzBindAddress": "127.0.0.1",
+            "healthzPort": self.ports["kubelet-healthz"],
+            "authentication": {
+                "anonymous": {"enabled": False},
+                "webhook": {"enabled": True},
+                "x509": {"clientCAFile": str(self.cp.pki_dir / "ca.crt")},
+            },
+            "authorization": {"mode": "Webhook"},
+            "containerRuntimeEndpoint": f"unix://{self.socket}",
+            # cgroup v1 and no systemd: cgroupfs. Kubernetes 1.34 still runs on v1 by
+            # default (failCgroupV1 false); it is said explicitly here.
+            "cgroupDriver": "cgroupfs",
+            "failCgroupV1": False,
+            "cgroupRoot": f"/{CGROUP_ROOT}",
+            "cgroupsPerQOS": True,
+            "enforceNodeAllocatable": ["pods"],
+            # no swap on these VMs; do not refuse to start if a machine has some
+            "failSwapOn": False,
+            "clusterDomain": CLUSTER_DOMAIN,
+            "clusterDNS": [NODE_IP],
+            "resolvConf": str(s / "resolv.conf"),
+            "podLogsDir": str(s / "pod-logs"),
+            "staticPodPath": "",
+            "registerNode": True,
+            "serializeImagePulls": False,
+            # a shared test VM: evict nothing for disk, never GC our local-only images
+            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
+            "imageGCHighThresholdPercent": 100,
+            "imageGCLowThresholdPercent": 99,
+            "nodeStatusUpdateFrequency": "5s",
+            "syncFrequency": "10s",
+            "fileCheckFrequency": "20s",
+            "rotateCertificates": False,
+            "serverTLSBootstrap": False,
+            "maxPods": 110,
+            "shutdownGracePeriod": "0s",
+        }
+        (s / "kubelet-config.json").write_text(json.dumps(kubelet_cfg, indent=1) + "\n")
+        self._kubeconfig("kubelet")
+        self._kubeconfig("kube-proxy")
+        self._kubeconfig("coredns")
+        kp_cfg = {
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration",
+            "clientConnection": {"kubeconfig": str(s / "kube-proxy.kubeconfig")},
+            "mode": "iptables",
+            "clusterCIDR": POD_CIDR,
+            "hostnameOverride": NODE_NAME,
+            "bindAddress": "127.0.0.1",
+            "healthzBindAddress": f"127.0.0.1:{self.ports['kube-proxy-healthz']}",
+            "metricsBindAddress": f"127.0.0.1:{self.ports['kube-proxy-metrics']}",
+            # NodePorts on the node's IP only (no route_localnet for 127.0.0.1 NodePorts)
+            "nodePortAddresses": [f"{NODE_IP}/32"],
+            # leave the host's conntrack table sizes and timeouts alone
+            "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
+            "iptables": {"syncPeriod": "30s", "minSyncPeriod": "0s"},
+        }
+        (s / "kube-proxy-config.json").write_text(json.dumps(kp_cfg, indent=1) + "\n")
+        (s / "Corefile").write_text(
+            f""".:53 {{
+    bind {NODE_IP}
+    errors
+    health 127.0.0.1:{self.ports['coredns-health']}
+    ready 127.0.0.1:{self.ports['coredns-ready']}
+    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
+        kubeconfig {s / 'coredns.kubeconfig'}
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 5
+    }}
+    cache 5
+}}
+"""
+        )
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Component:
+        log = self.log_path(name)
+        comp = Component(name=name, args=args, log=log, env=env)
+        (self.state_dir / f"{name}.cmdline").write_text(" ".join(args) + "\n")
+        with open(log, "ab") as out:
+            comp.proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.state_dir,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        self.components[name] = comp
+        with open(self.state_dir / "pids", "a") as f:
+            f.write(f"{name} {comp.proc.pid}\n")
+        return comp
+
+    def _fail(self, comp: Component, why: str, log: Path | None = None) -> ControlPlaneError:
+        code = comp.proc.poll() if comp.proc else None
+        state = f"exited with code {code}" if code is not None else "still running"
+        log = log or comp.log
+        return ControlPlaneError(f"{comp.name} {why} ({state}); last lines of {log}:\n{tail(log)}")
+
+    def _check_alive(self) -> None:
+        for comp in self.components.values():
+            if not comp.alive():
+                log = comp.log
+                if comp.name == "node":
+                    st = (self.state_dir / "node-status").read_text() if (self.state_dir / "node-status").exists() else ""
+                    which = "kubelet" if "exit kubelet" in st else "containerd"
+                    log = self.log_path(which)
+                raise self._fail(comp, "stopped unexpectedly", log)
+
+    def _start_node(self) -> None:
+        s = self.state_dir
+        kubelet = [
+            str(self.bin_dir / "kubelet"),
+            f"--config={s / 'kubelet-config.json'}",
+            f"--kubeconfig={s / 'kubelet.kubeconfig'}",
+            f"--root-dir={s / 'kubelet'}",
+            f"--hostname-override={NODE_NAME}",
+            f"--node-ip={NODE_IP}",
+            f"--node-labels=streamdist.io/local-node=true",
+            f"--cert-dir={s / 'kubelet' / 'pki'}",
+            "--v=1",
+        ]
+        containerd = ["containerd", f"--config={s / 'containerd' / 'config.toml'}", "--log-level=warn"]
+        spec = {
+            "containerd": containerd,
+            "kubelet": kubelet,
+            "socket": str(self.socket),
+            "logs": str(self.logs_dir),
+            "status": str(s / "node-status"),
+            "mkdirs": [],
+        }
+        (s / "node-spec.json").write_text(json.dumps(spec, indent=1) + "\n")
+        with contextlib.suppress(FileNotFoundError):
+            (s / "node-status").unlink()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket.unlink()
+        comp = self._spawn(
+            "node",
+            [
+                "unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc",
+                "--kill-child=SIGKILL", "--", sys.executable, str(repo_root() / "hack" / "node" / "init.py"),
+                str(s / "node-spec.json"),
+            ],
+        )  # fmt: skip
+        deadline = time.monotonic() + self.start_timeout
+        while not (self.socket.exists() and "containerd socket up" in _read(s / "node-status")):
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise self._fail(comp, "containerd socket did not appear", self.log_path("containerd"))
+            time.sleep(0.1)
+
+    def _import_images(self) -> None:
+        have = set(self.ctr("images", "ls", "-q").stdout.split())
+        for name, archive in self.images.items():
+            if name in have:
+                continue
+            self.ctr("images", "import", str(archive))
+        got = set(self.ctr("images", "ls", "-q").stdout.split())
+        missing = set(self.images) - got
+        if missing:
+            raise ControlPlaneError(f"images not in containerd after import: {sorted(missing)}")
+
+    def _node_ready(self) -> bool:
+        node = self.kubectl_json("get", "node", NODE_NAME, check=False) if self._node_exists() else {}
+        return any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in node.get("status", {}).get("conditions", [])
+        )
+
+    def _node_exists(self) -> bool:
+        return self.kubectl("get", "node", NODE_NAME, check=False).returncode == 0
+
+    def _wait_node_ready(self) -> None:
+        self.apply(COREDNS_RBAC)
+        self.wait_for(f"node {NODE_NAME} Ready", self._node_ready, self.start_timeout, 0.5)
+
+    def _start_kube_proxy(self) -> None:
+        comp = self._spawn(
+            "kube-proxy",
+            [str(self.bin_dir / "kube-proxy"), f"--config={self.state_dir / 'kube-proxy-config.json'}", "--v=1"],
+        )
+        url = f"http://127.0.0.1:{self.ports['kube-proxy-healthz']}/healthz"
+        self._wait_http(comp, url)
+
+    def _start_coredns(self) -> None:
+        comp = self._spawn("coredns", [str(self._coredns), "-conf", str(self.state_dir / "Corefile")])
+        self._wait_http(comp, f"http://127.0.0.1:{self.ports['coredns-ready']}/ready")
+
+    def _wait_http(self, comp: Component, url: str) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + self.start_timeout
+        last = ""
+        while True:
+            self._check_alive()
+            try:
+                with urllib.request.urlopen(url, timeout=3) as r:
+                    if r.status == 200:
+                        return
+                    last = f"HTTP {r.status}"
+            except Exception as e:  # noqa: BLE001
+                last = str(e)
+            if time.monotonic() > deadline:
+                raise self._fail(comp, f"not healthy at {url} (last: {last})")
+            time.sleep(0.2)
+
+
+def _read(p: Path) -> str:
+    try:
+        return p.read_text()
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """python -m tests.harness.node serve|cleanup STATE_DIR (used by hack/node/*.sh)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m tests.harness.node")
+    ap.add_argument("command", choices=["serve", "cleanup"])
+    ap.add_argument("state_dir", type=Path)
+    a = ap.parse_args(argv)
+    if a.command == "cleanup":
+        return 1 if cleanup_host(a.state_dir) else 0
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    ready = a.state_dir / "ready"
+    with contextlib.suppress(FileNotFoundError):
+        ready.unlink()
+    with NodeCluster(a.state_dir) as nc:
+        ready.write_text(json.dumps({"kubeconfig": str(nc.kubeconfig), "timings": nc.timings}) + "\n")
+        print(f"node: ready; export KUBECONFIG={nc.kubeconfig}", file=sys.stderr, flush=True)
+        while not stop:
+            try:
+                nc._check_alive()
+            except ControlPlaneError as e:
+                print(f"node: {e}", file=sys.stderr, flush=True)
+                break
+            time.sleep(1)
+        print("node: stopping", file=sys.stderr, flush=True)
+    with contextlib.suppress(FileNotFoundError):
+        ready.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
