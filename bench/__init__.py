@@ -1,0 +1,83 @@
+"""streamdist benchmarks: how fast, how big and how cheap, measured side by side.
+
+=============  ================================================================
+scale          control plane at 1x20, 10x20, 50x20 outputs on a real apiserver
+steady         status patches and operator CPU of 200 quiet outputs
+restart        kill -9 of the operator with 1,000 outputs: re-adoption time
+mediacost      CPU/RSS of one FFmpeg per output vs tee, MediaMTX forward, readers
+recovery       destination down and up again: time to frames vs reconnect delay
+latency        delay added by the relay, per output protocol
+=============  ================================================================
+
+Run ``python -m bench`` (``make bench``); ``--only NAME`` for one, ``--quick`` for
+the smallest sizes (what tests/bench/test_bench_smoke.py runs), ``--write-results``
+to record the run in bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+from typing import TextIO
+
+from . import common, latency, mediacost, recovery, restart, scale, steady
+from .common import Opts, Result
+
+BENCHMARKS = (scale, steady, restart, mediacost, recovery, latency)
+
+
+def by_name(name: str):  # type: ignore[no-untyped-def]
+    for mod in BENCHMARKS:
+        if mod.NAME == name:
+            return mod
+    raise KeyError(name)
+
+
+def run_one(name: str, opts: Opts) -> Result:
+    """Run one benchmark; a failure becomes ``Result.error`` (with what it measured so far)."""
+    mod = by_name(name)
+    before = common.loadavg()
+    t0 = time.monotonic()
+    try:
+        res = mod.run(opts)
+    except Exception as exc:
+        res = Result(mod.NAME, mod.TITLE, error=f"{type(exc).__name__}: {exc}")
+        common.say(opts, traceback.format_exc())
+    res.seconds = time.monotonic() - t0
+    res.load_before, res.load_after = before, common.loadavg()
+    return res
+
+
+def run_benchmarks(names: list[str], opts: Opts, stream: TextIO | None = None) -> list[Result]:
+    results = []
+    if stream:
+        m = common.machine()
+        print(f"machine: {m['nproc']} x {m['cpu']}, {m['memory']}, kernel {m['kernel']}; {m['date']}", file=stream)
+        print(f"mode: {'quick' if opts.quick else 'full'}; load average now {common.loadavg()}\n", file=stream)
+    for name in names:
+        res = run_one(name, opts)
+        results.append(res)
+        if stream:
+            print(res.text() + "\n", file=stream, flush=True)
+    return results
+
+
+def write_results(path: Path, results: list[Result], opts: Opts) -> None:
+    m = common.machine()
+    lines = [
+        "# streamdist benchmark results",
+        "",
+        "Written by `python -m bench --write-results` (`make bench` prints the same tables without writing).",
+        "Each benchmark notes the load average before and after it: the machine is shared, so figures",
+        "taken under load are noisy (CPU seconds least, latencies most).",
+        "",
+        f"- date: {m['date']}",
+        f"- machine: {m['nproc']} CPUs, {m['cpu']}, {m['memory']} RAM, Linux {m['kernel']}",
+        f"- mode: {'--quick (smallest sizes)' if opts.quick else 'full sizes'}",
+        f"- ran: {', '.join(r.name for r in results)}",
+        "",
+    ]
+    for r in results:
+        lines.append(r.markdown())
+    path.write_text("\n".join(lines))

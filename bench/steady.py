@@ -1,0 +1,99 @@
+"""2. Steady state: quiet outputs, settled, then watched for a fixed window.
+
+Nothing changes during the window, so every status patch in it is one too many
+(target: none). The operator runs as shipped (resync every 5 s) with MediaMTX health
+polling off, as on any KWOK cluster: the routers are not real, so their control APIs
+cannot be polled; on a real cluster a poll that finds changed input health may
+rightly patch that input.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import cluster
+from .cluster import OPERATOR_USER, Cluster, RssSampler, Watcher
+from .common import Opts, Result, Table, cpu_seconds, say, wait_until
+
+NAME = "steady"
+TITLE = "steady state: status patches and CPU of quiet outputs"
+
+
+def run(opts: Opts) -> Result:
+    inputs, per, window = (1, 20, 30.0) if opts.quick else (10, 20, 60.0)
+    res = Result(NAME, TITLE)
+    say(opts, f"{NAME}: {inputs}x{per}, window {window:.0f}s")
+    fig = measure(opts, inputs, per, window)
+    res.figures = fig
+    t = Table(
+        f"{fig['outputs']} settled outputs ({inputs}x{per}) watched for {window:.0f} s",
+        ["status patches/min (metrics)", "operator writes/min (audit)", "operator CPU s/min", "RSS MB",
+         "non-watch reads/min", "target: 0 patches"],
+    )  # fmt: skip
+    t.add(
+        fig["status_patches_per_min"],
+        fig["writes_per_min"],
+        fig["cpu_per_min"],
+        fig["rss_mb"],
+        fig["reads_per_min"],
+        "ok" if fig["status_patches"] == 0 else "MISSED",
+    )
+    t.notes.append(
+        "status patches: apiserver_request_total PATCH on streamoutputs/status and streaminputs/status during the "
+        "window; writes: every create/patch/update/delete by the operator's identity (audit log)"
+    )
+    if fig["by_what"]:
+        t.notes.append("operator requests in the window: " + ", ".join(f"{k} {v}" for k, v in sorted(fig["by_what"].items())))
+    for line in fig["patch_bodies"]:
+        t.notes.append(f"status patch in the window: {line}")
+    t.notes.append("health polling off (KWOK: no real routers to poll); resync period 5 s as shipped")
+    res.tables.append(t)
+    return res
+
+
+def measure(opts: Opts, inputs: int, per: int, window: float) -> dict[str, Any]:
+    outputs = inputs * per
+    work = opts.dir(f"{NAME}-{inputs}x{per}")
+    manifest = cluster.write_manifests(work / "manifest.yaml", cluster.manifests(inputs, per))
+    with Cluster(work / "cluster", nodes=cluster.nodes_for(outputs + inputs)) as cl:
+        ns = cl.namespace("bench")
+        op = cl.start_operator()
+        assert op.proc is not None
+        pid = op.proc.pid
+        watcher = Watcher(cl.cp.kubeconfig, ns).start()
+        cl.apply(ns, manifest)
+        settled = wait_until(lambda: watcher.streaming_count() >= outputs, 60 + outputs * 0.4)
+        if not settled:
+            raise RuntimeError(f"only {watcher.streaming_count()}/{outputs} outputs Streaming")
+        cl.wait_quiet(OPERATOR_USER, 2 * cluster.RESYNC_SECONDS, timeout=120)
+        rss = RssSampler(pid)
+        rss.start()
+        m0, a0, c0, t0 = cl.metrics(), cl.audit.offset(), cpu_seconds(pid) or 0.0, time.monotonic()
+        time.sleep(window)
+        m1, a1, c1, t1 = cl.metrics(), cl.audit.offset(), cpu_seconds(pid) or 0.0, time.monotonic()
+        rss.stop()
+        watcher.stop()
+        reqs = cl.audit.requests(OPERATOR_USER, a0, a1)
+        streaming_after = watcher.streaming_count()
+    minutes = (t1 - t0) / 60
+    delta = m1 - m0
+    patches = sum(v for (verb, r, sub), v in delta.items() if verb == "PATCH" and sub == "status"
+                  and r in ("streamoutputs", "streaminputs"))  # fmt: skip
+    writes = [r for r in reqs if r.write]
+    reads = [r for r in reqs if not r.write and r.verb != "watch"]
+    return {
+        "outputs": outputs,
+        "window_s": t1 - t0,
+        "status_patches": patches,
+        "status_patches_per_min": patches / minutes,
+        "writes": len(writes),
+        "writes_per_min": len(writes) / minutes,
+        "reads_per_min": len(reads) / minutes,
+        "cpu_s": c1 - c0,
+        "cpu_per_min": (c1 - c0) / minutes,
+        "rss_mb": rss.peak_kb / 1024,
+        "by_what": dict(cluster.count_by_what(reqs)),
+        "patch_bodies": cluster.status_patches(reqs),
+        "streaming_after": streaming_after,
+    }
