@@ -123,11 +123,9 @@ def test_install_yaml_is_complete():
         "streaminputs.streamdist.io", "streamoutputs.streamdist.io",
         "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev",
     }
-    # The documented first step selects exactly the CRDs: no component label on them, one on all else.
     for o in objs:
         labels = o["metadata"].get("labels") or {}
         assert labels.get("app.kubernetes.io/part-of") == "streamdist", o["metadata"]["name"]
-        assert ("app.kubernetes.io/component" in labels) == (o["kind"] != "CustomResourceDefinition")
 
 
 def test_argocd_cm_holds_the_lua_scripts():
