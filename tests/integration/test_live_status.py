@@ -203,7 +203,8 @@ def _no_secret(k: Kubectl, operator: Any, *names: str) -> None:
         "status": json.dumps([k.status("so", n) for n in names]),
         "events": k("get", "events", "-o", "yaml").stdout,
         "kubectl get so -o wide": k("get", "so", "-o", "wide").stdout,
-        "describe": k("describe", "so", *names).stdout,
+        # Status and Events (the Spec section shows spec.url, the user's own input).
+        "describe": k("describe", "so", *names).stdout.partition("\nStatus:")[2],
         "operator log": operator.logs(),
     }
     for where, text in seen.items():
@@ -499,8 +500,9 @@ def test_events_name_each_transition_without_secret(k: Kubectl, operator):
     assert by_reason["Reconnecting"]["message"] == LAST_WORDS_MASKED
     assert by_reason["BackoffReplaced"]["type"] == "Warning"
     assert "1s" in by_reason["BackoffReplaced"]["message"], by_reason["BackoffReplaced"]
-    ordered = [e["reason"] for e in sorted(evs, key=lambda e: (e.get("lastTimestamp") or "", e["metadata"]["name"]))]
-    print(f"\nevents: {ordered}")
+    ordered = [e["reason"] for e in sorted(evs, key=lambda e: int(e["metadata"]["resourceVersion"]))]
+    print(f"\nevents, in the order written: {ordered}")
+    assert ordered[:4] == ["Streaming", "Reconnecting", "BackoffReplaced", "Streaming"], ordered
     listing = k("get", "events", "--field-selector", "involvedObject.name=ev").stdout
     for reason in ("Streaming", "Reconnecting", "BackoffReplaced"):
         assert reason in listing
