@@ -35,6 +35,7 @@ SECURITY_MIRROR=${STREAMDIST_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debia
 SUITE=bookworm
 PAUSE_VERSION=3.10.1 # kubeadm 1.34's PauseVersion
 OCI="$REPO_ROOT/hack/node/oci.py"
+SELF="$REPO_ROOT/hack/build-images.sh"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 
 log() { echo "build-images: $*" >&2; }
@@ -48,7 +49,7 @@ exec 9>"$CACHE/.lock"
 flock 9
 
 key() { # files and strings -> short hash
-  { for a in "$@"; do if [[ -f "$a" ]]; then sha256sum "$a"; else echo "$a"; fi; done; } | sha256sum | cut -c1-12
+  { for a in "$@"; do if [[ -f "$a" ]]; then sha256sum <"$a"; else echo "$a"; fi; done; } | sha256sum | cut -c1-12
 }
 
 # The Debian minbase root filesystem every Debian-based image starts from (cached).
@@ -166,7 +167,7 @@ build_ffmpeg() {
   local pk="$REPO_ROOT/images/ffmpeg/packages.txt" out k pkgs
   pkgs=$(grep -v '^[[:space:]]*#' "$pk" | xargs)
   [[ -n "$pkgs" ]] || die "no packages in $pk"
-  k=$(key "$pk" "$OCI" "${BASH_SOURCE[0]}" "$SUITE")
+  k=$(key "$pk" "$OCI" "$SELF" "$SUITE")
   out="$CACHE/ffmpeg-$k.tar"
   if [[ ! -f "$out" ]]; then
     local root="$CACHE/work/ffmpeg" t0; t0=$(now)
@@ -190,7 +191,7 @@ build_operator() {
   local out k src
   # the wheel is built from what the Dockerfile copies: pyproject.toml, README.md, operator/
   src=$(cd "$REPO_ROOT" && { sha256sum pyproject.toml README.md; find operator -type f \( -name '*.py' -o -name '*.j2' -o -name '*.typed' \) -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-12)
-  k=$(key "$src" "$OCI" "${BASH_SOURCE[0]}" "$SUITE")
+  k=$(key "$src" "$OCI" "$SELF" "$SUITE")
   out="$CACHE/operator-$k.tar"
   if [[ ! -f "$out" ]]; then
     local root="$CACHE/work/operator" t0; t0=$(now)

@@ -93,6 +93,8 @@ SYSCTLS = (
     "kernel.keys.root_maxbytes",
 )
 CNI_BIN_DIR = Path("/usr/lib/cni")
+# what the node runs (the operator image only when the operator runs in the cluster)
+NODE_IMAGES = ("pause", "mediamtx", "ffmpeg")
 NODE_DEBS_SCRIPT = "hack/install-node-debs.sh"
 
 
@@ -304,6 +306,9 @@ class _ControlPlaneForNode(ControlPlane):
         super().__init__(*args, **kw)
 
     def _start_kwok(self) -> None:  # a real kubelet plays the node
+        return None
+
+    def _create_nodes(self) -> None:  # the kubelet registers its own Node
         return None
 
     def _make_pki(self) -> None:
@@ -541,7 +546,7 @@ class NodeCluster:
     # ------------------------------------------------------------ steps
 
     def _prepare_images(self) -> None:
-        self.images = self._images if self._images is not None else build_images()
+        self.images = self._images if self._images is not None else build_images(NODE_IMAGES)
 
     def _prepare_coredns(self) -> None:
         self._coredns = coredns_bin()
@@ -899,23 +904,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.command == "cleanup":
         return 1 if cleanup_host(a.state_dir) else 0
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    signal.signal(signal.SIGINT, lambda *_: stop.append(1))
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
     ready = a.state_dir / "ready"
     with contextlib.suppress(FileNotFoundError):
         ready.unlink()
-    with NodeCluster(a.state_dir) as nc:
+    try:
+        nc = NodeCluster(a.state_dir).__enter__()
+    except KeyboardInterrupt:
+        return 130
+    try:
         ready.write_text(json.dumps({"kubeconfig": str(nc.kubeconfig), "timings": nc.timings}) + "\n")
         print(f"node: ready; export KUBECONFIG={nc.kubeconfig}", file=sys.stderr, flush=True)
-        while not stop:
-            try:
-                nc._check_alive()
-            except ControlPlaneError as e:
-                print(f"node: {e}", file=sys.stderr, flush=True)
-                break
+        while True:
+            nc._check_alive()
             time.sleep(1)
+    except ControlPlaneError as e:
+        print(f"node: {e}", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
         print("node: stopping", file=sys.stderr, flush=True)
+        nc.stop()
+        print("node: stopped", file=sys.stderr, flush=True)
     with contextlib.suppress(FileNotFoundError):
         ready.unlink()
     return 0

@@ -1,0 +1,113 @@
+"""Fixtures for the end-to-end tests on the local real node (tests/harness/node.py).
+
+One NodeCluster per session (real containerd, kubelet, kube-proxy, CoreDNS, the images
+of hack/build-images.sh), the CRDs, the operator as a real process with
+STREAMDIST_HEALTH_POLL=true (routers are real, ClusterIPs are routed here by
+kube-proxy), and receivers running as host processes on the node's IP, which pods
+reach directly or through a selector-less Service.
+
+Skipped (with the reason) where the node cannot run: not root, or containerd, runc,
+the CNI plugins or iptables missing (hack/install-node-debs.sh installs them).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.harness.node import NodeCluster, node_supported  # noqa: E402
+from tests.harness.operator import OperatorProcess  # noqa: E402
+
+T = TypeVar("T")
+_ns_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
+    why = node_supported()
+    if why:
+        pytest.skip(f"no local node here: {why}")
+    t0 = time.monotonic()
+    with NodeCluster(tmp_path_factory.mktemp("node")) as nc:
+        nc.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
+        nc.kubectl(
+            "wait", "--for=condition=Established", "crd/streaminputs.streamdist.io",
+            "crd/streamoutputs.streamdist.io", "--timeout=60s",
+        )  # fmt: skip
+        print(f"\n[e2e] local node up in {time.monotonic() - t0:.1f}s: {nc.timings}", flush=True)
+        yield nc
+
+
+@pytest.fixture(scope="session")
+def operator(node: NodeCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    env = {**node.operator_env(), "STREAMDIST_RESYNC_SECONDS": "2"}
+    with OperatorProcess(node.kubeconfig, tmp_path_factory.mktemp("operator"), env=env) as op:
+        yield op
+
+
+@pytest.fixture
+def ns(node: NodeCluster, operator: OperatorProcess, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = f"e{next(_ns_counter)}-{request.node.name.lower()}"
+    name = "".join(c if c.isalnum() else "-" for c in name)[:50].strip("-")
+    node.kubectl("create", "namespace", name)
+    yield name
+    node.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+class Kube:
+    """kubectl bound to one namespace, with the waits the tests need."""
+
+    def __init__(self, nc: NodeCluster, namespace: str) -> None:
+        self.nc = nc
+        self.ns = namespace
+
+    def __call__(self, *args: str, input: str | None = None, check: bool = True) -> Any:
+        return self.nc.kubectl("-n", self.ns, *args, input=input, check=check)
+
+    def apply(self, obj: dict[str, Any] | str) -> Any:
+        data = obj if isinstance(obj, str) else json.dumps(obj)
+        return self("apply", "-f", "-", input=data)
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self("get", *args, "-o", "json").stdout)
+
+    def status(self, kind: str, name: str) -> dict[str, Any]:
+        return self.get(kind, name).get("status") or {}
+
+    def wait(self, what: str, fn: Callable[[], T | None], timeout: float = 120.0, interval: float = 0.5) -> T:
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while True:
+            try:
+                got = fn()
+                if got:
+                    return got
+                last = None
+            except Exception as e:  # noqa: BLE001
+                last = e
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" ({last})" if last else ""))
+            time.sleep(interval)
+
+    def service_ip(self, name: str) -> str:
+        return self.get("service", name)["spec"]["clusterIP"]
+
+    def describe(self) -> str:
+        out = self("get", "streamdist,pods,svc", "-o", "wide", check=False)
+        return (out.stdout or "") + (out.stderr or "")
+
+
+@pytest.fixture
+def kube(node: NodeCluster, ns: str) -> Kube:
+    return Kube(node, ns)

@@ -1,0 +1,295 @@
+"""End to end on the local real node: real pods, real restarts, real video.
+
+Each test prints what it measured (``[e2e] ...`` lines; run pytest with ``-s`` to see
+them live). Receivers run on this host, bound to the node's IP (10.244.0.1), which
+pods reach through the selector-less Service ``recv`` (``NodeCluster.host_service``);
+the test pattern source sends to the input's ingest ClusterIP, routed by kube-proxy.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Kube
+from tests.harness.media import (
+    ManagedProcess,
+    MediaMTX,
+    ProcessGroup,
+    ffprobe_streams,
+    free_tcp_port,
+    free_udp_port,
+    launch_mediamtx,
+    make_self_signed_cert,
+    mediamtx_config,
+    record,
+    start_source,
+    start_srt_caller_recorder,
+    wait_for,
+)
+from tests.harness.node import NODE_IP, NodeCluster
+
+pytestmark = [pytest.mark.timeout(900)]
+
+API = "streamdist.io/v1alpha1"
+
+
+def _input(name: str) -> dict[str, Any]:
+    return {"apiVersion": API, "kind": "StreamInput", "metadata": {"name": name}, "spec": {"protocol": "udp"}}
+
+
+def _output(name: str, input_name: str, url: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": API,
+        "kind": "StreamOutput",
+        "metadata": {"name": name},
+        "spec": {"input": input_name, "url": url, **spec},
+    }
+
+
+class Receiver:
+    """A MediaMTX on the node's IP taking RTMP, RTMPS and RTSP publishes (API on loopback)."""
+
+    def __init__(self, workdir: Path, group: ProcessGroup, name: str = "recv") -> None:
+        self.workdir, self.group, self.name = workdir, group, name
+        cert, key = make_self_signed_cert(workdir / "tls")
+        self.ports = {
+            "rtsp": free_tcp_port(NODE_IP),
+            "rtmp": free_tcp_port(NODE_IP),
+            "rtmps": free_tcp_port(NODE_IP),
+        }
+        api = free_tcp_port()
+        cfg = mediamtx_config(
+            rtsp_port=self.ports["rtsp"], rtmp_port=self.ports["rtmp"], rtmps_port=self.ports["rtmps"],
+            tls_cert=(cert, key), host=NODE_IP,
+        )  # fmt: skip
+        cfg.update(api=True, apiAddress=f"127.0.0.1:{api}")
+        self.cfg = cfg
+        self.mtx: MediaMTX | None = None
+        self.start()
+
+    def start(self) -> None:
+        import yaml
+
+        path = self.workdir / f"{self.name}.yml"
+        path.write_text(yaml.safe_dump(self.cfg, sort_keys=False))
+        self.mtx = launch_mediamtx(path, self.cfg, self.workdir, group=self.group, name=self.name)
+
+    def kill(self) -> None:
+        assert self.mtx is not None
+        self.mtx.process.signal(signal.SIGKILL)
+        self.mtx.process.wait(10)
+
+    def service_ports(self) -> list[tuple[str, int, str]]:
+        return [(n, p, "TCP") for n, p in self.ports.items()]
+
+    def ready(self, path: str) -> bool:
+        assert self.mtx is not None
+        s = self.mtx.path(path)
+        return bool(s and s.ready and s.tracks)
+
+    def record(self, path: str, out: Path, seconds: float) -> ManagedProcess:
+        url = f"rtsp://{NODE_IP}:{self.ports['rtsp']}/{path}"
+        return record(url, out, seconds=seconds, group=self.group, name=f"read-{path.replace('/', '-')}")
+
+
+def _probe_ok(path: Path, what: str, min_frames: int = 25) -> str:
+    assert path.exists() and path.stat().st_size > 0, f"{what}: nothing received ({path})"
+    probe = ffprobe_streams(path)
+    v = probe.video
+    assert v is not None and v.codec_name == "h264", f"{what}: no H.264 video in {path}: {probe}"
+    assert v.frames >= min_frames, f"{what}: only {v.frames} decoded video frames in {path}"
+    return f"{what}: {v.frames} video frames decoded, codecs {probe.codecs}"
+
+
+def _start_live_input(kube: Kube, group: ProcessGroup, name: str = "cam") -> ManagedProcess:
+    kube.apply(_input(name))
+    port = kube.wait(f"{name} port", lambda: kube.status("si", name).get("port"))
+    ip = kube.wait(f"{name}-ingest ClusterIP", lambda: kube.service_ip(f"{name}-ingest"))
+    kube.wait(f"{name} router Ready", lambda: kube.status("si", name).get("phase") in ("Waiting", "Live"), 240)
+    src = start_source("udp", f"udp://{ip}:{port}", group=group, name=f"source-{name}")
+    t0 = time.monotonic()
+    kube.wait(f"{name} Live", lambda: kube.status("si", name).get("phase") == "Live", 120)
+    print(f"[e2e] input {name} Live {time.monotonic() - t0:.1f}s after the source started", flush=True)
+    return src
+
+
+def _phase(kube: Kube, name: str) -> str | None:
+    return kube.status("so", name).get("phase")
+
+
+def _all_streaming(kube: Kube, names: list[str]) -> bool:
+    return all(_phase(kube, n) == "Streaming" for n in names)
+
+
+def test_every_output_form_delivers_decodable_video(node: NodeCluster, kube: Kube, tmp_path: Path) -> None:
+    with ProcessGroup(tmp_path / "logs") as group:
+        recv = Receiver(tmp_path / "recv", group)
+        udp_port, srt_port, listen_port = free_udp_port(NODE_IP), free_udp_port(NODE_IP), 20900
+        node.host_service(kube.ns, "recv", [*recv.service_ports(), ("udp", udp_port, "UDP"), ("srt", srt_port, "UDP")])
+        svc = f"recv.{kube.ns}.svc"
+        # host-side destinations that listen: UDP and an SRT listener (for the SRT caller output)
+        udp_file, srt_file = tmp_path / "udp.ts", tmp_path / "srt-caller.ts"
+        udp_rec = record(
+            f"udp://{NODE_IP}:{udp_port}?timeout=60000000&overrun_nonfatal=1&fifo_size=1000000", udp_file,
+            group=group, name="udp-recorder", input_args=["-analyzeduration", "3000000", "-probesize", "5000000"],
+        )  # fmt: skip
+        srt_rec = group.start(
+            "srt-listener-recorder",
+            ["sh", "-c", f"exec srt-live-transmit -q -a:no 'srt://{NODE_IP}:{srt_port}?mode=listener' file://con > {srt_file}"],
+        )
+        _start_live_input(kube, group)
+        outputs = {
+            "to-udp": f"udp://{svc}:{udp_port}?pkt_size=1316",
+            "to-srt-caller": f"srt://{svc}:{srt_port}?mode=caller&latency=200000",
+            "to-srt-listener": f"srt://0.0.0.0:{listen_port}?mode=listener&latency=200000",
+            "to-rtmp": f"rtmp://{svc}:{recv.ports['rtmp']}/live/rtmp",
+            "to-rtmps": f"rtmps://{svc}:{recv.ports['rtmps']}/live/rtmps",
+            "to-rtsp": f"rtsp://{svc}:{recv.ports['rtsp']}/live/rtsp",
+        }
+        t0 = time.monotonic()
+        for name, url in outputs.items():
+            kube.apply(_output(name, "cam", url))
+        # the SRT listener output waits for a caller: dial it (srt-live-transmit re-dials)
+        listener_ip = kube.wait("to-srt-listener Service", lambda: kube.service_ip("to-srt-listener"))
+        listener_file = tmp_path / "srt-listener.ts"
+        slt = start_srt_caller_recorder(listen_port, listener_file, group=group, host=listener_ip)
+        try:
+            kube.wait("every output Streaming", lambda: _all_streaming(kube, list(outputs)), 240)
+        except AssertionError:
+            print(kube.describe())
+            raise
+        print(f"[e2e] {len(outputs)} outputs Streaming {time.monotonic() - t0:.1f}s after apply", flush=True)
+        for path in ("live/rtmp", "live/rtmps", "live/rtsp"):
+            kube.wait(f"receiver path {path}", lambda p=path: recv.ready(p), 60)
+        readers = {p: recv.record(p, tmp_path / f"{p.replace('/', '-')}.ts", 8) for p in ("live/rtmp", "live/rtmps", "live/rtsp")}
+        time.sleep(10)
+        for r in readers.values():
+            r.wait(30)
+        for proc in (udp_rec, srt_rec, slt):
+            proc.stop()
+        results = [
+            _probe_ok(udp_file, "udp"),
+            _probe_ok(srt_file, "srt caller"),
+            _probe_ok(listener_file, "srt listener"),
+            *(_probe_ok(tmp_path / f"{p.replace('/', '-')}.ts", p.split("/")[1]) for p in readers),
+        ]
+        for line in results:
+            print(f"[e2e] {line}", flush=True)
+
+
+def test_destination_killed_for_20s_output_reconnects(node: NodeCluster, kube: Kube, tmp_path: Path) -> None:
+    max_delay = 10
+    with ProcessGroup(tmp_path / "logs") as group:
+        recv = Receiver(tmp_path / "recv", group, name="dest")
+        node.host_service(kube.ns, "dest", recv.service_ports())
+        _start_live_input(kube, group)
+        kube.apply(
+            _output(
+                "flaky", "cam", f"rtmp://dest.{kube.ns}.svc:{recv.ports['rtmp']}/live/flaky",
+                reconnect={"delaySeconds": 2, "maxDelaySeconds": max_delay},
+            )
+        )  # fmt: skip
+        kube.wait("flaky Streaming", lambda: _phase(kube, "flaky") == "Streaming", 240)
+        kube.wait("receiver gets flaky", lambda: recv.ready("live/flaky"), 60)
+        before = kube.status("so", "flaky")
+        r0 = before.get("reconnects", 0)
+        pod0 = before.get("pod")
+
+        recv.kill()
+        t_kill = time.monotonic()
+        phases: dict[str, float] = {}
+        while time.monotonic() - t_kill < 20:
+            st = kube.status("so", "flaky")
+            phases.setdefault(st.get("phase") or "?", round(time.monotonic() - t_kill, 1))
+            time.sleep(1)
+        mid = kube.status("so", "flaky")
+        recv.start()
+        t_back = time.monotonic()
+        wait_for(lambda: recv.ready("live/flaky"), max_delay + 60, what="the stream back at the destination")
+        resumed = time.monotonic() - t_back
+        kube.wait("flaky Streaming again", lambda: _phase(kube, "flaky") == "Streaming", 60)
+        phase_back = time.monotonic() - t_back
+        after = kube.status("so", "flaky")
+        pods = kube.get("pods", "-l", "streamdist.io/output=flaky")["items"]
+        restarts = sum(cs.get("restartCount", 0) for p in pods for cs in p["status"].get("containerStatuses", []))
+        print(
+            f"[e2e] destination down 20s: phases seen {phases}; during outage reconnects={mid.get('reconnects')} "
+            f"lastError={mid.get('lastError')!r}; stream back at the destination {resumed:.1f}s after it returned "
+            f"(bound {max_delay + 5}s), phase Streaming after {phase_back:.1f}s; reconnects {r0} -> "
+            f"{after.get('reconnects')}; pod {pod0} -> {after.get('pod')} (restartCount now {restarts})",
+            flush=True,
+        )
+        assert (mid.get("reconnects") or 0) > r0, f"reconnects did not grow while the destination was down: {mid}"
+        assert after.get("reconnects", 0) >= mid.get("reconnects", 0), "reconnects went down"
+        assert mid.get("lastError"), f"no lastError while the destination was down: {mid}"
+        assert resumed <= max_delay + 5, f"streaming resumed {resumed:.1f}s after the destination came back"
+        rec = recv.record("live/flaky", tmp_path / "after.ts", 6)
+        rec.wait(30)
+        print(f"[e2e] {_probe_ok(tmp_path / 'after.ts', 'after the outage')}", flush=True)
+
+
+def test_router_pod_killed_input_and_outputs_recover(node: NodeCluster, kube: Kube, tmp_path: Path) -> None:
+    with ProcessGroup(tmp_path / "logs") as group:
+        recv = Receiver(tmp_path / "recv", group)
+        udp_port = free_udp_port(NODE_IP)
+        node.host_service(kube.ns, "recv", [*recv.service_ports(), ("udp", udp_port, "UDP")])
+        svc = f"recv.{kube.ns}.svc"
+        _start_live_input(kube, group)
+        outputs = {
+            "a-rtmp": f"rtmp://{svc}:{recv.ports['rtmp']}/live/a",
+            "b-rtsp": f"rtsp://{svc}:{recv.ports['rtsp']}/live/b",
+            "c-udp": f"udp://{svc}:{udp_port}?pkt_size=1316",
+        }
+        for name, url in outputs.items():
+            kube.apply(_output(name, "cam", url, reconnect={"delaySeconds": 2, "maxDelaySeconds": 10}))
+        kube.wait("every output Streaming", lambda: _all_streaming(kube, list(outputs)), 240)
+        for p in ("live/a", "live/b"):
+            kube.wait(f"receiver {p}", lambda p=p: recv.ready(p), 60)
+        sources0 = {p: recv.mtx.path(p).source_id for p in ("live/a", "live/b")}  # type: ignore[union-attr]
+
+        pods = kube.get("pods", "-l", "streamdist.io/input=cam,app.kubernetes.io/name=mediamtx")["items"]
+        assert len(pods) == 1, pods
+        old = pods[0]["metadata"]["name"]
+        kube("delete", "pod", old, "--grace-period=0", "--force", "--wait=false")
+        t_kill = time.monotonic()
+
+        def new_router_running() -> bool:
+            items = kube.get("pods", "-l", "streamdist.io/input=cam,app.kubernetes.io/name=mediamtx")["items"]
+            return any(p["metadata"]["name"] != old and p["status"].get("phase") == "Running" for p in items)
+
+        kube.wait("a new router pod Running", new_router_running, 120)
+        t_router = time.monotonic() - t_kill
+        kube.wait("input Live again", lambda: kube.status("si", "cam").get("phase") == "Live", 120)
+        t_live = time.monotonic() - t_kill
+        back: dict[str, float] = {}
+
+        def pushed_again() -> bool:
+            for p in ("live/a", "live/b"):
+                s = recv.mtx.path(p)  # type: ignore[union-attr]
+                if p not in back and s and s.ready and s.source_id != sources0[p]:
+                    back[p] = round(time.monotonic() - t_kill, 1)
+            return len(back) == 2
+
+        wait_for(pushed_again, 120, what="both pushed outputs publishing again")
+        kube.wait("every output Streaming again", lambda: _all_streaming(kube, list(outputs)), 120)
+        t_streaming = time.monotonic() - t_kill
+        udp_file = tmp_path / "udp-after.ts"
+        udp_rec = record(
+            f"udp://{NODE_IP}:{udp_port}?timeout=20000000&overrun_nonfatal=1&fifo_size=1000000", udp_file,
+            seconds=6, group=group, name="udp-after", input_args=["-analyzeduration", "3000000", "-probesize", "5000000"],
+        )  # fmt: skip
+        readers = [recv.record(p, tmp_path / f"{p.split('/')[1]}-after.ts", 6) for p in ("live/a", "live/b")]
+        for r in (udp_rec, *readers):
+            r.wait(40)
+        print(
+            f"[e2e] router pod killed: new router Running after {t_router:.1f}s, input Live after {t_live:.1f}s, "
+            f"outputs publishing again after {back}, all Streaming after {t_streaming:.1f}s",
+            flush=True,
+        )
+        for f, what in ((udp_file, "udp"), (tmp_path / "a-after.ts", "rtmp"), (tmp_path / "b-after.ts", "rtsp")):
+            print(f"[e2e] {_probe_ok(f, what + ' after router restart')}", flush=True)
