@@ -31,6 +31,11 @@ RELEASE = "sd"
 NAMESPACE = "sd-system"
 FULLNAME = "sd-streamdist"
 SA_USER = f"system:serviceaccount:{NAMESPACE}:{FULLNAME}"
+# A second release, watching one namespace only (Roles instead of a ClusterRole).
+NS_RELEASE = "team"
+NS_NAMESPACE = "team-system"
+NS_FULLNAME = "team-streamdist"
+NS_SA_USER = f"system:serviceaccount:{NS_NAMESPACE}:{NS_FULLNAME}"
 
 AUDIT_POLICY = f"""\
 apiVersion: audit.k8s.io/v1
@@ -38,7 +43,7 @@ kind: Policy
 omitStages: [RequestReceived]
 rules:
 - level: Metadata
-  userGroups: ["system:serviceaccounts:{NAMESPACE}"]
+  userGroups: ["system:serviceaccounts:{NAMESPACE}", "system:serviceaccounts:{NS_NAMESPACE}"]
 - level: None
 """
 

@@ -22,7 +22,18 @@ from typing import Any
 import pytest
 from tests.harness.controlplane import ControlPlane, free_ports
 from tests.harness.operator import OperatorProcess
-from tests.install.conftest import FULLNAME, NAMESPACE, RELEASE, SA_USER, Request, kjson
+from tests.install.conftest import (
+    FULLNAME,
+    NAMESPACE,
+    NS_FULLNAME,
+    NS_NAMESPACE,
+    NS_RELEASE,
+    NS_SA_USER,
+    RELEASE,
+    SA_USER,
+    Request,
+    kjson,
+)
 from tests.install.install_tools import CHART, REPO, helm, run_health
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
@@ -220,14 +231,16 @@ class Operators:
     """`streamdist run` processes standing in for the StatefulSet's pods: same env (read
     back from the installed StatefulSet), same identity, a token of the same ServiceAccount."""
 
-    def __init__(self, cp: ControlPlane, state: Path) -> None:
+    def __init__(self, cp: ControlPlane, state: Path, namespace: str = NAMESPACE, fullname: str = FULLNAME) -> None:
         self.cp = cp
         self.state = state
+        self.namespace = namespace
+        self.fullname = fullname
         self.running: dict[int, OperatorProcess] = {}
         self.starts = 0
 
     def env(self, ordinal: int) -> dict[str, str]:
-        sts = kjson(self.cp, "-n", NAMESPACE, "get", "statefulset", FULLNAME)
+        sts = kjson(self.cp, "-n", self.namespace, "get", "statefulset", self.fullname)
         (container,) = sts["spec"]["template"]["spec"]["containers"]
         env: dict[str, str] = {}
         for e in container["env"]:
@@ -235,7 +248,7 @@ class Operators:
                 env[e["name"]] = e["value"]
                 continue
             path = e["valueFrom"]["fieldRef"]["fieldPath"]
-            env[e["name"]] = {"metadata.name": f"{FULLNAME}-{ordinal}",
+            env[e["name"]] = {"metadata.name": f"{self.fullname}-{ordinal}",
                               "metadata.labels['apps.kubernetes.io/pod-index']": str(ordinal)}[path]
         env.pop("STREAMDIST_LIVENESS")  # the harness serves it on a free loopback port
         env["STREAMDIST_METRICS_PORT"] = str(free_ports(1)[0])
@@ -248,7 +261,8 @@ class Operators:
         return env
 
     def kubeconfig(self, ordinal: int) -> Path:
-        token = self.cp.kubectl("-n", NAMESPACE, "create", "token", FULLNAME, "--duration=2h").stdout.strip()
+        token = self.cp.kubectl("-n", self.namespace, "create", "token", self.fullname,
+                                "--duration=2h").stdout.strip()
         path = self.state / f"sa-{ordinal}-{self.starts}.kubeconfig"
         path.write_text(json.dumps({
             "apiVersion": "v1", "kind": "Config", "current-context": "sa",
@@ -468,3 +482,66 @@ def test_helm_uninstall_keeps_the_crds_and_the_streams(install_cp: ControlPlane,
                  ["clusterkopfpeering", FULLNAME], ["-n", NAMESPACE, "serviceaccount", FULLNAME],
                  ["-n", NAMESPACE, "statefulset", FULLNAME]):
         assert cp.kubectl("get", *args, check=False).returncode != 0, f"{args} survived helm uninstall"
+
+
+# --- watching some namespaces only ---------------------------------------------------------------
+
+CAMERA = """
+apiVersion: streamdist.io/v1alpha1
+kind: StreamInput
+metadata: {name: cam}
+spec: {protocol: udp}
+---
+apiVersion: streamdist.io/v1alpha1
+kind: StreamOutput
+metadata: {name: cam-out}
+spec: {input: cam, url: "udp://10.1.2.3:5000?pkt_size=1316"}
+"""
+
+
+def test_watching_one_namespace_needs_no_cluster_wide_rights(install_cp: ControlPlane, tmp_path: Path) -> None:
+    """values.watchNamespaces: Roles in the watched namespace, a KopfPeering there, and the
+    operator with that token serves team-a, leaves team-b alone, and is refused nothing."""
+    cp = install_cp
+    for ns in (NS_NAMESPACE, "team-a", "team-b"):
+        cp.kubectl("create", "namespace", ns)
+        cp.kubectl("label", "namespace", ns, *RESTRICTED)
+    _helm(cp, "install", NS_RELEASE, str(CHART), "--namespace", NS_NAMESPACE, "--set", "watchNamespaces={team-a}",
+          "--set", "resyncSeconds=3", "--wait", "--timeout", "180s")
+    ops = Operators(cp, tmp_path, NS_NAMESPACE, NS_FULLNAME)
+    try:
+        assert ops.env(1)["STREAMDIST_NAMESPACES"] == "team-a"
+        op = ops.start(1)
+        for ns in ("team-a", "team-b"):
+            cp.kubectl("-n", ns, "apply", "-f", "-", input=CAMERA)
+
+        def served() -> bool:
+            si = json.loads(cp.kubectl("-n", "team-a", "get", "si", "cam", "-o", "json").stdout).get("status") or {}
+            so = json.loads(cp.kubectl("-n", "team-a", "get", "so", "cam-out", "-o", "json").stdout).get("status") or {}
+            pods = [p for p in _pods(cp, "team-a", "streamdist.io/output=cam-out") if p["status"].get("phase") == "Running"]
+            return bool(si.get("endpoint")) and so.get("phase") == "Streaming" and bool(pods)
+
+        cp.wait_for("team-a served", served, timeout=60)
+        time.sleep(4)  # a resync more
+        assert not (json.loads(cp.kubectl("-n", "team-b", "get", "si", "cam", "-o", "json").stdout).get("status"))
+        assert not _pods(cp, "team-b", "app.kubernetes.io/managed-by=streamdist")
+        assert "Resuming operations" in op.logs()  # its KopfPeering in team-a exists: peering is live
+
+        requests = cp.audit.requests(NS_SA_USER)  # type: ignore[attr-defined]
+        assert requests
+        assert not sorted({(r.verb, r.resource, r.code) for r in requests if r.code in (401, 403)})
+        cluster_scoped = {(r.verb, r.group, r.resource) for r in requests if not r.namespaced}
+        assert cluster_scoped <= {("list", "apiextensions.k8s.io", "customresourcedefinitions"),
+                                  ("watch", "apiextensions.k8s.io", "customresourcedefinitions"),
+                                  ("list", "", "namespaces"), ("watch", "", "namespaces")}, cluster_scoped
+        user = f"--as={NS_SA_USER}"
+        for args, want in ((["create", "pods", "-n", "team-a"], "yes"), (["create", "pods", "-n", "team-b"], "no"),
+                           (["get", "secrets", "-n", "team-b"], "no"), (["list", "pods", "--all-namespaces"], "no"),
+                           (["list", "streaminputs.streamdist.io", "--all-namespaces"], "no"),
+                           (["patch", f"kopfpeerings.kopf.dev/{NS_FULLNAME}", "-n", "team-a"], "yes"),
+                           (["list", "clusterkopfpeerings.kopf.dev"], "no")):
+            got = cp.kubectl("auth", "can-i", *args, user, check=False).stdout.strip()
+            assert got == want, (args, got)
+    finally:
+        ops.stop_all()
+        _helm(cp, "uninstall", NS_RELEASE, "--namespace", NS_NAMESPACE, "--wait", "--timeout", "120s")
