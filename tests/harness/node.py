@@ -625,6 +625,10 @@ state = "{cd / 'state'}"
   disable_apparmor = true
   # pod network namespace handles under our state dir, not /var/run/netns
   netns_mounts_under_state_dir = true
+  # No CAP_SYS_RESOURCE in this sandbox (CapEff lacks bit 24): lowering a process's
+  # oom_score_adj fails with EIO, and runc fails "can't get final child's PID from
+  # pipe: EOF" on the pause container's -998. Clamp to containerd's own score instead.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
