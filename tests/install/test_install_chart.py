@@ -336,6 +336,33 @@ def test_schema_rejects_bad_values(args, error):
     assert error in proc.stderr, proc.stderr
 
 
+# --- Argo CD Applications ----------------------------------------------------------------------
+
+
+def test_argocd_applications_point_at_this_repository():
+    apps = {p.name: yaml.safe_load(p.read_text()) for p in (REPO / "examples" / "argocd").glob("*.yaml")}
+    assert set(apps) == {"streamdist-operator.yaml", "streams-demo.yaml"}
+    for app in apps.values():
+        assert app["apiVersion"] == "argoproj.io/v1alpha1" and app["kind"] == "Application"
+        assert app["metadata"]["namespace"] == "argocd"
+        assert (REPO / app["spec"]["source"]["path"]).is_dir()
+        sync = app["spec"]["syncPolicy"]
+        assert "CreateNamespace=true" in sync["syncOptions"]
+        assert sync["managedNamespaceMetadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    chart = apps["streamdist-operator.yaml"]
+    assert chart["spec"]["source"]["path"] == "charts/streamdist"
+    assert "finalizers" not in chart["metadata"], "deleting the Application must not take the CRDs and streams"
+    # The chart's values in the Application pass the chart's schema.
+    values = yaml.safe_dump(chart["spec"]["source"]["helm"]["valuesObject"])
+    helm("template", "x", str(CHART), "-f", "-", input=values)
+    demo = apps["streams-demo.yaml"]
+    assert demo["spec"]["source"]["path"] == "examples/demo"
+    ns = demo["spec"]["destination"]["namespace"]
+    assert f".{ns}.svc" in (REPO / "examples" / "demo" / "outputs.yaml").read_text()
+    (peering,) = find(rendered(), "ClusterKopfPeering")
+    assert peering["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "SkipDryRunOnMissingResource=true"
+
+
 # --- the images ----------------------------------------------------------------------------------
 
 
