@@ -217,6 +217,7 @@ class ObjState:
     status: dict[str, Any] = field(default_factory=dict)
     uid: str = ""
     deleted: float | None = None
+    phases: dict[str, float] = field(default_factory=dict)  # first time seen in each phase
 
 
 class Watcher:
@@ -346,6 +347,8 @@ class Watcher:
             phase = status.get("phase") or ""
             if phase and st.first_phase is None:
                 st.first_phase, st.first_phase_value = t, phase
+            if phase:
+                st.phases.setdefault(phase, t)
             if phase == "Streaming" and st.streaming is None:
                 st.streaming = t
             st.status = status
@@ -368,6 +371,12 @@ class Watcher:
             times = [s.first_seen for n, s in self.pods.items() if self.pod_output.get(n) == output and s.first_seen]
         return min(times) if times else None
 
+    def settled(self, outputs: int, inputs: int) -> bool:
+        """``outputs`` outputs Streaming and ``inputs`` inputs past Pending (router ready)."""
+        with self.lock:
+            up = sum(1 for s in self.inputs.values() if s.status.get("phase") in ("Waiting", "Live"))
+        return up >= inputs and self.streaming_count() >= outputs
+
     def streaming_count(self) -> int:
         with self.lock:
             return sum(1 for s in self.outputs.values() if s.status.get("phase") == "Streaming")
@@ -385,12 +394,12 @@ class RssSampler(threading.Thread):
         self.interval = interval
         self.peak_kb = 0
         self.hwm_kb = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.read()
-            self._stop.wait(self.interval)
+            self._halt.wait(self.interval)
 
     def read(self) -> None:
         m = mem_kb(self.pid)
@@ -398,7 +407,7 @@ class RssSampler(threading.Thread):
         self.hwm_kb = max(self.hwm_kb, m.get("VmHWM", 0))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.read()
 
 

@@ -115,7 +115,7 @@ def measure(opts: Opts, inputs: int, per: int) -> dict[str, Any]:
         op = cl.start_operator()
         watcher = Watcher(cl.cp.kubeconfig, ns).start()
         cl.apply(ns, manifest)
-        if not wait_until(lambda: watcher.streaming_count() >= outputs, 60 + outputs * 0.4):
+        if not wait_until(lambda: watcher.settled(outputs, inputs + 1), 60 + outputs * 0.4):
             raise RuntimeError(f"only {watcher.streaming_count()}/{outputs} outputs Streaming")
 
         # every tenth output: its pod has restarted RESTARTED times

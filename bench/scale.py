@@ -40,7 +40,7 @@ def run(opts: Opts) -> Result:
     sizes = QUICK_SIZES if opts.quick else FULL_SIZES
     lat = Table(
         "latency from `kubectl apply` (s): p50 / p95 / max",
-        ["size", "outputs", "kubectl", "apply->Pod", "SO->Pod", "apply->phase", "apply->Streaming", "settled", "p95 target"],
+        ["size", "outputs", "kubectl", "apply->Pod", "SO->Pod", "apply->phase", "apply->Streaming", "apply->input ready", "settled", "p95 target"],
     )
     cost = Table(
         "operator cost and API requests to settle",
@@ -62,6 +62,7 @@ def run(opts: Opts) -> Result:
             _trip(fig["so_pod"]),
             _trip(fig["apply_phase"]),
             _trip(fig["apply_streaming"]),
+            _trip(fig["inputs_phase"]),
             fig["settled_s"],
             f"<{target:g}s: apply {verdict(fig['apply_pod'][1], target)}, SO {verdict(fig['so_pod'][1], target)}"
             if target
@@ -87,7 +88,10 @@ def run(opts: Opts) -> Result:
         "apply->X counts from the start of `kubectl apply`; SO->Pod from the StreamOutput's own watch event "
         "(kubectl creates objects one by one: its column is how long that took for all of them)"
     )
-    lat.notes.append("settled: every output Streaming, seconds from the start of `kubectl apply`")
+    lat.notes.append(
+        "input ready: the input's phase Waiting (its MediaMTX Deployment available); settled: every output "
+        "Streaming and every input ready, seconds from the start of `kubectl apply`"
+    )
     cost.notes.append(
         "writes: the operator's create/patch/update/delete requests from the apply until it was quiet for "
         f"{2 * cluster.RESYNC_SECONDS:g}s (inputs' ConfigMap/Deployment/Services/status included), from the "
@@ -125,7 +129,7 @@ def measure(opts: Opts, inputs: int, per: int) -> dict[str, Any]:
         cpu0 = cpu_seconds(pid) or 0.0
         t0 = time.monotonic()
         kubectl_s = cl.apply(ns, manifest)
-        done = wait_until(lambda: watcher.streaming_count() >= outputs, settle_timeout, interval=0.2)
+        done = wait_until(lambda: watcher.settled(outputs, inputs), settle_timeout, interval=0.2)
         t_settled = time.monotonic()
         if not done:
             say(opts, f"{NAME}: only {watcher.streaming_count()}/{outputs} Streaming after {settle_timeout:.0f}s")
@@ -152,6 +156,9 @@ def measure(opts: Opts, inputs: int, per: int) -> dict[str, Any]:
     so_pod = [first_pod[n] - outs[n].first_seen for n in names if n in first_pod and outs.get(n) and outs[n].first_seen]
     apply_phase = [outs[n].first_phase - t0 for n in names if outs.get(n) and outs[n].first_phase]
     apply_stream = [outs[n].streaming - t0 for n in names if outs.get(n) and outs[n].streaming]
+    with watcher.lock:
+        ins = {n: s for n, s in watcher.inputs.items()}
+    input_up = [s.phases["Waiting"] - t0 for s in ins.values() if "Waiting" in s.phases]  # router ready
     writes = [r for r in op_reqs if r.write]
     reads = [r for r in op_reqs if not r.write]
     delta = metrics1 - metrics0
@@ -171,7 +178,8 @@ def measure(opts: Opts, inputs: int, per: int) -> dict[str, Any]:
         "pods_missing": missing,
         "streaming": len(apply_stream),
         "settled": bool(done),
-        "settled_s": (max(apply_stream) if done and apply_stream else float("nan")),
+        "settled_s": (t_settled - t0) if done else float("nan"),
+        "inputs_phase": summary(input_up),
         "quiet_after_s": quiet,
         "rss_mb": max(rss.hwm_kb, rss.peak_kb) / 1024,
         "cpu_s": cpu1 - cpu0,

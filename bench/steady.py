@@ -63,7 +63,7 @@ def measure(opts: Opts, inputs: int, per: int, window: float) -> dict[str, Any]:
         pid = op.proc.pid
         watcher = Watcher(cl.cp.kubeconfig, ns).start()
         cl.apply(ns, manifest)
-        settled = wait_until(lambda: watcher.streaming_count() >= outputs, 60 + outputs * 0.4)
+        settled = wait_until(lambda: watcher.settled(outputs, inputs), 60 + outputs * 0.4)
         if not settled:
             raise RuntimeError(f"only {watcher.streaming_count()}/{outputs} outputs Streaming")
         cl.wait_quiet(OPERATOR_USER, 2 * cluster.RESYNC_SECONDS, timeout=120)
