@@ -32,7 +32,7 @@ import yaml
 from streamdist import render, urls
 from streamdist.models import StreamInput, StreamOutput, parse_input, parse_output
 from streamdist.settings import Settings
-from streamdist.status import one_line_error
+from streamdist.status import PodView, last_error, one_line_error
 
 from . import media
 from .media import LOOPBACK, ManagedProcess, MediaMTX, ProcessGroup
@@ -345,11 +345,14 @@ def make_output(
 
 @dataclass
 class ExitRecord:
+    """One exit of an output's process, as the cluster and the operator see it."""
+
     started: float
     exited: float
     returncode: int
-    message: str  # termination message (FallbackToLogsOnError)
-    last_error: str  # status.one_line_error of it, as the operator reports it
+    stderr_line: str  # status.one_line_error of FFmpeg's whole stderr
+    message: str  # the termination message: the log tail on failure, nothing on exit 0
+    reported: str  # status.last_error: what the operator puts into status.lastError
 
     @property
     def ran_for(self) -> float:
@@ -391,14 +394,19 @@ class RenderedOutput:
     def exit_record(self, proc: ManagedProcess | None = None) -> ExitRecord:
         proc = proc or self.process
         assert proc is not None and proc.returncode is not None, "process has not exited"
-        message = termination_message(proc.log_text())
         wait_for_reap(proc)
+        log = proc.log_text()
+        rc = proc.returncode
+        # FallbackToLogsOnError: the log tail becomes the message only when the container failed
+        message = termination_message(log) if rc != 0 else ""
+        reported = last_error(PodView(name=self.name, last_message=message, last_exit_code=rc))
         exited = proc.exited_at or time.monotonic()
-        return ExitRecord(proc.started_at, exited, proc.returncode, message, one_line_error(message))
+        return ExitRecord(proc.started_at, exited, rc, one_line_error(log), message, reported)
 
-    def last_error(self) -> str:
+    def stderr_line(self) -> str:
+        """One masked line of the current process's stderr so far (for messages)."""
         proc = self.process
-        return one_line_error(termination_message(proc.log_text())) if proc else ""
+        return one_line_error(proc.log_text()) if proc else ""
 
     def stop(self) -> None:
         if self.process is not None:

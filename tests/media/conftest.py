@@ -68,6 +68,10 @@ class MediaReport:
     def cell(self, input_case: str, output_form: str, ok: bool, detail: str = "") -> None:
         self._write({"kind": "cell", "input": input_case, "output": output_form, "ok": ok, "detail": detail})
 
+    def note(self, text: str) -> None:
+        """A finding worth reading that is not a pass/fail or a time."""
+        self._write({"kind": "note", "text": text})
+
     def timing(
         self,
         scenario: str,
@@ -76,6 +80,7 @@ class MediaReport:
         returncode: int | None,
         last_error: str,
         bound: float | None = None,
+        stderr: str = "",
     ) -> None:
         self._write(
             {
@@ -85,6 +90,7 @@ class MediaReport:
                 "seconds": seconds,
                 "rc": returncode,
                 "error": last_error,
+                "stderr": stderr,
                 "bound": bound,
             }
         )
@@ -138,7 +144,10 @@ def render_tables(rows: list[dict[str, Any]]) -> str:
         out.append("")
     timings = [r for r in rows if r["kind"] == "timing"]
     if timings:
-        out.append("failure behaviour of the rendered FFmpeg (seconds from the event to FFmpeg's exit)")
+        out.append(
+            "failure behaviour of the rendered FFmpeg (seconds from the event to FFmpeg's exit; "
+            "last error = status.lastError as the operator reports it)"
+        )
         w_s = max(len("scenario"), *(len(r["scenario"]) for r in timings))
         w_o = max(len("output"), *(len(r["output"]) for r in timings))
         out.append(
@@ -148,9 +157,17 @@ def render_tables(rows: list[dict[str, Any]]) -> str:
             secs = "hung" if r["seconds"] is None else f"{r['seconds']:.2f}"
             bound = "" if r["bound"] is None else f"{r['bound']:g}"
             rc = "" if r["rc"] is None else str(r["rc"])
+            said = r["error"]
+            if r.get("stderr") and r["stderr"] != said:
+                said += f"  [stderr: {r['stderr']}]"
             out.append(
-                f"  {r['scenario'].ljust(w_s)}  {r['output'].ljust(w_o)}  {secs:>7}  {bound:>5}  {rc:>4}  {r['error']}"
+                f"  {r['scenario'].ljust(w_s)}  {r['output'].ljust(w_o)}  {secs:>7}  {bound:>5}  {rc:>4}  {said}"
             )
+        out.append("")
+    notes = list(dict.fromkeys(r["text"] for r in rows if r["kind"] == "note"))
+    if notes:
+        out.append("notes")
+        out += [f"  - {n}" for n in notes]
         out.append("")
     return "\n".join(out)
 

@@ -158,7 +158,7 @@ def run_outputs(
                 leg.recorder = rx.record(leg.rx_path, leg.recording, seconds=RECORD_SECONDS, group=group)
                 del pending[form]
             elif not leg.output.process or not leg.output.process.alive():
-                leg.error = f"FFmpeg exited before the receiver had the stream: {leg.output.last_error()!r}"
+                leg.error = f"FFmpeg exited before the receiver had the stream: {leg.output.stderr_line()!r}"
                 del pending[form]
         time.sleep(0.2)
     for leg in pending.values():
@@ -198,7 +198,7 @@ def report(legs: dict[str, Leg], case: str, media_report, group: media.ProcessGr
         ok = leg.error is None
         detail = ""
         if not ok:
-            last = leg.output.last_error()
+            last = leg.output.stderr_line()
             detail = f"{leg.error} | ffmpeg last error: {last!r} | argv: {leg.output.argv}"
             failed[form] = detail
         media_report.cell(case, form, ok, detail)
