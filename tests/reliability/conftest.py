@@ -1,0 +1,77 @@
+"""Fixtures for the reliability suite: the integration suite's control plane, operator,
+namespace and kubectl fixtures (one control plane per session and xdist worker), plus a
+namespace that enforces the `restricted` Pod Security Standard.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.harness.controlplane import ControlPlane, bin_dir  # noqa: E402
+from tests.harness.operator import OperatorProcess  # noqa: E402
+from tests.integration.conftest import Kubectl, k, ns  # noqa: E402, F401
+
+# KWOK's node heartbeat comes every 20 s plus up to 25 s of jitter; with two busy cores
+# it can miss the controller-manager's 50 s grace period, and then the node lifecycle
+# controller marks every pod NotReady for good (KWOK never makes them Ready again):
+# inputs would drop to Pending in the middle of a "nothing changed" check.
+CONTROLLER_MANAGER_ARGS = ("--node-monitor-grace-period=30m",)
+
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """The integration suite's control plane (CRDs installed), with nodes that never flap."""
+    with ControlPlane(
+        tmp_path_factory.mktemp("control-plane"), bin_dir(), controller_manager_args=CONTROLLER_MANAGER_ARGS
+    ) as cp:
+        cp.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
+        cp.kubectl("wait", "--for=condition=Established", "crd/streaminputs.streamdist.io",
+                   "crd/streamoutputs.streamdist.io", "--timeout=60s")
+        yield cp
+
+
+@pytest.fixture(scope="session")
+def operator(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """`streamdist run` as a real process; tests may kill and restart it (it is left running)."""
+    op = OperatorProcess(control_plane.kubeconfig, tmp_path_factory.mktemp("operator"))
+    op.start()
+    yield op
+    op.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture
+def rk(control_plane: ControlPlane, operator: OperatorProcess, ns: str) -> Kubectl:  # noqa: F811
+    """kubectl bound to a fresh namespace that enforces `restricted` Pod Security."""
+    control_plane.kubectl("label", "namespace", ns, *(f"{key}={v}" for key, v in RESTRICTED.items()))
+    return Kubectl(control_plane, ns)
+
+
+@pytest.fixture(scope="module")
+def module_ns(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """One restricted namespace for a whole module (the hostile table shares its good set)."""
+    name = "rel-" + "".join(c if c.isalnum() else "-" for c in request.module.__name__.rsplit(".", 1)[-1].lower())
+    name = name.replace("_", "-")[:50].strip("-")
+    control_plane.kubectl("create", "namespace", name)
+    control_plane.kubectl("label", "namespace", name, *(f"{key}={v}" for key, v in RESTRICTED.items()))
+    yield name
+    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
