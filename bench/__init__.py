@@ -16,6 +16,7 @@ to record the run in bench/RESULTS.md.
 
 from __future__ import annotations
 
+import re
 import time
 import traceback
 from pathlib import Path
@@ -29,7 +30,7 @@ BENCHMARKS = (scale, steady, restart, mediacost, recovery, latency)
 
 def by_name(name: str):  # type: ignore[no-untyped-def]
     for mod in BENCHMARKS:
-        if mod.NAME == name:
+        if name == mod.NAME:
             return mod
     raise KeyError(name)
 
@@ -63,21 +64,37 @@ def run_benchmarks(names: list[str], opts: Opts, stream: TextIO | None = None) -
     return results
 
 
-def write_results(path: Path, results: list[Result], opts: Opts) -> None:
+HEADER = """# streamdist benchmark results
+
+Written by `python -m bench --write-results` (`make bench` prints the same tables
+without writing). A run rewrites the sections of the benchmarks it ran and keeps the
+others, so each section says when, how (full or `--quick`) and on what it was measured.
+The machine is shared with other work: each section gives the load average before and
+after; figures taken under load are noisy (CPU seconds least, latencies most).
+"""
+
+
+def _section(r: Result, opts: Opts) -> str:
     m = common.machine()
-    lines = [
-        "# streamdist benchmark results",
-        "",
-        "Written by `python -m bench --write-results` (`make bench` prints the same tables without writing).",
-        "Each benchmark notes the load average before and after it: the machine is shared, so figures",
-        "taken under load are noisy (CPU seconds least, latencies most).",
-        "",
-        f"- date: {m['date']}",
-        f"- machine: {m['nproc']} CPUs, {m['cpu']}, {m['memory']} RAM, Linux {m['kernel']}",
-        f"- mode: {'--quick (smallest sizes)' if opts.quick else 'full sizes'}",
-        f"- ran: {', '.join(r.name for r in results)}",
-        "",
-    ]
+    head = (
+        f"Measured {m['date']}, {'--quick (smallest sizes)' if opts.quick else 'full sizes'}, on "
+        f"{m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM, Linux {m['kernel']}."
+    )
+    body = r.markdown()
+    title, _, rest = body.partition("\n")
+    return f"<!-- bench:{r.name} -->\n{title}\n\n{head}\n{rest}<!-- /bench:{r.name} -->\n"
+
+
+def write_results(path: Path, results: list[Result], opts: Opts) -> None:
+    """Replace (or add) the sections of ``results`` in ``path``; keep the others."""
+    old = path.read_text() if path.exists() else ""
+    sections: dict[str, str] = {}
+    for mod in BENCHMARKS:
+        m = re.search(rf"<!-- bench:{mod.NAME} -->.*?<!-- /bench:{mod.NAME} -->\n?", old, re.S)
+        if m:
+            sections[mod.NAME] = m.group(0)
     for r in results:
-        lines.append(r.markdown())
-    path.write_text("\n".join(lines))
+        sections[r.name] = _section(r, opts)
+    parts = [HEADER]
+    parts += [sections[mod.NAME] for mod in BENCHMARKS if mod.NAME in sections]
+    path.write_text("\n".join(parts))

@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tests.harness.controlplane import ControlPlane, bin_dir
+from tests.harness.operator import OperatorProcess
 
 from .common import REPO_ROOT, mem_kb, wait_until
-
-from tests.harness.controlplane import ControlPlane, bin_dir  # noqa: E402  (path set by .common)
-from tests.harness.operator import OperatorProcess  # noqa: E402
 
 GROUP, VERSION = "streamdist.io", "v1alpha1"
 OPERATOR_USER = "streamdist-operator"
@@ -281,7 +280,9 @@ class Watcher:
         self._stop.set()
         self.api.close()
 
-    def _loop(self, fn: Callable[..., Any], handler: Callable[[float, dict[str, Any]], None], ready: threading.Event) -> None:
+    def _loop(
+        self, fn: Callable[..., Any], handler: Callable[[float, dict[str, Any]], None], ready: threading.Event
+    ) -> None:
         from kubernetes.watch.watch import iter_resp_lines
 
         rv = ""
@@ -470,7 +471,8 @@ class Cluster:
         )
         ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
         for cmd in (
-            ["req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/O=system:masters/CN={OPERATOR_USER}"],
+            ["req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+             "-subj", f"/O=system:masters/CN={OPERATOR_USER}"],
             ["x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
              "-out", f"{name}.crt", "-days", "2", "-extfile", ext.name],
         ):  # fmt: skip

@@ -132,7 +132,10 @@ class Result:
     error: str = ""
 
     def text(self) -> str:
-        head = f"== {self.name}: {self.title} ({self.seconds:.0f} s; loadavg before {self.load_before}, after {self.load_after})"
+        head = (
+            f"== {self.name}: {self.title} ({self.seconds:.0f} s; "
+            f"loadavg before {self.load_before}, after {self.load_after})"
+        )
         parts = [head]
         if self.error:
             parts.append(f"  ERROR: {self.error}")
@@ -155,6 +158,11 @@ class Result:
 
 
 # ------------------------------------------------------------------ machine, load
+
+
+def counts(d: dict[str, int]) -> str:
+    """"a 1, b 2" of a {what: count} dict, sorted by what."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(d.items()))
 
 
 def loadavg() -> str:

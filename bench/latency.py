@@ -26,10 +26,9 @@ import threading
 import time
 from typing import Any
 
-from . import mediautil
-from .common import Opts, Result, Table, say, summary
+from tests.harness import media, rendered
 
-from tests.harness import media, rendered  # noqa: E402
+from .common import Opts, Result, Table, say, summary
 
 NAME = "latency"
 TITLE = "added latency of the relay per output protocol (packet timing on loopback)"

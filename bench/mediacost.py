@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.harness import media
+
 from . import mediautil
 from .common import CpuMeter, Opts, Result, Table, mem_kb, say
-
-from tests.harness import media  # noqa: E402
 
 NAME = "mediacost"
 TITLE = "media cost: one FFmpeg per output vs tee vs MediaMTX forward vs direct readers"

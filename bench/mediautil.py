@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tests.harness import media, rendered
 
 from .common import cache_dir
-
-from tests.harness import media, rendered  # noqa: E402  (path set by .common)
 
 # The source of the media-cost benchmark: 1080p30 H.264 High + AAC-LC at about 6 Mbit/s,
 # 2 s GOP, looped with -c copy so it costs no encoding CPU while the benchmark runs.

@@ -27,12 +27,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.harness import media, rendered
+
 from streamdist.status import backoff_allowed
 
 from . import mediautil
 from .common import Opts, Result, Table, say
-
-from tests.harness import media, rendered  # noqa: E402
 
 NAME = "recovery"
 TITLE = "recovery: destination down and up again, time to frames vs reconnect delay"
@@ -136,7 +136,9 @@ def measure(opts: Opts, delay: int, outage: str) -> Outcome:
     out = Outcome(delay=delay, outage=outage)
     work: Path = opts.dir(f"{NAME}/d{delay}-{outage}")
     with media.ProcessGroup(logdir=work / "logs") as g:
-        rx_cfg = media.mediamtx_config(api_port=media.free_tcp_port(), rtsp_port=media.free_tcp_port(), log_level="warn")
+        rx_cfg = media.mediamtx_config(
+            api_port=media.free_tcp_port(), rtsp_port=media.free_tcp_port(), log_level="warn"
+        )
         rx_cfg["pathDefaults"] = {"overridePublisher": True}
         rx = media.start_mediamtx(rx_cfg, work / "rx", group=g, name="receiver")
         router = mediautil.rtsp_router(work / "router", g)

@@ -30,7 +30,7 @@ from typing import Any
 
 from . import cluster
 from .cluster import OPERATOR_USER, Cluster, Watcher
-from .common import Opts, Result, Table, cpu_seconds, mem_kb, say, wait_until
+from .common import Opts, Result, Table, counts, cpu_seconds, mem_kb, say, wait_until
 
 NAME = "restart"
 TITLE = "operator restart (SIGKILL) with every output settled"
@@ -75,7 +75,7 @@ def run(opts: Opts) -> Result:
         "CPU/RSS: the restarted operator from its start to the end of the quiet period"
     )
     if fig["old_writes_by_what"]:
-        c.notes.append("writes after the restart, not for the marker: " + ", ".join(f"{k} {v}" for k, v in sorted(fig["old_writes_by_what"].items())))
+        c.notes.append("writes after the restart, not for the marker: " + counts(fig["old_writes_by_what"]))
     for line in fig["patch_bodies"]:
         c.notes.append(f"status patch after the restart: {line}")
     res.tables += [t, c]
@@ -121,7 +121,7 @@ def measure(opts: Opts, inputs: int, per: int) -> dict[str, Any]:
         # every tenth output: its pod has restarted RESTARTED times
         restarted = names[::10]
         patch = json.dumps([{"op": "replace", "path": "/status/containerStatuses/0/restartCount", "value": RESTARTED}])
-        for pod, st in watcher.live_pods().items():
+        for pod in watcher.live_pods():
             if watcher.pod_output.get(pod) in restarted:
                 cl.cp.kubectl("patch", "pod", pod, "-n", ns, "--subresource=status", "--type=json", "-p", patch)
 

@@ -40,12 +40,13 @@ def run(opts: Opts) -> Result:
     sizes = QUICK_SIZES if opts.quick else FULL_SIZES
     lat = Table(
         "latency from `kubectl apply` (s): p50 / p95 / max",
-        ["size", "outputs", "kubectl", "apply->Pod", "SO->Pod", "apply->phase", "apply->Streaming", "apply->input ready", "settled", "p95 target"],
+        ["size", "outputs", "kubectl", "apply->Pod", "SO->Pod", "apply->phase", "apply->Streaming",
+         "apply->input ready", "settled", "p95 target"],
     )
     cost = Table(
         "operator cost and API requests to settle",
-        ["size", "peak RSS MB", "CPU s", "writes", "writes/output", "reads/output", "pods made", "status patches (metrics)",
-         "targets"],
+        ["size", "peak RSS MB", "CPU s", "writes", "writes/output", "reads/output", "pods made",
+         "status patches (metrics)", "targets"],
     )  # fmt: skip
     breakdown = Table("operator requests by verb and resource (audit log, operator identity)", ["size", "requests"])
     for inputs, per in sizes:
@@ -69,7 +70,8 @@ def run(opts: Opts) -> Result:
             else "",
         )
         rss_t = RSS_TARGET_MB.get((inputs, per))
-        targets = [f"writes<={WRITES_PER_OUTPUT_TARGET:g}/output {_le(fig['writes_per_output'], WRITES_PER_OUTPUT_TARGET)}"]
+        w = WRITES_PER_OUTPUT_TARGET
+        targets = [f"writes<={w:g}/output {_le(fig['writes_per_output'], w)}"]
         if rss_t:
             targets.append(f"RSS<{rss_t:g}MB {verdict(fig['rss_mb'], rss_t)}")
         cost.add(

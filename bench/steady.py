@@ -14,7 +14,7 @@ from typing import Any
 
 from . import cluster
 from .cluster import OPERATOR_USER, Cluster, RssSampler, Watcher
-from .common import Opts, Result, Table, cpu_seconds, say, wait_until
+from .common import Opts, Result, Table, counts, cpu_seconds, say, wait_until
 
 NAME = "steady"
 TITLE = "steady state: status patches and CPU of quiet outputs"
@@ -44,7 +44,7 @@ def run(opts: Opts) -> Result:
         "window; writes: every create/patch/update/delete by the operator's identity (audit log)"
     )
     if fig["by_what"]:
-        t.notes.append("operator requests in the window: " + ", ".join(f"{k} {v}" for k, v in sorted(fig["by_what"].items())))
+        t.notes.append("operator requests in the window: " + counts(fig["by_what"]))
     for line in fig["patch_bodies"]:
         t.notes.append(f"status patch in the window: {line}")
     t.notes.append("health polling off (KWOK: no real routers to poll); resync period 5 s as shipped")

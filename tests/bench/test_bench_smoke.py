@@ -1,0 +1,75 @@
+"""Smoke run of every benchmark at its smallest size (``python -m bench --quick``), so
+``make bench`` keeps working. Asserts that each ran and produced its figures, never a
+speed target: the machine running ``make test`` is small and busy."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+for _p in (REPO_ROOT, REPO_ROOT / "operator"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+from bench.common import Opts, Result  # noqa: E402
+from tests.harness import media  # noqa: E402
+
+import bench  # noqa: E402
+
+CLUSTER = ("scale", "steady", "restart")
+MEDIA = ("mediacost", "recovery", "latency")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value))
+
+
+def _run(name: str, tmp_path: Path) -> Result:
+    res = bench.run_one(name, Opts(quick=True, workdir=tmp_path, verbose=False))
+    print(res.text())  # the table, in the test's captured output
+    assert not res.error, res.error
+    assert res.tables and all(t.rows for t in res.tables), res.text()
+    assert res.load_before and res.load_after
+    return res
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("name", CLUSTER)
+def test_cluster_benchmark(name: str, tmp_path: Path) -> None:
+    res = _run(name, tmp_path)
+    f = res.figures
+    if name == "scale":
+        (size,) = f.values()
+        assert size["pods_seen"] == size["outputs"] and size["settled"], size
+        assert all(_number(v) for v in (*size["apply_pod"], *size["so_pod"], size["rss_mb"], size["cpu_s"]))
+        assert size["writes"] > 0 and size["rss_mb"] > 0
+    elif name == "steady":
+        assert f["window_s"] >= 29 and _number(f["cpu_per_min"]) and _number(f["status_patches_per_min"])
+    else:
+        assert _number(f["readopted_s"]) and f["pods_before"] == f["outputs"], f
+        assert _number(f["reconnects_after"]) and _number(f["cpu_s"])
+
+
+@pytest.mark.media
+@pytest.mark.parametrize("name", MEDIA)
+def test_media_benchmark(name: str, tmp_path: Path) -> None:
+    media.require_media_tools()
+    res = _run(name, tmp_path)
+    f = res.figures
+    if name == "mediacost":
+        for v in ("ours", "tee", "forward", "direct"):
+            assert f[v]["cpu_per_min"] > 0 and f[v]["rss_mb"] > 0, (v, f[v])
+            assert f[v]["delivered_min_mbps"] > 0, (v, f[v])
+        assert all(_number(r) for r in f["ratios"].values())
+    elif name == "recovery":
+        for key, o in f.items():
+            assert _number(o["recovered_s"]), (key, o)
+    else:
+        assert f["sent"] > 0
+        for p in ("udp", "srt", "rtmp", "rtsp"):
+            assert f[p]["matched"] > 0 and _number(f[p]["relay"][0]), (p, f[p])
