@@ -80,6 +80,10 @@ def _reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> None:
         secret_version=secret_version,
     )
     docs = render.render_output(out, plan, ctx.settings)
+    if _vanished(ctx, key, previous, docs[0]["metadata"]["name"]):
+        # Deleted under us (by hand, an eviction): a new revision, so the count carries.
+        _replace(ctx, key, body, "PodDeleted", "the FFmpeg pod was deleted; a new one replaces it")
+        return
     pod, created = _ensure_pod(ctx, key, docs)
     if created:
         return  # the new pod's watch event brings the next reconcile and its status
@@ -89,6 +93,13 @@ def _reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> None:
         _replace(ctx, key, body, *why)
         return
     _report_running(ctx, body, out, dest, view, input_body)
+
+
+def _vanished(ctx: Context, key: Key, previous: dict[str, Any], desired: str) -> bool:
+    """The pod status.pod names is the desired one, and it is gone."""
+    if previous.get("pod") != desired:
+        return False
+    return all(p["metadata"]["name"] != desired for p in ctx.idx.all(ctx.idx.pods, key))
 
 
 def _replacement_due(
