@@ -5,6 +5,7 @@ Nothing here needs a cluster. The cluster tests' fixtures are in conftest.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -138,7 +139,7 @@ def gopher_lua_harness() -> Path:
     out = cache_root() / f"argocd-lua-gopher-lua-{GOPHER_LUA_VERSION}" / "argocd-lua"
     src = Path(__file__).parent / "argocd_lua"
     stamp = out.with_suffix(".src")
-    digest = "\n".join(f"{p.name}:{p.stat().st_size}:{p.read_bytes().hex()[:64]}" for p in sorted(src.iterdir()))
+    digest = "\n".join(f"{p.name}:{hashlib.sha256(p.read_bytes()).hexdigest()}" for p in sorted(src.iterdir()))
     if os.access(out, os.X_OK) and stamp.exists() and stamp.read_text() == digest:
         return out
     go = shutil.which("go") or "/usr/local/go/bin/go"
