@@ -23,6 +23,7 @@ run (tests/media/conftest.py).
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
 import signal
 import time
@@ -357,14 +358,12 @@ def test_source_stalled(tmp_path, group, media_report):
         frozen_router.process.signal(signal.SIGCONT)
 
 
-@pytest.mark.parametrize("how", ["restart", "crash"])
-def test_router_restart_then_resume(tmp_path, group, media_report, how):
-    """MediaMTX goes away (SIGTERM: a rollout; SIGKILL: a crash) and comes back on the
-    same config: outputs exit, the kubelet's restarts fail while it is down, and once
-    the source is back a fresh FFmpeg, same argv, delivers frames again."""
-    router, _, sample = start_udp_router(tmp_path, group)
-    rx = media.start_receiver_server(tmp_path / "rx", group=group, srt_passphrase=CANARY_PASS)
-    paths = {"srt-caller": "r-srt", "rtmp": f"live/{CANARY_KEY}", "rtsp": "r-rtsp"}
+def router_goes_away(how: str, tmp_path: Path, group: media.ProcessGroup, media_report) -> list[str]:
+    """One scenario of ``test_router_restart_and_crash_then_resume``; its problems."""
+    tmp_path = tmp_path / how
+    router, _, sample = start_udp_router(tmp_path, group, name=how)
+    rx = media.start_receiver_server(tmp_path / "rx", group=group, srt_passphrase=CANARY_PASS, name=f"rx-{how}")
+    paths = {"srt-caller": f"{how}-srt", "rtmp": f"live/{how}-{CANARY_KEY}", "rtsp": f"{how}-rtsp"}
     outs = {
         "srt-caller": output(
             "srt-caller",
@@ -372,9 +371,10 @@ def test_router_restart_then_resume(tmp_path, group, media_report, how):
             sample,
             group,
             secret_url=srt_caller_url(rx.mediamtx._port("srtAddress"), paths["srt-caller"], CANARY_PASS),
+            name=f"{how}-srt-caller",
         ),
-        "rtmp": output("rtmp", router, sample, group, secret_url=rx.rtmp_url(paths["rtmp"])),
-        "rtsp": output("rtsp", router, sample, group, url=rx.rtsp_url(paths["rtsp"])),
+        "rtmp": output("rtmp", router, sample, group, secret_url=rx.rtmp_url(paths["rtmp"]), name=f"{how}-rtmp"),
+        "rtsp": output("rtsp", router, sample, group, url=rx.rtsp_url(paths["rtsp"]), name=f"{how}-rtsp"),
     }
     loops = {form: rendered.KubeletLoop(out, backoff=1.0) for form, out in outs.items()}
     try:
@@ -460,7 +460,18 @@ def test_router_restart_then_resume(tmp_path, group, media_report, how):
                 media.assert_h264_aac(media.ffprobe_streams(tmp_path / f"after-{form}.ts"), min_seconds=5.0)
             except AssertionError as exc:
                 problems.append(f"{form}: after the restart: {exc}")
-        assert not problems, "\n".join(f"- {p}" for p in problems) + "\n" + group.logs()
+        return [f"router {how}: {p}" for p in problems]
     finally:
         for loop in loops.values():
             loop.stop()
+
+
+def test_router_restart_and_crash_then_resume(tmp_path, group, media_report):
+    """MediaMTX goes away (SIGTERM: a rollout; SIGKILL: a crash; both at once, on two
+    routers) and comes back on the same config: outputs exit, the kubelet's restarts
+    fail while it is down, and once the source is back a fresh FFmpeg, same argv,
+    delivers frames again."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(router_goes_away, how, tmp_path, group, media_report) for how in ("restart", "crash")]
+        problems = [p for f in futures for p in f.result()]
+    assert not problems, "\n".join(f"- {p}" for p in problems) + "\n" + group.logs()
