@@ -8,6 +8,7 @@ the test pattern source sends to the input's ingest ClusterIP, routed by kube-pr
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from pathlib import Path
@@ -118,6 +119,39 @@ def _start_live_input(kube: Kube, group: ProcessGroup, name: str = "cam") -> Man
     return src
 
 
+# What FFmpeg itself says when an RTMP destination goes away or refuses connections.
+FFMPEG_ERROR = re.compile(r"refused|broken pipe|connection reset|end of file|i/o error|failed to|error writing", re.I)
+
+
+class _Timeline:
+    """Each change of an output's (phase, reconnects, pod, lastError), timed."""
+
+    def __init__(self, kube: Kube, name: str, t0: float) -> None:
+        self.kube, self.name, self.t0 = kube, name, t0
+        self.rows: list[tuple[float, tuple[Any, ...]]] = []
+
+    def sample(self) -> None:
+        st = self.kube.status("so", self.name)
+        cstate = ""
+        if st.get("pod"):
+            pod = self.kube.get("pods", "-l", f"streamdist.io/output={self.name}")
+            for p in pod["items"]:
+                for cs in p["status"].get("containerStatuses", []):
+                    state = cs.get("state") or {}
+                    kind = next(iter(state), "?")
+                    why = (state.get(kind) or {}).get("reason", "")
+                    cstate += f"{p['metadata']['name']}:{kind}{'/' + why if why else ''}:restarts={cs.get('restartCount')} "
+        row = (st.get("phase"), st.get("reconnects"), st.get("pod"), st.get("lastError"), cstate.strip())
+        if not self.rows or self.rows[-1][1] != row:
+            self.rows.append((round(time.monotonic() - self.t0, 1), row))
+
+    def errors(self) -> list[str]:
+        return [r[3] for _, r in self.rows if r[3]]
+
+    def __str__(self) -> str:
+        return "\n".join(f"    {t:6.1f}s phase={r[0]} reconnects={r[1]} pod={r[2]} lastError={r[3]!r} containers: {r[4]}" for t, r in self.rows)
+
+
 def _phase(kube: Kube, name: str) -> str | None:
     return kube.status("so", name).get("phase")
 
@@ -202,28 +236,34 @@ def test_destination_killed_for_20s_output_reconnects(node: NodeCluster, kube: K
 
         recv.kill()
         t_kill = time.monotonic()
-        phases: dict[str, float] = {}
+        timeline = _Timeline(kube, "flaky", t_kill)
         while time.monotonic() - t_kill < 20:
-            st = kube.status("so", "flaky")
-            phases.setdefault(st.get("phase") or "?", round(time.monotonic() - t_kill, 1))
-            time.sleep(1)
+            timeline.sample()
+            time.sleep(0.5)
         mid = kube.status("so", "flaky")
         recv.start()
         t_back = time.monotonic()
-        wait_for(lambda: recv.ready("live/flaky"), max_delay + 60, what="the stream back at the destination")
+        def back() -> bool:
+            timeline.sample()
+            return recv.ready("live/flaky")
+
+        wait_for(back, max_delay + 90, interval=0.5, what="the stream back at the destination")
         resumed = time.monotonic() - t_back
         kube.wait("flaky Streaming again", lambda: _phase(kube, "flaky") == "Streaming", 60)
         phase_back = time.monotonic() - t_back
         after = kube.status("so", "flaky")
         pods = kube.get("pods", "-l", "streamdist.io/output=flaky")["items"]
         restarts = sum(cs.get("restartCount", 0) for p in pods for cs in p["status"].get("containerStatuses", []))
+        timeline.sample()
         print(
-            f"[e2e] destination down 20s: phases seen {phases}; during outage reconnects={mid.get('reconnects')} "
-            f"lastError={mid.get('lastError')!r}; stream back at the destination {resumed:.1f}s after it returned "
-            f"(bound {max_delay + 5}s), phase Streaming after {phase_back:.1f}s; reconnects {r0} -> "
-            f"{after.get('reconnects')}; pod {pod0} -> {after.get('pod')} (restartCount now {restarts})",
+            f"[e2e] destination down 20s: stream back at the destination {resumed:.1f}s after it returned "
+            f"(bound {max_delay + 5}s), phase Streaming again after {phase_back:.1f}s; reconnects {r0} -> "
+            f"{after.get('reconnects')}; pod {pod0} -> {after.get('pod')} (restartCount now {restarts}); "
+            f"status while down and after (t from the kill):\n{timeline}",
             flush=True,
         )
+        ffmpeg_errors = [e for e in timeline.errors() if FFMPEG_ERROR.search(e)]
+        assert ffmpeg_errors, f"lastError never showed FFmpeg's own message: {timeline.errors()}"
         assert (mid.get("reconnects") or 0) > r0, f"reconnects did not grow while the destination was down: {mid}"
         assert after.get("reconnects", 0) >= mid.get("reconnects", 0), "reconnects went down"
         assert mid.get("lastError"), f"no lastError while the destination was down: {mid}"

@@ -895,6 +895,87 @@ def _read(p: Path) -> str:
         return ""
 
 
+# --------------------------------------------------------------- make demo
+
+
+class DemoPieces:
+    """What ``start_demo_receivers`` started: stop() ends them; ``watch`` says how to look."""
+
+    def __init__(self, group, watch: dict[str, str]) -> None:  # noqa: ANN001
+        self.group = group
+        self.watch = watch
+
+    def stop(self) -> None:
+        self.group.stop_all()
+
+
+def start_demo_receivers(nc: NodeCluster, namespace: str, outputs_file: Path | str, workdir: Path | str) -> DemoPieces:
+    """Receivers on this host for every demo output that pushes to ``receiver.<ns>.svc``.
+
+    Reads the StreamOutputs of ``outputs_file`` (examples/demo/outputs.yaml): each URL
+    ``rtmp://receiver.<ns>.svc:P/...`` or ``udp://receiver.<ns>.svc:P`` gets a listener
+    on the node's IP (one MediaMTX: RTMP ingest, and a UDP MPEG-TS path), and the Service
+    ``receiver`` (no selector, endpoint NODE_IP) is created in ``namespace``. SRT
+    listener outputs need no receiver: viewers call them at their Service's ClusterIP.
+    Everything received is re-served over RTSP on 127.0.0.1 for viewers (``watch``:
+    output name -> command). Call ``start_demo_source`` for the test pattern.
+    """
+    import urllib.parse
+
+    import yaml
+
+    from tests.harness import media
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    docs = [d for d in yaml.safe_load_all(Path(outputs_file).read_text()) if d and d.get("kind") == "StreamOutput"]
+    rtsp = media.free_tcp_port()
+    api = media.free_tcp_port()
+    cfg: dict = media.mediamtx_config(rtsp_port=rtsp, api_port=api)
+    cfg["paths"] = {}
+    ports: list[tuple[str, int, str]] = []
+    watch: dict[str, str] = {}
+    for d in docs:
+        name, url = d["metadata"]["name"], d["spec"].get("url", "")
+        u = urllib.parse.urlsplit(url)
+        if u.hostname == f"receiver.{namespace}.svc" and u.scheme == "rtmp":
+            cfg.update(rtmp=True, rtmpAddress=f"{NODE_IP}:{u.port or 1935}", rtmpEncryption="no")
+            ports.append((f"rtmp-{u.port}", u.port or 1935, "TCP"))
+            path = u.path.strip("/")
+            cfg["paths"][path] = {}
+            watch[name] = f"ffplay -rtsp_transport tcp rtsp://127.0.0.1:{rtsp}/{path}"
+        elif u.hostname == f"receiver.{namespace}.svc" and u.scheme == "udp":
+            path = f"{name}"
+            cfg["paths"][path] = {"source": f"udp+mpegts://{NODE_IP}:{u.port}"}
+            ports.append((f"udp-{u.port}", u.port, "UDP"))
+            watch[name] = f"ffplay -rtsp_transport tcp rtsp://127.0.0.1:{rtsp}/{path}"
+        elif u.scheme == "srt" and "mode=listener" in (u.query or ""):
+            ip = nc.wait_for(
+                f"Service {name}", lambda n=name: nc.kubectl_json("get", "svc", n, "-n", namespace)["spec"]["clusterIP"], 120
+            )
+            watch[name] = f"ffplay 'srt://{ip}:{u.port}?mode=caller'"
+    group = media.ProcessGroup(workdir / "logs")
+    if cfg["paths"]:
+        media.start_mediamtx(cfg, workdir, group=group, name="demo-receiver")
+    if ports:
+        nc.host_service(namespace, "receiver", ports)
+    return DemoPieces(group, watch)
+
+
+def start_demo_source(nc: NodeCluster, namespace: str, input_name: str, pieces: DemoPieces, timeout: float = 120):
+    """The lavfi test pattern (H.264 + AAC, MPEG-TS over UDP) sent to the UDP input's
+    ingest Service (its ClusterIP, routed by kube-proxy). Stopped by ``pieces.stop()``."""
+    from tests.harness import media
+
+    def where():  # noqa: ANN202
+        st = nc.kubectl_json("get", "streaminput", input_name, "-n", namespace).get("status") or {}
+        ip = nc.kubectl_json("get", "svc", f"{input_name}-ingest", "-n", namespace)["spec"].get("clusterIP")
+        return (ip, st["port"]) if ip and st.get("port") else None
+
+    ip, port = nc.wait_for(f"the ingest of {input_name}", where, timeout)
+    return media.start_source("udp", f"udp://{ip}:{port}", group=pieces.group, name=f"source-{input_name}")
+
+
 # --------------------------------------------------------------- command line
 
 
