@@ -331,6 +331,11 @@ def stalled_readers(previous: Sequence[Session], current: Sequence[Session]) -> 
 # ------------------------------------------------------------------------- I/O
 
 
+# Routers are reached inside the cluster: an HTTP proxy from the environment would
+# answer for them (or leak their addresses outside), so the client never uses one.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 class MediaMTXClient:
     """Fetches from one MediaMTX control API; all decoding is left to the parsers.
 
@@ -366,7 +371,7 @@ class MediaMTXClient:
         if self._auth:
             req.add_header("Authorization", self._auth)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with _DIRECT.open(req, timeout=self.timeout) as resp:
                 body = resp.read()
         except urllib.error.HTTPError as exc:
             detail = ""

@@ -93,6 +93,8 @@ def parse(url: str) -> Destination:
     except ValueError as exc:
         raise URLError(f"url is malformed: {_safe_reason(exc)}") from None
     scheme_l: Scheme = scheme.lower()  # type: ignore[assignment]
+    if scheme_l not in OPAQUE_QUERY and "#" in url:
+        raise URLError(f"{scheme_l} url cannot contain '#': FFmpeg would read it as part of its options")
     query = _query(scheme_l, parts.query)
     mode = _mode(scheme_l, query)
     host = parts.hostname or ""
@@ -146,6 +148,9 @@ def _query(scheme: Scheme, query: str) -> dict[str, str]:
     if scheme in OPAQUE_QUERY:
         return {}
     pairs = parse_qsl(query, keep_blank_values=True)
+    names = [k for k, _ in pairs]
+    if len(names) != len(set(names)):
+        raise URLError(f"{scheme} url repeats a query parameter; FFmpeg and streamdist would read different values")
     allowed = ALLOWED_QUERY[scheme]
     unknown = sorted({k for k, _ in pairs} - allowed)
     if unknown:

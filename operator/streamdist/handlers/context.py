@@ -82,6 +82,10 @@ class Context:
     # Latest MediaMTX health per input, and per output what flows to its FFmpeg.
     health: dict[Key, InputObservation] = field(default_factory=dict)
     flow: dict[Key, Flow] = field(default_factory=dict)
+    # Secrets behind urlFrom, read at most every SECRET_TTL seconds: (read at, value).
+    secrets: dict[tuple[str, str, str], tuple[float, tuple[str, str] | None]] = field(default_factory=dict)
+    # Digest of the extra children (SRT listener Service) last applied per output.
+    applied_extras: dict[Key, str] = field(default_factory=dict)
     # Status last written per (kind, namespace, name): (uid, status).
     written: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = field(default_factory=dict)
     # Consecutive failures per output (kubelet restarts + replacements) since it streamed.
@@ -100,6 +104,7 @@ class Context:
     def forget(self, kind: str, key: Key) -> None:
         """An object is gone: drop what memory holds about it."""
         self.written.pop((kind, *key), None)
+        self.applied_extras.pop(key, None)
         self.flow.pop(key, None)
         self.failures.pop(key, None)
 

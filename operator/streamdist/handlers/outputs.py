@@ -29,6 +29,9 @@ from .health import stalled_for
 from .reporting import previous_status, report, write_status
 
 KIND = "StreamOutput"
+SERVICE_DELETED = "deleted"
+# How long a Secret behind urlFrom is trusted before it is read again.
+SECRET_TTL = 30.0
 # An FFmpeg that pulls nothing this long while its input is live is stuck: replace it.
 STALL_SECONDS = 12.0
 
@@ -149,7 +152,7 @@ def _destination(ctx: Context, out: StreamOutput) -> tuple[urls.Destination, str
     else:
         assert out.spec.url_from is not None
         ref = out.spec.url_from.secret_key_ref
-        found = ctx.kube.read_secret_key(out.metadata.namespace, ref.name, ref.key)
+        found = _read_secret(ctx, out.metadata.namespace, ref.name, ref.key)
         if found is None:
             return Blocked("Failed", "SecretNotFound", f"Secret {ref.name!r} with key {ref.key!r} not found")
         url, version = found
@@ -157,6 +160,22 @@ def _destination(ctx: Context, out: StreamOutput) -> tuple[urls.Destination, str
         return urls.parse(url), version
     except urls.URLError as exc:
         return Blocked("Invalid", "InvalidURL", str(exc))
+
+
+def _read_secret(ctx: Context, namespace: str, name: str, key: str) -> tuple[str, str] | None:
+    """A Secret key, read again only after SECRET_TTL: a rotation shows within that.
+
+    Watching Secrets would need list/watch on every Secret of the cluster; a short
+    cache keeps the operator at `get` on the ones it is pointed at.
+    """
+    cache_key = (namespace, name, key)
+    now = time.monotonic()
+    cached = ctx.secrets.get(cache_key)
+    if cached and now - cached[0] < SECRET_TTL and cached[1] is not None:
+        return cached[1]
+    found = ctx.kube.read_secret_key(namespace, name, key)
+    ctx.secrets[cache_key] = (now, found)
+    return found
 
 
 def _input_blocker(ctx: Context, out: StreamOutput, input_body: dict[str, Any] | None) -> Blocked | None:
@@ -193,8 +212,11 @@ def _ensure_pod(ctx: Context, key: Key, docs: list[dict[str, Any]]) -> tuple[dic
     created = current is None and ctx.kube.create(desired)
     if created:
         logline("pod-created", namespace=key[0], output=key[1], pod=name)
-    for extra in docs[1:]:
-        ctx.kube.apply(extra)
+    extras = render.digest(docs[1:])
+    if docs[1:] and ctx.applied_extras.get(key) != extras:
+        for extra in docs[1:]:
+            ctx.kube.apply(extra)
+        ctx.applied_extras[key] = extras
     for other, pod in existing.items():
         if other != name and not pod["metadata"].get("deletionTimestamp"):
             ctx.kube.delete_pod(key[0], other, pod["metadata"].get("uid"))
@@ -266,8 +288,9 @@ def _stop(ctx: Context, key: Key, body: dict[str, Any], why: Blocked, dest: urls
     for pod in ctx.idx.all(ctx.idx.pods, key):
         if not pod["metadata"].get("deletionTimestamp"):
             ctx.kube.delete_pod(key[0], pod["metadata"]["name"], pod["metadata"].get("uid"))
-    if dest is not None and dest.listener:
+    if dest is not None and dest.listener and ctx.applied_extras.get(key) != SERVICE_DELETED:
         ctx.kube.delete_service(key[0], key[1])
+        ctx.applied_extras[key] = SERVICE_DELETED
     previous = previous_status(ctx, KIND, body)
     generation = body["metadata"].get("generation", 0)
     reconnects = int(previous.get("reconnects") or 0)
