@@ -553,3 +553,34 @@ def status_patches(reqs: list[Request], limit: int = 3, width: int = 400) -> lis
             if len(out) >= limit:
                 break
     return out
+
+
+def patch_changes(reqs: list[Request]) -> Counter[str]:
+    """Status patches grouped by what each changed against the previous one of the same
+    object (merge-patch semantics: top-level fields merge, ``conditions`` is replaced):
+    "streamoutputs: phase Connecting->Streaming, Ready.status" and the like."""
+    last: dict[tuple[str, str], dict[str, Any]] = {}
+    out: Counter[str] = Counter()
+    for r in reqs:
+        if r.verb != "patch" or r.subresource != "status" or not isinstance(r.body, dict):
+            continue
+        st = r.body.get("status") or {}
+        key = (r.resource, r.name)
+        prev = last.get(key)
+        if prev is None:
+            out[f"{r.resource}: first status (phase {st.get('phase')})"] += 1
+        else:
+            changed = []
+            for k in sorted(st):
+                if k != "conditions" and st.get(k) != prev.get(k):
+                    changed.append(f"phase {prev.get('phase')}->{st[k]}" if k == "phase" else k)
+            before = {c.get("type"): c for c in prev.get("conditions") or []}
+            for c in st.get("conditions") or []:
+                o = before.get(c.get("type"))
+                if o is None or o.get("status") != c.get("status"):
+                    changed.append(f"{c.get('type')}.status")
+                elif o.get("reason") != c.get("reason") or o.get("message") != c.get("message"):
+                    changed.append(f"{c.get('type')}.reason {o.get('reason')}->{c.get('reason')}")
+            out[f"{r.resource}: " + (", ".join(changed) or "nothing")] += 1
+        last[key] = {**(prev or {}), **st}
+    return out

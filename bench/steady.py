@@ -95,5 +95,6 @@ def measure(opts: Opts, inputs: int, per: int, window: float) -> dict[str, Any]:
         "rss_mb": rss.peak_kb / 1024,
         "by_what": dict(cluster.count_by_what(reqs)),
         "patch_bodies": cluster.status_patches(reqs),
+        "patch_changes": dict(cluster.patch_changes(reqs)),
         "streaming_after": streaming_after,
     }
