@@ -29,7 +29,8 @@ import time
 
 
 def main() -> int:
-    spec = json.loads(open(sys.argv[1]).read())
+    with open(sys.argv[1]) as f:
+        spec = json.load(f)
     status_path = spec["status"]
 
     def status(text: str) -> None:
@@ -44,7 +45,7 @@ def main() -> int:
 
     stopping = False
 
-    def on_term(signum, frame):  # noqa: ANN001
+    def on_term(signum, frame):
         nonlocal stopping
         stopping = True
 
@@ -54,7 +55,7 @@ def main() -> int:
     procs: dict[str, subprocess.Popen] = {}
 
     def spawn(name: str) -> None:
-        log = open(os.path.join(spec["logs"], f"{name}.log"), "ab")
+        log = open(os.path.join(spec["logs"], f"{name}.log"), "ab")  # noqa: SIM115 - the child keeps it
         procs[name] = subprocess.Popen(spec[name], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         status(f"started {name} pid {procs[name].pid}")
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.e2e.conftest import Kube
 from tests.harness.media import (
     ManagedProcess,
@@ -28,13 +27,13 @@ from tests.harness.media import (
     make_self_signed_cert,
     mediamtx_config,
     record,
-    start_source,
     start_srt_caller_recorder,
     wait_for,
 )
-from tests.harness.node import NODE_IP, NodeCluster
+from tests.harness.node import NODE_IP, NodeCluster, start_encoder
 
-pytestmark = [pytest.mark.timeout(900)]
+# the first test also pays for the node: on a cold cache, CoreDNS and the images are built
+pytestmark = [pytest.mark.timeout(1800)]
 
 API = "streamdist.io/v1alpha1"
 
@@ -112,7 +111,8 @@ def _start_live_input(kube: Kube, group: ProcessGroup, name: str = "cam") -> Man
     port = kube.wait(f"{name} port", lambda: kube.status("si", name).get("port"))
     ip = kube.wait(f"{name}-ingest ClusterIP", lambda: kube.service_ip(f"{name}-ingest"))
     kube.wait(f"{name} router Ready", lambda: kube.status("si", name).get("phase") in ("Waiting", "Live"), 240)
-    src = start_source("udp", f"udp://{ip}:{port}", group=group, name=f"source-{name}")
+    kube.wait(f"{name}-ingest endpoints", lambda: _ready_endpoints(kube, f"{name}-ingest"), 120)
+    src = start_encoder(f"udp://{ip}:{port}", group, name=f"source-{name}")
     t0 = time.monotonic()
     kube.wait(f"{name} Live", lambda: kube.status("si", name).get("phase") == "Live", 120)
     print(f"[e2e] input {name} Live {time.monotonic() - t0:.1f}s after the source started", flush=True)
@@ -140,7 +140,9 @@ class _Timeline:
                     state = cs.get("state") or {}
                     kind = next(iter(state), "?")
                     why = (state.get(kind) or {}).get("reason", "")
-                    cstate += f"{p['metadata']['name']}:{kind}{'/' + why if why else ''}:restarts={cs.get('restartCount')} "
+                    cstate += (
+                        f"{p['metadata']['name']}:{kind}{'/' + why if why else ''}:restarts={cs.get('restartCount')} "
+                    )
         row = (st.get("phase"), st.get("reconnects"), st.get("pod"), st.get("lastError"), cstate.strip())
         if not self.rows or self.rows[-1][1] != row:
             self.rows.append((round(time.monotonic() - self.t0, 1), row))
@@ -149,7 +151,15 @@ class _Timeline:
         return [r[3] for _, r in self.rows if r[3]]
 
     def __str__(self) -> str:
-        return "\n".join(f"    {t:6.1f}s phase={r[0]} reconnects={r[1]} pod={r[2]} lastError={r[3]!r} containers: {r[4]}" for t, r in self.rows)
+        return "\n".join(
+            f"    {t:6.1f}s phase={r[0]} reconnects={r[1]} pod={r[2]} lastError={r[3]!r} containers: {r[4]}"
+            for t, r in self.rows
+        )
+
+
+def _ready_endpoints(kube: Kube, service: str) -> bool:
+    slices = kube.get("endpointslices", "-l", f"kubernetes.io/service-name={service}")["items"]
+    return any((e.get("conditions") or {}).get("ready") for s in slices for e in s.get("endpoints") or [])
 
 
 def _phase(kube: Kube, name: str) -> str | None:
@@ -174,7 +184,11 @@ def test_every_output_form_delivers_decodable_video(node: NodeCluster, kube: Kub
         )  # fmt: skip
         srt_rec = group.start(
             "srt-listener-recorder",
-            ["sh", "-c", f"exec srt-live-transmit -q -a:no 'srt://{NODE_IP}:{srt_port}?mode=listener' file://con > {srt_file}"],
+            [
+                "sh",
+                "-c",
+                f"exec srt-live-transmit -q -a:no 'srt://{NODE_IP}:{srt_port}?mode=listener' file://con > {srt_file}",
+            ],
         )
         _start_live_input(kube, group)
         outputs = {
@@ -200,7 +214,10 @@ def test_every_output_form_delivers_decodable_video(node: NodeCluster, kube: Kub
         print(f"[e2e] {len(outputs)} outputs Streaming {time.monotonic() - t0:.1f}s after apply", flush=True)
         for path in ("live/rtmp", "live/rtmps", "live/rtsp"):
             kube.wait(f"receiver path {path}", lambda p=path: recv.ready(p), 60)
-        readers = {p: recv.record(p, tmp_path / f"{p.replace('/', '-')}.ts", 8) for p in ("live/rtmp", "live/rtmps", "live/rtsp")}
+        readers = {
+            p: recv.record(p, tmp_path / f"{p.replace('/', '-')}.ts", 8)
+            for p in ("live/rtmp", "live/rtmps", "live/rtsp")
+        }
         time.sleep(10)
         for r in readers.values():
             r.wait(30)
@@ -243,6 +260,7 @@ def test_destination_killed_for_20s_output_reconnects(node: NodeCluster, kube: K
         mid = kube.status("so", "flaky")
         recv.start()
         t_back = time.monotonic()
+
         def back() -> bool:
             timeline.sample()
             return recv.ready("live/flaky")

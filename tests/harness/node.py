@@ -32,6 +32,7 @@ the bridge, the pod CIDR and the cgroup root are fixed names (a lock file enforc
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import os
@@ -50,10 +51,12 @@ from tests.harness.controlplane import (
     ControlPlane,
     ControlPlaneError,
     _die_with_parent,
-    bin_dir as _bin_dir,
     free_ports,
     repo_root,
     tail,
+)
+from tests.harness.controlplane import (
+    bin_dir as _bin_dir,
 )
 
 __all__ = [
@@ -114,7 +117,9 @@ def node_supported() -> str:
 def _run(*args: str, check: bool = True, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     proc = subprocess.run(list(args), capture_output=True, text=True, input=input, timeout=timeout)
     if check and proc.returncode != 0:
-        raise ControlPlaneError(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}")
+        raise ControlPlaneError(
+            f"{' '.join(args)} exited {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}"
+        )
     return proc
 
 
@@ -341,7 +346,11 @@ COREDNS_RBAC = {
             "kind": "ClusterRole",
             "metadata": {"name": "system:coredns"},
             "rules": [
-                {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"], "verbs": ["list", "watch"]},
+                {
+                    "apiGroups": [""],
+                    "resources": ["endpoints", "services", "pods", "namespaces"],
+                    "verbs": ["list", "watch"],
+                },
                 {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
             ],
         },
@@ -409,8 +418,8 @@ class NodeCluster:
     def apply(self, manifest: dict | str) -> subprocess.CompletedProcess:
         return self.cp.apply(manifest)
 
-    def wait_for(self, what, fn, timeout: float = 60.0, interval: float = 0.25):  # noqa: ANN001
-        def check():  # noqa: ANN202
+    def wait_for(self, what, fn, timeout: float = 60.0, interval: float = 0.25):
+        def check():
             self._check_alive()
             return fn()
 
@@ -448,7 +457,9 @@ class NodeCluster:
                         "apiVersion": "v1",
                         "kind": "Service",
                         "metadata": {"name": name, "namespace": namespace},
-                        "spec": {"ports": [{"name": n, "port": p, "targetPort": p, "protocol": pr} for n, p, pr in ports]},
+                        "spec": {
+                            "ports": [{"name": n, "port": p, "targetPort": p, "protocol": pr} for n, p, pr in ports]
+                        },
                     },
                     {
                         "apiVersion": "discovery.k8s.io/v1",
@@ -498,7 +509,11 @@ class NodeCluster:
         os.write(self._lock_fd, f"pid {os.getpid()} state {self.state_dir}\n".encode())
         # A node that crashed before may have left its bridge, rules or cgroups.
         prev = self.state_dir / "pids"
-        if prev.exists() or _cgroup_dirs() or subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0:
+        if (
+            prev.exists()
+            or _cgroup_dirs()
+            or subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0
+        ):
             cleanup_host(self.state_dir, quiet=True)
 
         steps = [
@@ -529,8 +544,11 @@ class NodeCluster:
             comp = self.components.get(name)
             if comp is None or comp.proc is None or comp.proc.poll() is not None:
                 continue
+            # `unshare --fork` ignores SIGTERM itself: ask its child, init.py (PID 1 of
+            # the node's namespace), which stops the kubelet, then containerd.
+            target = _child_pid(comp.proc.pid) if name == "node" else comp.proc.pid
             with contextlib.suppress(ProcessLookupError):
-                comp.proc.send_signal(signal.SIGTERM)
+                os.kill(target or comp.proc.pid, signal.SIGTERM if target else signal.SIGKILL)
             try:
                 comp.proc.wait(timeout=25)
             except subprocess.TimeoutExpired:
@@ -591,8 +609,15 @@ class NodeCluster:
         cfg = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "local", "cluster": {"server": self.cp.server, "certificate-authority": str(pki / "ca.crt")}}],
-            "users": [{"name": user, "user": {"client-certificate": str(pki / f"{user}.crt"), "client-key": str(pki / f"{user}.key")}}],
+            "clusters": [
+                {"name": "local", "cluster": {"server": self.cp.server, "certificate-authority": str(pki / "ca.crt")}}
+            ],
+            "users": [
+                {
+                    "name": user,
+                    "user": {"client-certificate": str(pki / f"{user}.crt"), "client-key": str(pki / f"{user}.key")},
+                }
+            ],
             "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
             "current-context": "local",
         }
@@ -609,14 +634,14 @@ class NodeCluster:
         (cd / "config.toml").write_text(
             f"""# containerd for the streamdist local node (tests/harness/node.py)
 version = 2
-root = "{cd / 'root'}"
-state = "{cd / 'state'}"
+root = "{cd / "root"}"
+state = "{cd / "state"}"
 [grpc]
   address = "{self.socket}"
 [ttrpc]
   address = "{self.socket}.ttrpc"
 [plugins."io.containerd.internal.v1.opt"]
-  path = "{cd / 'opt'}"
+  path = "{cd / "opt"}"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{pause}"
   stream_server_address = "127.0.0.1"
@@ -639,7 +664,7 @@ state = "{cd / 'state'}"
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{CNI_BIN_DIR}"
-    conf_dir = "{s / 'cni' / 'net.d'}"
+    conf_dir = "{s / "cni" / "net.d"}"
     max_conf_num = 1
 """
         )
@@ -672,7 +697,9 @@ state = "{cd / 'state'}"
         )
         # Pods get CoreDNS only: no search domain or nameserver of this host.
         (s / "resolv.conf").write_text("# streamdist local node: pods resolve cluster names only\n")
-        self.ports["kubelet-healthz"], self.ports["kube-proxy-healthz"], self.ports["kube-proxy-metrics"] = free_ports(3)
+        self.ports["kubelet-healthz"], self.ports["kube-proxy-healthz"], self.ports["kube-proxy-metrics"] = free_ports(
+            3
+        )
         self.ports["coredns-health"], self.ports["coredns-ready"] = free_ports(2)
         kubelet_cfg = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -706,7 +733,12 @@ state = "{cd / 'state'}"
             "registerNode": True,
             "serializeImagePulls": False,
             # a shared test VM: evict nothing for disk, never GC our local-only images
-            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
+            "evictionHard": {
+                "memory.available": "100Mi",
+                "nodefs.available": "1%",
+                "imagefs.available": "1%",
+                "nodefs.inodesFree": "1%",
+            },
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
             "nodeStatusUpdateFrequency": "5s",
@@ -742,10 +774,10 @@ state = "{cd / 'state'}"
             f""".:53 {{
     bind {NODE_IP}
     errors
-    health 127.0.0.1:{self.ports['coredns-health']}
-    ready 127.0.0.1:{self.ports['coredns-ready']}
+    health 127.0.0.1:{self.ports["coredns-health"]}
+    ready 127.0.0.1:{self.ports["coredns-ready"]}
     kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
-        kubeconfig {s / 'coredns.kubeconfig'}
+        kubeconfig {s / "coredns.kubeconfig"}
         pods insecure
         fallthrough in-addr.arpa ip6.arpa
         ttl 5
@@ -755,7 +787,9 @@ state = "{cd / 'state'}"
 """
         )
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Component:
+    def _spawn(
+        self, name: str, args: list[str], env: dict[str, str] | None = None, death_signal: int = signal.SIGTERM
+    ) -> Component:
         log = self.log_path(name)
         comp = Component(name=name, args=args, log=log, env=env)
         (self.state_dir / f"{name}.cmdline").write_text(" ".join(args) + "\n")
@@ -768,7 +802,7 @@ state = "{cd / 'state'}"
                 cwd=self.state_dir,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_die_with_parent if death_signal == signal.SIGTERM else _die_hard_with_parent,
             )
         self.components[name] = comp
         with open(self.state_dir / "pids", "a") as f:
@@ -786,7 +820,11 @@ state = "{cd / 'state'}"
             if not comp.alive():
                 log = comp.log
                 if comp.name == "node":
-                    st = (self.state_dir / "node-status").read_text() if (self.state_dir / "node-status").exists() else ""
+                    st = (
+                        (self.state_dir / "node-status").read_text()
+                        if (self.state_dir / "node-status").exists()
+                        else ""
+                    )
                     which = "kubelet" if "exit kubelet" in st else "containerd"
                     log = self.log_path(which)
                 raise self._fail(comp, "stopped unexpectedly", log)
@@ -800,7 +838,7 @@ state = "{cd / 'state'}"
             f"--root-dir={s / 'kubelet'}",
             f"--hostname-override={NODE_NAME}",
             f"--node-ip={NODE_IP}",
-            f"--node-labels=streamdist.io/local-node=true",
+            "--node-labels=streamdist.io/local-node=true",
             f"--cert-dir={s / 'kubelet' / 'pki'}",
             "--v=1",
         ]
@@ -825,6 +863,9 @@ state = "{cd / 'state'}"
                 "--kill-child=SIGKILL", "--", sys.executable, str(repo_root() / "hack" / "node" / "init.py"),
                 str(s / "node-spec.json"),
             ],
+            # unshare ignores SIGTERM: if this process dies, SIGKILL it, and with it
+            # (--kill-child) the whole namespace
+            death_signal=signal.SIGKILL,
         )  # fmt: skip
         deadline = time.monotonic() + self.start_timeout
         while not (self.socket.exists() and "containerd socket up" in _read(s / "node-status")):
@@ -881,11 +922,24 @@ state = "{cd / 'state'}"
                     if r.status == 200:
                         return
                     last = f"HTTP {r.status}"
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 last = str(e)
             if time.monotonic() > deadline:
                 raise self._fail(comp, f"not healthy at {url} (last: {last})")
             time.sleep(0.2)
+
+
+def _child_pid(pid: int) -> int | None:
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(kids[0]) if kids else None
+
+
+def _die_hard_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
 def _read(p: Path) -> str:
@@ -901,7 +955,7 @@ def _read(p: Path) -> str:
 class DemoPieces:
     """What ``start_demo_receivers`` started: stop() ends them; ``watch`` says how to look."""
 
-    def __init__(self, group, watch: dict[str, str]) -> None:  # noqa: ANN001
+    def __init__(self, group, watch: dict[str, str]) -> None:
         self.group = group
         self.watch = watch
 
@@ -923,7 +977,6 @@ def start_demo_receivers(nc: NodeCluster, namespace: str, outputs_file: Path | s
     import urllib.parse
 
     import yaml
-
     from tests.harness import media
 
     workdir = Path(workdir)
@@ -951,7 +1004,9 @@ def start_demo_receivers(nc: NodeCluster, namespace: str, outputs_file: Path | s
             watch[name] = f"ffplay -rtsp_transport tcp rtsp://127.0.0.1:{rtsp}/{path}"
         elif u.scheme == "srt" and "mode=listener" in (u.query or ""):
             ip = nc.wait_for(
-                f"Service {name}", lambda n=name: nc.kubectl_json("get", "svc", n, "-n", namespace)["spec"]["clusterIP"], 120
+                f"Service {name}",
+                lambda n=name: nc.kubectl_json("get", "svc", n, "-n", namespace)["spec"]["clusterIP"],
+                120,
             )
             watch[name] = f"ffplay 'srt://{ip}:{u.port}?mode=caller'"
     group = media.ProcessGroup(workdir / "logs")
@@ -965,15 +1020,33 @@ def start_demo_receivers(nc: NodeCluster, namespace: str, outputs_file: Path | s
 def start_demo_source(nc: NodeCluster, namespace: str, input_name: str, pieces: DemoPieces, timeout: float = 120):
     """The lavfi test pattern (H.264 + AAC, MPEG-TS over UDP) sent to the UDP input's
     ingest Service (its ClusterIP, routed by kube-proxy). Stopped by ``pieces.stop()``."""
-    from tests.harness import media
 
-    def where():  # noqa: ANN202
+    def where():
         st = nc.kubectl_json("get", "streaminput", input_name, "-n", namespace).get("status") or {}
         ip = nc.kubectl_json("get", "svc", f"{input_name}-ingest", "-n", namespace)["spec"].get("clusterIP")
         return (ip, st["port"]) if ip and st.get("port") else None
 
     ip, port = nc.wait_for(f"the ingest of {input_name}", where, timeout)
-    return media.start_source("udp", f"udp://{ip}:{port}", group=pieces.group, name=f"source-{input_name}")
+    return start_encoder(f"udp://{ip}:{port}", pieces.group, name=f"source-{input_name}")
+
+
+def start_encoder(url: str, group, name: str = "encoder"):
+    """The test pattern (H.264 + AAC) as MPEG-TS over UDP to ``url``, as a live encoder
+    sends it: it keeps sending, whatever happens (a ``media.ManagedProcess``).
+
+    FFmpeg alone exits on the first refused datagram: while a Service has no ready
+    endpoint (its router pod restarting) kube-proxy REJECTs it, and a datagram sent from
+    this host then fails with EPERM. A hardware encoder just goes on: so does this loop.
+    """
+    import shlex
+
+    from tests.harness import media
+
+    argv = [
+        "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", "-nostats",
+        *media.pattern_args(), *media.source_output_args("udp", url),
+    ]  # fmt: skip
+    return group.start(name, ["sh", "-c", f"while :; do {shlex.join(argv)}; sleep 0.5; done"])
 
 
 # --------------------------------------------------------------- command line
@@ -989,6 +1062,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.command == "cleanup":
         return 1 if cleanup_host(a.state_dir) else 0
+
     def interrupt(*_: object) -> None:
         raise KeyboardInterrupt
 
