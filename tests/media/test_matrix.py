@@ -57,8 +57,9 @@ class Leg:
 
 
 def start_router(case: str, tmp_path: Path, group: media.ProcessGroup, audio: str = "aac"):
-    """Rendered router for ``case`` plus the test source publishing to it; returns
-    (router, secrets, path sample once ready)."""
+    """Rendered router for ``case``, the test source publishing to it and the receiver
+    server (started while the source warms up); returns (router, receiver, secrets,
+    path sample once ready)."""
     spec = INPUT_CASES[case]
     passphrase = spec.get("passphrase")
     secrets: dict[str, dict[str, str]] = {}
@@ -68,17 +69,20 @@ def start_router(case: str, tmp_path: Path, group: media.ProcessGroup, audio: st
         secrets["cam-srt"] = {"passphrase": passphrase}
     inp = rendered.make_input(f"in-{case}", spec["protocol"], passphrase_ref=ref)
     router = rendered.start_input(inp, tmp_path / "router", secrets=secrets, group=group)
+    intruder = None
     if passphrase:
         # The passphrase only reaches MediaMTX through the Deployment's env: prove it
-        # is in force by a publisher without it being turned away.
+        # is in force by a publisher without it being turned away. (Were it let in,
+        # it would also still be running below, and the check would fail.)
         intruder = media.start_source("srt", router.ingest_url(), group=group, name="source-no-passphrase")
+        time.sleep(0.5)
+    media.start_source(spec["protocol"], router.ingest_url(passphrase), group=group, audio=audio)
+    rx = media.start_receiver_server(tmp_path / "receiver", group=group)
+    sample = router.wait_ready(READY_TIMEOUT)
+    if intruder is not None:
         rc = intruder.wait(20)
         assert rc != 0, "router accepted an SRT publisher without the passphrase"
-        sample = router.mediamtx.path(router.name) if router.mediamtx else None
-        assert sample is None or not sample.ready
-    media.start_source(spec["protocol"], router.ingest_url(passphrase), group=group, audio=audio)
-    sample = router.wait_ready(READY_TIMEOUT)
-    return router, secrets, sample
+    return router, rx, secrets, sample
 
 
 def destination_url(form: str, rx: media.ReceiverServer, path: str) -> tuple[str, int | None]:
@@ -107,13 +111,13 @@ def run_outputs(
     tmp_path: Path,
     group: media.ProcessGroup,
     router: rendered.RenderedInput,
+    rx: media.ReceiverServer,
     secrets: dict[str, dict[str, str]],
     sample: media.PathSample,
     expect_audio: dict[str, str] | None = None,
 ) -> dict[str, Leg]:
     """Start one rendered output per form plus its receiver, record, probe; return the
     legs with ``error`` set on those that failed."""
-    rx = media.start_receiver_server(tmp_path / "receiver", group=group)
     input_audio = rendered.audio_tracks(sample)
     legs: dict[str, Leg] = {}
     secrets = dict(secrets)
@@ -212,9 +216,9 @@ def report(legs: dict[str, Leg], case: str, media_report, group: media.ProcessGr
 
 @pytest.mark.parametrize("case", list(INPUT_CASES))
 def test_input_to_every_output(case, tmp_path, group, media_report):
-    router, secrets, sample = start_router(case, tmp_path, group)
+    router, rx, secrets, sample = start_router(case, tmp_path, group)
     assert sample.tracks == ("H264", "MPEG-4 Audio"), sample
-    legs = run_outputs(case, OUTPUT_FORMS, tmp_path, group, router, secrets, sample)
+    legs = run_outputs(case, OUTPUT_FORMS, tmp_path, group, router, rx, secrets, sample)
     # the rendered config keeps every unused server off: MediaMTX wrote no files
     assert router.files_written() == [], router.files_written()
     report(legs, case, media_report, group)
@@ -223,7 +227,7 @@ def test_input_to_every_output(case, tmp_path, group, media_report):
 def test_mp2_audio_reaches_rtmp_as_aac(tmp_path, group, media_report):
     """Broadcast MPEG-TS often carries MP2: FLV cannot, so the RTMP output transcodes
     audio to AAC (video still copied), while SRT carries the MP2 unchanged."""
-    router, secrets, sample = start_router("udp", tmp_path, group, audio="mp2")
+    router, rx, secrets, sample = start_router("udp", tmp_path, group, audio="mp2")
     assert sample.tracks == ("H264", "MPEG-1/2 Audio"), sample
     assert rendered.audio_tracks(sample) == ("MPEG-1/2 Audio",)
     legs = run_outputs(
@@ -232,6 +236,7 @@ def test_mp2_audio_reaches_rtmp_as_aac(tmp_path, group, media_report):
         tmp_path,
         group,
         router,
+        rx,
         secrets,
         sample,
         expect_audio={"rtmp": "aac", "srt-caller": "mp2"},
