@@ -11,6 +11,7 @@ the source goes, as before.
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import time
@@ -99,10 +100,10 @@ def test_source_gap_is_bridged_by_the_slate(tmp_path, group):
     sizes = [size for size, count in runs if count >= 10]
     assert sizes[:3] == [SOURCE_SIZE, SLATE_SIZE, SOURCE_SIZE], f"frame sizes over time: {runs}"
     pts = [p for p, _, _ in frames]
-    backwards = [(a, b) for a, b in zip(pts, pts[1:]) if b <= a]
+    backwards = [(a, b) for a, b in itertools.pairwise(pts) if b <= a]
     assert not backwards, f"video timestamps went backwards {len(backwards)} times, first {backwards[:3]}"
     slate_frames = next(count for size, count in runs if size == SLATE_SIZE)
-    switches = [round(b[0] - a[0], 3) for a, b in zip(frames, frames[1:]) if (a[1], a[2]) != (b[1], b[2])]
+    switches = [round(b[0] - a[0], 3) for a, b in itertools.pairwise(frames) if (a[1], a[2]) != (b[1], b[2])]
     assert len(switches) == 2
     print(f"fallback: {slate_frames} slate frames during a {GAP:.0f}s gap; timestamp step at the switches "
           f"(source->slate, slate->source): {switches} s; runs={runs}")
