@@ -31,12 +31,33 @@ RESTRICTED = {
 }
 
 
+# Requests of the operator replicas of the peering test (each has its own client
+# certificate, so its own user name): who wrote what, and when.
+REPLICA_USERS = ("replica-a", "replica-b")
+AUDIT_POLICY = f"""\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  users: {list(REPLICA_USERS)}
+- level: None
+"""
+
+
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """The integration suite's control plane (CRDs installed), with nodes that never flap."""
+    """The integration suite's control plane (CRDs installed), with nodes that never flap
+    and an audit log of the peering test's replicas (``control_plane.audit_log``)."""
+    audit = tmp_path_factory.mktemp("audit")
+    (audit / "policy.yaml").write_text(AUDIT_POLICY)
     with ControlPlane(
-        tmp_path_factory.mktemp("control-plane"), bin_dir(), controller_manager_args=CONTROLLER_MANAGER_ARGS
+        tmp_path_factory.mktemp("control-plane"),
+        bin_dir(),
+        controller_manager_args=CONTROLLER_MANAGER_ARGS,
+        apiserver_args=(f"--audit-policy-file={audit / 'policy.yaml'}", f"--audit-log-path={audit / 'audit.log'}"),
     ) as cp:
+        cp.audit_log = audit / "audit.log"  # type: ignore[attr-defined]
         cp.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
         cp.kubectl("wait", "--for=condition=Established", "crd/streaminputs.streamdist.io",
                    "crd/streamoutputs.streamdist.io", "--timeout=60s")

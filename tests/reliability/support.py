@@ -160,3 +160,70 @@ class GoodSet:
                 lines.append(f"  {key}:\n    before: {json.dumps(before.get(key))[:600]}\n"
                              f"    after:  {json.dumps(after.get(key))[:600]}")
         raise AssertionError(f"GOOD resources changed after {why}:\n" + "\n".join(lines))
+
+
+# --- identities -------------------------------------------------------------------------
+
+
+def user_kubeconfig(cp: Any, user: str, out_dir: Any) -> Any:
+    """A kubeconfig for `user` (group system:masters) with a client certificate signed by
+    the control plane's CA: the audit log then tells this client's requests apart."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pki = Path(cp.pki_dir)
+    key, csr, crt = out / f"{user}.key", out / f"{user}.csr", out / f"{user}.crt"
+    ext = out / f"{user}.ext"
+    ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+                   "extendedKeyUsage=clientAuth\n")
+    for args in (
+        ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(csr), "-subj", f"/O=system:masters/CN={user}"],
+        ["x509", "-req", "-in", str(csr), "-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key"),
+         "-CAcreateserial", "-CAserial", str(out / "ca.srl"), "-out", str(crt), "-days", "2", "-extfile", str(ext)],
+    ):
+        subprocess.run([shutil.which("openssl") or "openssl", *args], check=True, capture_output=True)
+    cfg = json.loads(Path(cp.kubeconfig).read_text())
+    cfg["users"] = [{"name": user, "user": {"client-certificate": str(crt), "client-key": str(key)}}]
+    cfg["contexts"][0]["context"]["user"] = user
+    path = out / f"{user}.kubeconfig"
+    path.write_text(json.dumps(cfg))
+    path.chmod(0o600)
+    return path
+
+
+@dataclass(frozen=True)
+class Write:
+    user: str
+    verb: str
+    resource: str
+    subresource: str
+    namespace: str
+    name: str
+    code: int
+    at: str  # RFC 3339 with microseconds (stageTimestamp)
+
+
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+def audit_writes(path: Any) -> list[Write]:
+    """Every completed write request in the audit log, in order."""
+    from pathlib import Path
+
+    out = []
+    p = Path(path)
+    if not p.exists():
+        return out
+    for line in p.read_text().splitlines():
+        e = json.loads(line)
+        if e.get("stage") != "ResponseComplete" or e.get("verb") not in WRITE_VERBS:
+            continue
+        ref = e.get("objectRef") or {}
+        out.append(Write(e["user"]["username"], e["verb"], ref.get("resource", ""), ref.get("subresource", ""),
+                         ref.get("namespace", ""), ref.get("name", ""),
+                         (e.get("responseStatus") or {}).get("code", 0), e["stageTimestamp"]))
+    return out

@@ -96,14 +96,23 @@ urlish = st.builds(
 )
 # Text FFmpeg reads options from: SRT/UDP URLs with query-ish tails in many shapes.
 ffmpeg_tail = st.text("?#&=%+" + "ab", max_size=6)
-ffmpeg_key = st.sampled_from(["mode", "localport", "latency", "passphrase", "reuse", "a"])
-ffmpeg_value = st.sampled_from(["caller", "listener", "1", "rendezvous", ""])
-srt_udp_urls = st.builds(
-    lambda scheme, h, p, parts: f"{scheme}://{h}:{p}" + "".join(parts),
-    st.sampled_from(["srt", "udp"]),
-    dns_host,
-    port,
-    st.lists(st.one_of(ffmpeg_tail, ffmpeg_key, ffmpeg_value), max_size=8),
+ffmpeg_key = st.sampled_from(["mode", "localport", "latency", "passphrase", "reuse", "a", "%6Dode", "m%6Fde"])
+ffmpeg_value = st.sampled_from(["caller", "listener", "1", "rendezvous", "", "%6Cistener", "%61"])
+srt_udp_urls = st.one_of(
+    st.builds(
+        lambda scheme, h, p, parts: f"{scheme}://{h}:{p}" + "".join(parts),
+        st.sampled_from(["srt", "udp"]),
+        dns_host,
+        port,
+        st.lists(st.one_of(ffmpeg_tail, ffmpeg_key, ffmpeg_value), max_size=8),
+    ),
+    st.builds(
+        lambda scheme, h, p, pairs: f"{scheme}://{h}:{p}?" + "&".join(f"{k}={v}" for k, v in pairs),
+        st.sampled_from(["srt", "udp"]),
+        dns_host,
+        port,
+        st.lists(st.tuples(ffmpeg_key, ffmpeg_value), min_size=1, max_size=3),
+    ),
 )
 
 
@@ -238,6 +247,8 @@ def ffmpeg_options(url: str) -> list[tuple[str, str]]:
 @example("srt://h.example:9000#?mode=listener&localport=1")
 @example("srt://h.example:9000?mode=caller&mode=listener")
 @example("udp://h.example:5000?#")
+@example("srt://h.example:9000?%6Dode=listener")
+@example("srt://h.example:9000?mode=%6Cistener")
 def test_ffmpeg_reads_no_option_and_no_mode_the_operator_did_not_see(text: str) -> None:
     dest = parse_or_none(text)
     assume(dest is not None)
