@@ -129,12 +129,20 @@ class _Timeline:
     def __init__(self, kube: Kube, name: str, t0: float) -> None:
         self.kube, self.name, self.t0 = kube, name, t0
         self.rows: list[tuple[float, tuple[Any, ...]]] = []
+        self.most_running = 0  # FFmpeg containers of this output running at the same time
 
     def sample(self) -> None:
         st = self.kube.status("so", self.name)
         cstate = ""
         if st.get("pod"):
             pod = self.kube.get("pods", "-l", f"streamdist.io/output={self.name}")
+            running = sum(
+                1
+                for p in pod["items"]
+                for cs in p["status"].get("containerStatuses", [])
+                if "running" in (cs.get("state") or {})
+            )
+            self.most_running = max(self.most_running, running)
             for p in pod["items"]:
                 for cs in p["status"].get("containerStatuses", []):
                     state = cs.get("state") or {}
@@ -279,6 +287,10 @@ def test_destination_killed_for_20s_output_reconnects(node: NodeCluster, kube: K
             f"{after.get('reconnects')}; pod {pod0} -> {after.get('pod')} (restartCount now {restarts}); "
             f"status while down and after (t from the kill):\n{timeline}",
             flush=True,
+        )
+        assert timeline.most_running <= 1, (
+            f"{timeline.most_running} FFmpeg pods of one output ran at once (a replaced pod restarted by the "
+            "kubelet before its deletion took effect): two publishers on one destination"
         )
         ffmpeg_errors = [e for e in timeline.errors() if FFMPEG_ERROR.search(e)]
         assert ffmpeg_errors, f"lastError never showed FFmpeg's own message: {timeline.errors()}"
