@@ -354,6 +354,30 @@ class ControlPlane:
                     p.kill()
                 p.wait(timeout=10)
 
+    def restart(self, component: str, down_seconds: float = 0.0) -> None:
+        """Stops one component (SIGTERM, then SIGKILL), waits ``down_seconds``, and starts
+        it again with the same command line, ports and data; returns once it is healthy.
+        """
+        comp = self.components[component]
+        p = comp.proc
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+        time.sleep(down_seconds)
+        new = self._spawn(comp.name, comp.args, comp.env)
+        health = {
+            "etcd": (f"http://127.0.0.1:{self.ports['etcd']}/health", None),
+            "kube-apiserver": (f"{self.server}/readyz", self._admin_ssl_context()),
+            "kube-controller-manager": (f"https://127.0.0.1:{self.ports['kube-controller-manager']}/healthz", _insecure()),
+            "kube-scheduler": (f"https://127.0.0.1:{self.ports['kube-scheduler']}/healthz", _insecure()),
+        }
+        if component in health:
+            self._wait_healthy(new, *health[component])
+
     # ------------------------------------------------------------------- startup
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Component:
