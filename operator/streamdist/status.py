@@ -25,6 +25,8 @@ FATAL_WAITING = frozenset(
         "ErrImageNeverPull",
     }
 )
+# FFmpeg's closing lines that only say "it failed": the reason is on the line before.
+EPILOGUE = re.compile(r"^(Error initializing output stream \d+:\d+ --.*|Conversion failed!|Exiting normally.*)$")
 URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 MAX_ERROR = 300
 
@@ -84,7 +86,8 @@ def one_line_error(text: str | None) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     if not lines:
         return ""
-    line = URL_IN_TEXT.sub(_mask_match, lines[-1])
+    said = [ln for ln in lines if not EPILOGUE.match(ln)] or lines
+    line = URL_IN_TEXT.sub(_mask_match, said[-1])
     return line[:MAX_ERROR]
 
 
@@ -180,7 +183,7 @@ def last_error(pod: PodView) -> str:
     if said:
         return said
     if pod.last_exit_code == 0:
-        return "FFmpeg exited cleanly: its source (the input's router) ended the stream"
+        return "FFmpeg exited cleanly: its source (the input's router) ended the stream or stopped sending"
     return ""
 
 

@@ -145,3 +145,10 @@ def test_input_phase(ready, receiving, phase, recv_status):
 
 def test_running_since_parsed():
     assert pod(state=RUNNING).running_since == datetime(2026, 11, 24, 20, 0, tzinfo=UTC)
+
+
+def test_one_line_error_skips_ffmpegs_epilogue():
+    log = ("[rtsp @ 0x1] method ANNOUNCE failed\n"
+           "Could not write header for output file #0 (incorrect codec parameters ?): Connection refused\n"
+           "Error initializing output stream 0:1 -- \nConversion failed!\n")
+    assert one_line_error(log).endswith("Connection refused")
