@@ -201,8 +201,13 @@ build_operator() {
     rm -rf "$root/src"; mkdir -p "$root/src"
     (cd "$REPO_ROOT" && cp -a pyproject.toml README.md operator "$root/src/")
     find "$root/src" -name __pycache__ -prune -exec rm -rf {} + || true
+    # pip trusts what this host trusts (a TLS-intercepting proxy's CA, say), for the
+    # build only: the bundle sits in /tmp, which slim() empties before packing
+    local ca=${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}
+    [[ -f "$ca" ]] && cp "$ca" "$root/tmp/build-ca.crt"
     in_chroot "$root" sh -c 'set -e; cd /src
       export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+      [ -f /tmp/build-ca.crt ] && export PIP_CERT=/tmp/build-ca.crt
       python3 -m venv /opt/venv
       /opt/venv/bin/pip install -q --upgrade "setuptools>=68" wheel
       /opt/venv/bin/pip wheel -q --no-deps --no-build-isolation --wheel-dir /wheels .
