@@ -173,26 +173,41 @@ def test_two_replicas_only_one_acts_and_a_kill_hands_over(control_plane: Control
              timeout=30)
         poll("g-udp suspended", lambda: k.status("so", "g-udp").get("phase") == "Suspended")
         time.sleep(10.0)  # three resync periods of both replicas
+        problems = []
         expected = {"g-listener", "g-keyed", "p-new"}
-        assert_converged_subset(k, expected, suspended={"g-udp"})
+        try:
+            assert_converged_subset(k, expected, suspended={"g-udp"})
+        except AssertionError as exc:
+            problems.append(f"while A was active: {exc}")
         by_b = [w for w in audit_writes(cp.audit_log)
                 if w.user == "replica-b" and w.at >= paused_at and "kopfpeerings" not in w.resource]
-        assert not by_b, (
-            "replica B wrote while paused (its resync loop keeps reconciling from the indexes that froze "
-            "when kopf paused its watches, and it reads Secrets live):\n" + _write_lines(by_b))
+        if by_b:
+            problems.append(
+                f"replica B (paused) made {len(by_b)} writes: its resync loop keeps reconciling from the indexes "
+                "that froze when kopf paused its watches, and it reads Secrets live, so after a rotation it "
+                "renders a revision A no longer wants (A's status.replacements moved on) and the two replicas "
+                "fight over the pod:\n" + _write_lines(by_b))
         assert any(w.user == "replica-a" for w in audit_writes(cp.audit_log) if w.at >= paused_at)
 
         # SIGKILL the active replica: B resumes once A's keep-alive expires.
+        resumed_before = b.logs().count("Resuming operations after the pause")  # kopf says it at start too
         a.kill()
         killed = time.monotonic()
-        poll("B resumes", lambda: "Resuming operations after the pause" in b.logs(), timeout=120,
-             detail=lambda: b.logs()[-2000:])
+        poll("B resumes", lambda: b.logs().count("Resuming operations after the pause") > resumed_before,
+             timeout=150, detail=lambda: b.logs()[-2000:])
         handover = time.monotonic() - killed
         k("apply", "-f", "-", input=text(so("p-after", url="udp://h.example:7001")))
         k("patch", "so", "g-udp", "--type=merge", "-p", '{"spec":{"suspend":false}}')
-        assert_converged(k, expected | {"p-after", "g-udp"}, timeout=60)
-        assert_no_orphans(k)
+        try:
+            assert_converged(k, expected | {"p-after", "g-udp"}, timeout=60)
+            assert_no_orphans(k)
+        except AssertionError as exc:
+            problems.append(
+                "after the handover (B resumed with the kopf indexes it had when it paused: objects deleted "
+                "meanwhile, like g-udp's pod while suspended, stay in them as ghosts, so B takes the ghost for "
+                f"the running pod and never creates one): {exc}")
         print(f"\nhandover after SIGKILL of the active replica: {handover:.0f}s")
+        assert not problems, "\n".join(problems)
     finally:
         a.kill()
         b.stop()
