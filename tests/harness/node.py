@@ -508,13 +508,7 @@ class NodeCluster:
         os.ftruncate(self._lock_fd, 0)
         os.write(self._lock_fd, f"pid {os.getpid()} state {self.state_dir}\n".encode())
         # A node that crashed before may have left its bridge, rules or cgroups.
-        prev = self.state_dir / "pids"
-        if (
-            prev.exists()
-            or _cgroup_dirs()
-            or subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0
-        ):
-            cleanup_host(self.state_dir, quiet=True)
+        cleanup_host(self.state_dir, quiet=True)
 
         steps = [
             ("images", self._prepare_images),
