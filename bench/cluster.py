@@ -427,6 +427,11 @@ class Cluster:
             workdir / "cp",
             bin_dir(),
             nodes=[f"kwok-node-{i}" for i in range(nodes)],
+            # KWOK's node heartbeat comes every 20-45 s; under load it misses the node
+            # monitor's 50 s grace, the node-lifecycle controller turns every pod NotReady
+            # (routers' Deployments unavailable) and, after 5 min, evicts them. Fake nodes
+            # flapping is not what is measured here.
+            controller_manager_args=["--node-monitor-grace-period=15m"],
             apiserver_args=[
                 f"--audit-policy-file={policy}",
                 f"--audit-log-path={self.audit_path}",

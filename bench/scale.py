@@ -69,6 +69,11 @@ def run(opts: Opts) -> Result:
             if target
             else "",
         )
+        if not fig["settled"]:
+            lat.notes.append(
+                f"{size} did NOT settle: {fig['streaming']}/{fig['outputs']} outputs Streaming, "
+                f"{fig['inputs_ready']}/{inputs} inputs ready"
+            )
         rss_t = RSS_TARGET_MB.get((inputs, per))
         w = WRITES_PER_OUTPUT_TARGET
         targets = [f"writes<={w:g}/output {_le(fig['writes_per_output'], w)}"]
@@ -183,6 +188,7 @@ def measure(opts: Opts, inputs: int, per: int) -> dict[str, Any]:
         "settled": bool(done),
         "settled_s": (t_settled - t0) if done else float("nan"),
         "inputs_phase": summary(input_up),
+        "inputs_ready": len(input_up),
         "quiet_after_s": quiet,
         "rss_mb": max(rss.hwm_kb, rss.peak_kb) / 1024,
         "cpu_s": cpu1 - cpu0,
