@@ -83,8 +83,8 @@ class Kube:
                 return False
             raise
 
-    def delete_pod(self, namespace: str, name: str, uid: str | None = None) -> None:
-        body = V1DeleteOptions(preconditions=V1Preconditions(uid=uid), grace_period_seconds=5)
+    def delete_pod(self, namespace: str, name: str, uid: str | None = None, grace_seconds: int = 5) -> None:
+        body = V1DeleteOptions(preconditions=V1Preconditions(uid=uid), grace_period_seconds=grace_seconds)
         try:
             self.core.delete_namespaced_pod(name, namespace, body=body)
         except ApiException as exc:

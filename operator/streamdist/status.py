@@ -158,8 +158,22 @@ class OutputState:
     message: str
 
 
-def output_phase(pod: PodView | None, input_receiving: bool | None) -> OutputState:
-    """Phase of a runnable output from its pod and whether its input has a source."""
+# A running FFmpeg whose data flow is not measured yet counts as streaming after this
+# long: a destination that refuses makes it exit well within it.
+CONFIRM_SECONDS = 5.0
+
+
+def output_phase(
+    pod: PodView | None,
+    input_receiving: bool | None,
+    flowing: bool | None = None,
+    now: datetime | None = None,
+) -> OutputState:
+    """Phase of a runnable output from its pod, its input, and whether data flows.
+
+    `flowing` is None where the flow cannot be measured (no router health): then a
+    running container is taken as streaming.
+    """
     if pod is None or pod.deleting:
         return OutputState("Pending", "PodPending", "waiting for the FFmpeg pod to be created")
     if pod.unschedulable:
@@ -169,6 +183,9 @@ def output_phase(pod: PodView | None, input_receiving: bool | None) -> OutputSta
     if pod.running_since is not None:
         if input_receiving is False:
             return OutputState("Connecting", "InputNotReceiving", "FFmpeg is running but the input has no source")
+        up_for = ((now or datetime.now(UTC)) - pod.running_since).total_seconds()
+        if flowing is False and up_for < CONFIRM_SECONDS:
+            return OutputState("Connecting", "Connecting", "FFmpeg is connecting to the destination")
         return OutputState("Streaming", "Streaming", "FFmpeg is sending to the destination")
     if pod.restart_count > 0 or pod.waiting_reason == "CrashLoopBackOff" or pod.terminated_reason:
         detail = last_error(pod) or pod.waiting_reason or "FFmpeg exited"

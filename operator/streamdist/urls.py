@@ -145,19 +145,22 @@ def _mask_query(scheme: str, query: str) -> str:
 
 
 def _query(scheme: Scheme, query: str) -> dict[str, str]:
+    """Options FFmpeg reads from an srt/udp URL, read as FFmpeg does: no %-decoding."""
     if scheme in OPAQUE_QUERY:
         return {}
-    pairs = parse_qsl(query, keep_blank_values=True)
-    names = [k for k, _ in pairs]
-    if len(names) != len(set(names)):
+    if "%" in query or "+" in query:
+        raise URLError(f"{scheme} url query cannot use %-encoding or '+': FFmpeg reads it literally")
+    pairs = [tuple(part.split("=", 1)) if "=" in part else (part, "") for part in query.split("&") if part]
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
         raise URLError(f"{scheme} url repeats a query parameter; FFmpeg and streamdist would read different values")
     allowed = ALLOWED_QUERY[scheme]
-    unknown = sorted({k for k, _ in pairs} - allowed)
+    unknown = sorted(set(keys) - allowed)
     if unknown:
-        names = ", ".join(repr(k[:40]) for k in unknown[:5])
+        listed = ", ".join(repr(k[:40]) for k in unknown[:5])
         allowed_text = ", ".join(sorted(allowed))
-        raise URLError(f"{scheme} url has unsupported query parameter(s) {names}; allowed: {allowed_text}")
-    return dict(pairs)
+        raise URLError(f"{scheme} url has unsupported query parameter(s) {listed}; allowed: {allowed_text}")
+    return dict(pairs)  # type: ignore[arg-type]
 
 
 def _mode(scheme: Scheme, query: dict[str, str]) -> Literal["caller", "listener"] | None:

@@ -118,7 +118,10 @@ def _replacement_due(
         view, reconnect.delay_seconds, reconnect.max_delay_seconds, failures, now, ctx.settings.backoff_grace_seconds
     ):
         allowed = backoff_allowed(reconnect.delay_seconds, reconnect.max_delay_seconds, failures)
-        return "BackoffReplaced", f"pod held in back-off past the {allowed:.0f}s the reconnect spec allows: replaced"
+        return "BackoffReplaced", (
+            f"the kubelet held the pod in back-off longer than the {allowed:.0f}s the reconnect schedule allows "
+            f"after {failures} failure(s): replaced"
+        )
     stalled = stalled_for(ctx.flow.get(key), time.monotonic())
     live = (input_body.get("status") or {}).get("phase") == "Live"
     if view.running_since is not None and live and stalled >= STALL_SECONDS:
@@ -137,7 +140,8 @@ def _replace(ctx: Context, key: Key, body: dict[str, Any], reason: str, message:
     ctx.flow.pop(key, None)
     status = {
         "replacements": int(previous.get("replacements") or 0) + 1,
-        "lastError": message,
+        # FFmpeg's own last words stay; only a stall (FFmpeg said nothing) is ours to tell.
+        "lastError": message if reason == "Stalled" or not previous.get("lastError") else previous["lastError"],
         "phase": "Reconnecting",
     }
     write_status(ctx, KIND, body, status)
@@ -209,6 +213,12 @@ def _ensure_pod(ctx: Context, key: Key, docs: list[dict[str, Any]]) -> tuple[dic
     name = desired["metadata"]["name"]
     existing = {p["metadata"]["name"]: p for p in ctx.idx.all(ctx.idx.pods, key)}
     current = existing.get(name)
+    for other, pod in existing.items():
+        if other != name and not pod["metadata"].get("deletionTimestamp"):
+            # No grace: the kubelet could otherwise restart the old FFmpeg while the new
+            # one starts, and two would push to one destination.
+            ctx.kube.delete_pod(key[0], other, pod["metadata"].get("uid"), grace_seconds=0)
+            logline("pod-replaced", namespace=key[0], output=key[1], pod=other)
     created = current is None and ctx.kube.create(desired)
     if created:
         logline("pod-created", namespace=key[0], output=key[1], pod=name)
@@ -217,10 +227,6 @@ def _ensure_pod(ctx: Context, key: Key, docs: list[dict[str, Any]]) -> tuple[dic
         for extra in docs[1:]:
             ctx.kube.apply(extra)
         ctx.applied_extras[key] = extras
-    for other, pod in existing.items():
-        if other != name and not pod["metadata"].get("deletionTimestamp"):
-            ctx.kube.delete_pod(key[0], other, pod["metadata"].get("uid"))
-            logline("pod-replaced", namespace=key[0], output=key[1], pod=other)
     return current, created
 
 
@@ -235,13 +241,14 @@ def _report_running(
     key = (out.metadata.namespace, out.metadata.name)
     previous = previous_status(ctx, KIND, body)
     input_ready = _input_ready(input_body)
-    state = output_phase(view, input_ready.status == "True" if input_ready.status != "Unknown" else None)
+    flow = ctx.flow.get(key)
+    flowing = bool(flow and flow.bitrate_kbps) if ctx.settings.health_poll else None
+    state = output_phase(view, input_ready.status == "True" if input_ready.status != "Unknown" else None, flowing)
     pod_name = view.name if view else previous.get("pod", "")
     reconnects, carried = carry_reconnects(previous, pod_name, view.restart_count if view else 0)
     error = last_error(view) if view else ""
     if state.phase == "Streaming" and view and view.restart_count == 0:
         ctx.failures.pop(key, None)
-    flow = ctx.flow.get(key)
     status = OutputStatus(
         generation=out.metadata.generation,
         phase=state.phase,
