@@ -113,8 +113,8 @@ def test_operator_killed_during_burst_of_50_creates_and_50_deletes(rk: Kubectl, 
     creates.stdin.write(body)  # type: ignore[union-attr]
     creates.stdin.close()  # type: ignore[union-attr]
     # Kill once the operator is visibly busy with the burst.
-    poll("operator at work on the burst", lambda: any(p["metadata"]["name"].startswith("new-") for p in pods(k))
-         or len(k.items("so")) != 50, timeout=30, interval=0.1)
+    poll("operator at work on the burst", lambda: any(p["metadata"]["name"].startswith("new-") for p in pods(k)),
+         timeout=30, interval=0.05)
     operator.kill()
     assert creates.wait(60) == 0 and deletes.wait(60) == 0, (creates.stderr, deletes.stderr)
     created_while_down = sum(p["metadata"]["name"].startswith("new-") for p in pods(k))
