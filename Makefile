@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: all venv deps bins demo demo-down test test-unit test-integration test-media lint bench clean
+.PHONY: all venv deps node-deps bins demo demo-down test test-unit test-integration test-media lint bench clean
 
 all: test
 
@@ -22,6 +22,16 @@ deps: venv
 	bash hack/install-debs.sh
 	bash hack/build-bins.sh
 	bash hack/build-mediamtx.sh
+	$(MAKE) node-deps
+
+# The local real node (tests/e2e, make demo): containerd, runc, CNI from Debian; CoreDNS
+# from the Go module proxy; the images built locally. Skipped where it cannot run (not root).
+node-deps:
+	if [ "$$(id -u)" = 0 ]; then \
+	  bash hack/install-node-debs.sh && \
+	  bash hack/node/build-coredns.sh && \
+	  bash hack/build-images.sh pause mediamtx ffmpeg; \
+	else echo "node-deps: not root: the real node is not built (tests/e2e will say so)"; fi
 
 lint: venv
 	$(VENV)/bin/ruff check operator tests

@@ -1,23 +1,36 @@
-"""`make demo`: a real control plane on loopback, the operator, and the demo stream set.
+"""`make demo`: a real single-node cluster on this machine, the operator, the demo set.
 
-Until the real node exists the pods are played by KWOK: the operator, the API server,
-the scheduler and the garbage collector are real, no video flows. Ctrl-C stops it all;
-`make demo-down` stops a demo left running in another terminal.
+A test pattern goes into the demo input (MPEG-TS over UDP) and out through three
+outputs (SRT listener, RTMP, UDP) to local receivers; it prints `kubectl get streamdist`
+and how to watch each output, and runs until Ctrl-C (or `make demo-down`).
+STREAMDIST_CLUSTER=current uses the current kube context instead. Where this machine
+cannot run the node (not root, no containerd), it falls back to KWOK fake nodes and
+says so: the operator and the API server are real, no video flows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.harness.controlplane import ControlPlane, bin_dir  # noqa: E402
+from tests.harness.node import (  # noqa: E402
+    NodeCluster,
+    cleanup_host,
+    node_supported,
+    start_demo_receivers,
+    start_demo_source,
+)
 from tests.harness.operator import OperatorProcess  # noqa: E402
 
 STATE = ROOT / ".state" / "demo"
@@ -43,51 +56,121 @@ def down() -> int:
 
 
 def up() -> int:
-    shutil.rmtree(STATE / "cluster", ignore_errors=True)  # a fresh etcd each time
     STATE.mkdir(parents=True, exist_ok=True)
     (STATE / "demo.pid").write_text(str(os.getpid()))
+    try:
+        if os.environ.get("STREAMDIST_CLUSTER") == "current":
+            return _current_cluster()
+        why_not = node_supported()
+        if why_not:
+            step(f"no real node on this machine ({why_not}): falling back to KWOK fake nodes")
+            return _kwok_demo()
+        return _node_demo()
+    finally:
+        (STATE / "demo.pid").unlink(missing_ok=True)
+
+
+def _node_demo() -> int:
+    """The real single-node cluster: video flows from a test pattern to three receivers."""
+    started = time.monotonic()
+    step("building or reusing the parts and starting the local node (containerd, kubelet, kube-proxy, CoreDNS)")
+    cleanup_host(STATE / "node", quiet=True)
+    shutil.rmtree(STATE / "node", ignore_errors=True)
+    with NodeCluster(STATE / "node") as nc:
+        step(f"node Ready after {time.monotonic() - started:.0f}s; installing the CRDs")
+        _install_crds(nc)
+        step("starting the operator (streamdist run)")
+        with OperatorProcess(nc.kubeconfig, STATE / "operator", env=nc.operator_env()) as op:
+            nc.kubectl("create", "namespace", NAMESPACE, check=False)
+            step(f"applying examples/demo/ to namespace {NAMESPACE}")
+            nc.kubectl("apply", "-n", NAMESPACE, "-f", str(ROOT / "examples" / "demo"))
+            step("starting the local receivers and the test-pattern source")
+            pieces = start_demo_receivers(nc, NAMESPACE, ROOT / "examples" / "demo" / "outputs.yaml", STATE / "rx")
+            try:
+                start_demo_source(nc, NAMESPACE, "demo", pieces)
+                step("waiting until the input is Live and every output Streaming")
+                nc.wait_for("the demo to stream", lambda: _settled(nc, live=True), timeout=300)
+                step(f"all Streaming {time.monotonic() - started:.0f}s after start; kubectl get streamdist:")
+                print(nc.kubectl("get", "streamdist", "-n", NAMESPACE).stdout)
+                print("Watch each output:")
+                for name, command in sorted(pieces.watch.items()):
+                    print(f"  {name:10s} {command}")
+                _footer(nc.kubeconfig, op.log)
+                _wait_for_interrupt()
+            finally:
+                pieces.stop()
+    cleanup_host(STATE / "node", quiet=True)
+    step("stopped; the node is torn down")
+    return 0
+
+
+def _kwok_demo() -> int:
+    """Control plane with KWOK playing the nodes: the operator is real, no video flows."""
+    shutil.rmtree(STATE / "cluster", ignore_errors=True)  # a fresh etcd each time
     step("building or reusing the control-plane binaries (hack/build-bins.sh)")
     bins = bin_dir()
     step("starting etcd, kube-apiserver, controller-manager, scheduler and KWOK on loopback")
     started = time.monotonic()
     with ControlPlane(STATE / "cluster", bins) as cp:
-        step("installing the CRDs")
-        cp.kubectl("apply", "-f", str(ROOT / "crds"))
-        cp.kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=streamdist")
+        _install_crds(cp)
         step("starting the operator (streamdist run)")
         with OperatorProcess(cp.kubeconfig, STATE / "operator") as op:
             cp.kubectl("create", "namespace", NAMESPACE, check=False)
             step(f"applying examples/demo/ to namespace {NAMESPACE}")
             cp.kubectl("apply", "-n", NAMESPACE, "-f", str(ROOT / "examples" / "demo"))
-            cp.wait_for("the demo outputs to settle", lambda: _settled(cp), timeout=60)
+            cp.wait_for("the demo outputs to settle", lambda: _settled(cp, live=False), timeout=60)
             step(f"settled in {time.monotonic() - started:.1f}s; kubectl get streamdist -n {NAMESPACE}:")
             print(cp.kubectl("get", "streamdist", "-n", NAMESPACE).stdout)
-            print("NOTE: the pods are played by KWOK (fake nodes): no video flows until the real node exists.")
-            print(f"      export KUBECONFIG={cp.kubeconfig}   # to look around with kubectl")
-            print(f"      operator log: {op.log}")
-            print("Ctrl-C (or `make demo-down`) stops everything.", flush=True)
+            print("NOTE: the pods are played by KWOK (fake nodes): no video flows in this mode.")
+            _footer(cp.kubeconfig, op.log)
             _wait_for_interrupt()
-    (STATE / "demo.pid").unlink(missing_ok=True)
     step("stopped")
     return 0
 
 
-def _settled(cp: ControlPlane) -> bool:
-    items = cp.kubectl_json("get", "streamoutputs", "-n", NAMESPACE)["items"]
-    inputs = cp.kubectl_json("get", "streaminputs", "-n", NAMESPACE)["items"]
+def _current_cluster() -> int:
+    """The cluster of the current kube context: the chart with its published images."""
+    kubectl = os.environ.get("KUBECTL", "kubectl")
+    helm = str(bin_dir() / "helm")
+    step("installing streamdist with the Helm chart into namespace streamdist")
+    subprocess.run([helm, "upgrade", "--install", "streamdist", str(ROOT / "charts" / "streamdist"),
+                    "-n", "streamdist", "--create-namespace", "--wait"], check=True)
+    subprocess.run([kubectl, "create", "namespace", NAMESPACE], check=False)
+    step(f"applying examples/demo/ to namespace {NAMESPACE}")
+    subprocess.run([kubectl, "apply", "-n", NAMESPACE, "-f", str(ROOT / "examples" / "demo")], check=True)
+    print("NOTE: on your cluster the demo outputs send to receiver.streamdist-demo.svc, which you provide;")
+    print("      send a source to the input's endpoint shown below.")
+    subprocess.run([kubectl, "get", "streamdist", "-n", NAMESPACE], check=False)
+    return 0
+
+
+def _install_crds(cluster: Any) -> None:
+    step("installing the CRDs")
+    cluster.kubectl("apply", "-f", str(ROOT / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=streamdist")
+
+
+def _footer(kubeconfig: Path, operator_log: Path) -> None:
+    print(f"      export KUBECONFIG={kubeconfig}   # to look around with kubectl")
+    print(f"      operator log: {operator_log}")
+    print("Ctrl-C (or `make demo-down`) stops everything.", flush=True)
+
+
+def _settled(cluster: Any, live: bool) -> bool:
+    items = cluster.kubectl_json("get", "streamoutputs", "-n", NAMESPACE)["items"]
+    inputs = cluster.kubectl_json("get", "streaminputs", "-n", NAMESPACE)["items"]
     phases = [(o.get("status") or {}).get("phase") for o in items]
+    wanted = ("Live",) if live else ("Live", "Waiting")
     return bool(items) and all(p == "Streaming" for p in phases) and all(
-        (i.get("status") or {}).get("endpoint") for i in inputs
+        (i.get("status") or {}).get("endpoint") and (i.get("status") or {}).get("phase") in wanted for i in inputs
     )
 
 
 def _wait_for_interrupt() -> None:
     if os.environ.get("STREAMDIST_DEMO_ONESHOT"):
         return
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         signal.pause()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":
