@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -589,3 +590,20 @@ def patch_changes(reqs: list[Request]) -> Counter[str]:
             out[f"{r.resource}: " + (", ".join(changed) or "nothing")] += 1
         last[key] = {**(prev or {}), **st}
     return out
+
+
+def operator_metrics(port: int) -> str:
+    """The operator's own Prometheus /metrics text."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def metric_sum(text: str, name: str, label_filter: str = "") -> float:
+    """Sum of the samples of ``name`` (a prefix) whose line contains ``label_filter``."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (not label_filter or label_filter in line):
+            m = re.search(r"\s([0-9.eE+-]+)$", line)
+            if m:
+                total += float(m.group(1))
+    return total

@@ -23,9 +23,7 @@ the old outputs.
 from __future__ import annotations
 
 import json
-import re
 import time
-import urllib.request
 from typing import Any
 
 from . import cluster
@@ -80,21 +78,6 @@ def run(opts: Opts) -> Result:
         c.notes.append(f"status patch after the restart: {line}")
     res.tables += [t, c]
     return res
-
-
-def _op_metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        return r.read().decode()
-
-
-def _metric_sum(text: str, name: str, label_filter: str = "") -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and (not label_filter or label_filter in line):
-            m = re.search(r"\s([0-9.eE+-]+)$", line)
-            if m:
-                total += float(m.group(1))
-    return total
 
 
 def _status_key(st: dict[str, Any]) -> tuple[Any, ...]:
@@ -156,12 +139,13 @@ def measure(opts: Opts, inputs: int, per: int) -> dict[str, Any]:
             if "marker" not in marks and watcher.pod_seen(MARKER_OUTPUT):
                 marks["marker"] = watcher.pod_seen(MARKER_OUTPUT) or now
             try:
-                text = _op_metrics(op.metrics_port)
+                text = cluster.operator_metrics(op.metrics_port)
             except OSError:
                 text = ""
-            if "indexed" not in marks and _metric_sum(text, "streamdist_output_phase{", 'phase="Streaming"') >= outputs:
+            streaming = cluster.metric_sum(text, "streamdist_output_phase{", 'phase="Streaming"')
+            if "indexed" not in marks and streaming >= outputs:
                 marks["indexed"] = now
-            if "reconciled" not in marks and _metric_sum(
+            if "reconciled" not in marks and cluster.metric_sum(
                 text, "streamdist_reconcile_duration_seconds_count", 'kind="StreamOutput"'
             ) >= outputs:
                 marks["reconciled"] = now
