@@ -141,7 +141,12 @@ def _mask_query(scheme: str, query: str) -> str:
     if scheme in OPAQUE_QUERY and "=" not in query:
         return MASK
     pairs = parse_qsl(query, keep_blank_values=True)
-    return "&".join(f"{quote(k, safe='')}={MASK if SECRET_PARAM.search(k) else quote(v, safe='')}" for k, v in pairs)
+    # RTMP/RTSP query strings belong to the resource (platforms put key parts there):
+    # every value is masked. SRT/UDP options are shown unless their name says secret.
+    opaque = scheme in OPAQUE_QUERY
+    return "&".join(
+        f"{quote(k, safe='')}={MASK if opaque or SECRET_PARAM.search(k) else quote(v, safe='')}" for k, v in pairs
+    )
 
 
 def _query(scheme: Scheme, query: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from ..mediamtx import InputHealth, PathSample
 from ..settings import Settings
 
 log = logging.getLogger("streamdist")
+SECRET_TTL = 30.0
 Key = tuple[str, str]
 
 
@@ -107,6 +109,22 @@ class Context:
         self.applied_extras.pop(key, None)
         self.flow.pop(key, None)
         self.failures.pop(key, None)
+
+    def read_secret(self, namespace: str, name: str, key: str) -> tuple[str, str] | None:
+        """(value, resourceVersion) of a Secret key, read again only after SECRET_TTL.
+
+        Watching Secrets would need list/watch on every Secret of the cluster; a short
+        cache keeps the operator at `get` on the ones it is pointed at, and a rotation
+        shows within the TTL. A missing Secret is asked again every time.
+        """
+        cache_key = (namespace, name, key)
+        now = time.monotonic()
+        cached = self.secrets.get(cache_key)
+        if cached and now - cached[0] < SECRET_TTL and cached[1] is not None:
+            return cached[1]
+        found = self.kube.read_secret_key(namespace, name, key)
+        self.secrets[cache_key] = (now, found)
+        return found
 
     def bind(self, **indexes: Mapping[Key, Any]) -> None:
         """Remember kopf's live indexes the first time a handler receives them."""

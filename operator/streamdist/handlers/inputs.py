@@ -43,6 +43,10 @@ def _reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> None:
     except ValidationError as exc:
         _fail(ctx, body, "InvalidSpec", explain(exc))
         return
+    ref = inp.spec.passphrase_secret_ref
+    if ref and ctx.read_secret(inp.metadata.namespace, ref.name, ref.key) is None:
+        _fail(ctx, body, "SecretNotFound", f"Secret {ref.name!r} with key {ref.key!r} (the SRT passphrase) not found")
+        return
     assignment = _take_port(ctx, key, inp, meta.get("creationTimestamp", ""), body.get("status") or {})
     if assignment.port is None:
         if assignment.conflict_with:

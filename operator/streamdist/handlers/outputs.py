@@ -30,8 +30,6 @@ from .reporting import previous_status, report, write_status
 
 KIND = "StreamOutput"
 SERVICE_DELETED = "deleted"
-# How long a Secret behind urlFrom is trusted before it is read again.
-SECRET_TTL = 30.0
 # An FFmpeg that pulls nothing this long while its input is live is stuck: replace it.
 STALL_SECONDS = 12.0
 
@@ -156,7 +154,7 @@ def _destination(ctx: Context, out: StreamOutput) -> tuple[urls.Destination, str
     else:
         assert out.spec.url_from is not None
         ref = out.spec.url_from.secret_key_ref
-        found = _read_secret(ctx, out.metadata.namespace, ref.name, ref.key)
+        found = ctx.read_secret(out.metadata.namespace, ref.name, ref.key)
         if found is None:
             return Blocked("Failed", "SecretNotFound", f"Secret {ref.name!r} with key {ref.key!r} not found")
         url, version = found
@@ -164,22 +162,6 @@ def _destination(ctx: Context, out: StreamOutput) -> tuple[urls.Destination, str
         return urls.parse(url), version
     except urls.URLError as exc:
         return Blocked("Invalid", "InvalidURL", str(exc))
-
-
-def _read_secret(ctx: Context, namespace: str, name: str, key: str) -> tuple[str, str] | None:
-    """A Secret key, read again only after SECRET_TTL: a rotation shows within that.
-
-    Watching Secrets would need list/watch on every Secret of the cluster; a short
-    cache keeps the operator at `get` on the ones it is pointed at.
-    """
-    cache_key = (namespace, name, key)
-    now = time.monotonic()
-    cached = ctx.secrets.get(cache_key)
-    if cached and now - cached[0] < SECRET_TTL and cached[1] is not None:
-        return cached[1]
-    found = ctx.kube.read_secret_key(namespace, name, key)
-    ctx.secrets[cache_key] = (now, found)
-    return found
 
 
 def _input_blocker(ctx: Context, out: StreamOutput, input_body: dict[str, Any] | None) -> Blocked | None:
