@@ -39,6 +39,7 @@ def run_one(name: str, opts: Opts) -> Result:
     """Run one benchmark; a failure becomes ``Result.error`` (with what it measured so far)."""
     mod = by_name(name)
     before = common.loadavg()
+    started = common.machine()["date"]
     t0 = time.monotonic()
     try:
         res = mod.run(opts)
@@ -47,6 +48,7 @@ def run_one(name: str, opts: Opts) -> Result:
         common.say(opts, traceback.format_exc())
     res.seconds = time.monotonic() - t0
     res.load_before, res.load_after = before, common.loadavg()
+    res.started = started
     return res
 
 
@@ -77,7 +79,7 @@ after; figures taken under load are noisy (CPU seconds least, latencies most).
 def _section(r: Result, opts: Opts) -> str:
     m = common.machine()
     head = (
-        f"Measured {m['date']}, {'--quick (smallest sizes)' if opts.quick else 'full sizes'}, on "
+        f"Measured {r.started or m['date']}, {'--quick (smallest sizes)' if opts.quick else 'full sizes'}, on "
         f"{m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM, Linux {m['kernel']}."
     )
     body = r.markdown()

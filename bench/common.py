@@ -130,6 +130,7 @@ class Result:
     load_after: str = ""
     seconds: float = 0.0
     error: str = ""
+    started: str = ""  # UTC date and time the benchmark started
 
     def text(self) -> str:
         head = (
