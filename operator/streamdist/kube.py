@@ -30,6 +30,10 @@ PATHS = {
 PLURALS = {"StreamInput": "streaminputs", "StreamOutput": "streamoutputs"}
 
 
+class NameConflict(Exception):
+    """A child's name is taken by an object another owner controls: never take it over."""
+
+
 class Kube:
     """A thin, thread-safe wrapper: handlers run in kopf's executor threads."""
 
@@ -71,6 +75,27 @@ class Kube:
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
         )
 
+    def apply_owned(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Apply a child only if it is new or already ours (its controller is our owner).
+
+        Server-side apply with force would silently take over a Service of the same name
+        that belongs to another input or output; creating first makes the check atomic.
+        """
+        meta = obj["metadata"]
+        path = PATHS[(obj["apiVersion"], obj["kind"])].format(ns=meta["namespace"], name=meta["name"])
+        try:
+            return self._call("POST", path.rsplit("/", 1)[0], body=obj, content_type="application/json")  # type: ignore[no-any-return]
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        current = self._call("GET", path) or {}
+        mine = meta["ownerReferences"][0]
+        ctrl = next((r for r in current.get("metadata", {}).get("ownerReferences") or [] if r.get("controller")), None)
+        if ctrl is None or ctrl.get("uid") != mine["uid"]:
+            owner = f"{ctrl['kind']} {ctrl['name']!r}" if ctrl else "no streamdist object"
+            raise NameConflict(f"{obj['kind']} {meta['name']!r} already exists and belongs to {owner}")
+        return self.apply(obj)
+
     def create(self, obj: dict[str, Any]) -> bool:
         """Create a child; False when it exists already (a handler may run twice)."""
         meta = obj["metadata"]
@@ -91,11 +116,22 @@ class Kube:
             if exc.status not in (404, 409):
                 raise
 
-    def delete_service(self, namespace: str, name: str) -> None:
+    def delete_service(self, namespace: str, name: str, owner_uid: str) -> None:
+        """Delete a Service only when its controller is `owner_uid` (names can collide)."""
         try:
-            self.core.delete_namespaced_service(name, namespace)
+            current = self.core.read_namespaced_service(name, namespace)
+            refs = (current.metadata.owner_references if current.metadata else None) or []
+            if not any(r.controller and r.uid == owner_uid for r in refs):
+                return
+            self.core.delete_namespaced_service(
+                name,
+                namespace,
+                body=V1DeleteOptions(
+                    preconditions=V1Preconditions(uid=current.metadata.uid if current.metadata else None)
+                ),
+            )
         except ApiException as exc:
-            if exc.status != 404:
+            if exc.status not in (404, 409):
                 raise
 
     def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:

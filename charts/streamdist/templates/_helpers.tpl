@@ -75,19 +75,20 @@ the operator with exactly these rights. */}}
   resources: [pods]
   verbs: [list, watch, create, delete]
 # MediaMTX Deployments: indexed by label for their readiness (list, watch), and
-# server-side applied (patch; an apply that creates the object also needs create).
+# created, then server-side applied (patch) once the operator has read (get) it and seen
+# that it is its own: a child is never taken over from another owner of the same name.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [list, watch, create, patch]
-# MediaMTX ConfigMaps: server-side applied only.
+  verbs: [get, list, watch, create, patch]
+# MediaMTX ConfigMaps: created, or read and server-side applied when ours.
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [create, patch]
-# Ingest Services and SRT-listener Services: server-side applied; a listener output's
-# Service is deleted when the output stops.
+  verbs: [get, create, patch]
+# Ingest Services and SRT-listener Services: as above; a listener output's Service is
+# read (is it ours?) and deleted when the output stops.
 - apiGroups: [""]
   resources: [services]
-  verbs: [create, patch, delete]
+  verbs: [get, create, patch, delete]
 # Secrets: read one key by name (urlFrom.secretKeyRef); never listed or watched.
 - apiGroups: [""]
   resources: [secrets]

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .. import ports, render
+from ..kube import NameConflict
 from ..metrics import RECONCILE_SECONDS
 from ..models import StreamInput, explain, parse_input
 from ..status import Cond, conditions, input_phase, now_iso, quantize_bitrate
@@ -55,7 +56,11 @@ def _reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> None:
         else:
             _fail(ctx, body, "NoFreePort", f"no free port left in {ctx.settings.port_min}-{ctx.settings.port_max}")
         return
-    endpoint = _apply_children(ctx, key, inp, assignment.port)
+    try:
+        endpoint = _apply_children(ctx, key, inp, assignment.port)
+    except NameConflict as exc:
+        _fail(ctx, body, "NameConflict", f"{exc}; rename this StreamInput")
+        return
     _report(ctx, body, inp, assignment.port, endpoint)
 
 
@@ -90,7 +95,7 @@ def _apply_children(ctx: Context, key: Key, inp: StreamInput, port: int) -> str:
     last = ctx.applied.get(key)
     if last and last.digest == digest:
         return last.endpoint
-    stored = [ctx.kube.apply(doc) for doc in docs]
+    stored = [ctx.kube.apply_owned(doc) for doc in docs]
     endpoint = ingest_endpoint(inp, port, stored[-1])
     api_host = (stored[-2].get("spec") or {}).get("clusterIP") or ""
     ctx.applied[key] = Applied(digest, endpoint, api_host)

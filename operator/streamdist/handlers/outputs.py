@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .. import render, urls
+from ..kube import NameConflict
 from ..metrics import RECONCILE_SECONDS
 from ..models import StreamOutput, explain, parse_output
 from ..status import (
@@ -85,7 +86,12 @@ def _reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> None:
         # Deleted under us (by hand, an eviction): a new revision, so the count carries.
         _replace(ctx, key, body, "PodDeleted", "the FFmpeg pod was deleted; a new one replaces it")
         return
-    pod, created = _ensure_pod(ctx, key, docs)
+    try:
+        _apply_extras(ctx, key, docs[1:])
+    except NameConflict as exc:
+        _stop(ctx, key, body, Blocked("Failed", "NameConflict", f"{exc}; rename this StreamOutput"), None)
+        return
+    pod, created = _ensure_pod(ctx, key, docs[0])
     if created:
         return  # the new pod's watch event brings the next reconcile and its status
     view = PodView.from_pod(pod) if pod else None
@@ -185,13 +191,21 @@ def _audio_tracks(input_body: dict[str, Any]) -> tuple[str, ...]:
     return tuple(t for t in tracks if t.lower() not in ("h264", "h265", "av1", "vp9", "mpeg-4 video", "mpeg-2 video"))
 
 
-def _ensure_pod(ctx: Context, key: Key, docs: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, bool]:
+def _apply_extras(ctx: Context, key: Key, extras: list[dict[str, Any]]) -> None:
+    """The SRT listener's Service, applied when it changed (and only if it is ours)."""
+    digest = render.digest(extras)
+    if extras and ctx.applied_extras.get(key) != digest:
+        for extra in extras:
+            ctx.kube.apply_owned(extra)
+        ctx.applied_extras[key] = digest
+
+
+def _ensure_pod(ctx: Context, key: Key, desired: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
     """Exactly one pod of the desired revision; older revisions are deleted.
 
     Returns the current pod (None until its watch event arrives) and whether it was
     created just now.
     """
-    desired = docs[0]
     name = desired["metadata"]["name"]
     existing = {p["metadata"]["name"]: p for p in ctx.idx.all(ctx.idx.pods, key)}
     current = existing.get(name)
@@ -204,11 +218,6 @@ def _ensure_pod(ctx: Context, key: Key, docs: list[dict[str, Any]]) -> tuple[dic
     created = current is None and ctx.kube.create(desired)
     if created:
         logline("pod-created", namespace=key[0], output=key[1], pod=name)
-    extras = render.digest(docs[1:])
-    if docs[1:] and ctx.applied_extras.get(key) != extras:
-        for extra in docs[1:]:
-            ctx.kube.apply(extra)
-        ctx.applied_extras[key] = extras
     return current, created
 
 
@@ -278,7 +287,7 @@ def _stop(ctx: Context, key: Key, body: dict[str, Any], why: Blocked, dest: urls
         if not pod["metadata"].get("deletionTimestamp"):
             ctx.kube.delete_pod(key[0], pod["metadata"]["name"], pod["metadata"].get("uid"))
     if dest is not None and dest.listener and ctx.applied_extras.get(key) != SERVICE_DELETED:
-        ctx.kube.delete_service(key[0], key[1])
+        ctx.kube.delete_service(key[0], key[1], body["metadata"].get("uid", ""))
         ctx.applied_extras[key] = SERVICE_DELETED
     previous = previous_status(ctx, KIND, body)
     generation = body["metadata"].get("generation", 0)
