@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import logging
 import os
 import sys
@@ -36,12 +37,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_operator(args: argparse.Namespace) -> int:
     import kopf
+    from kopf._core.engines import peering as kopf_peering
 
     from .handlers import registry
     from .handlers.context import Context
     from .kube import Kube
 
     settings = from_env()
+    if not settings.identity:
+        settings = dataclasses.replace(settings, identity=str(kopf_peering.detect_own_id(manual=False)))
     namespaces = list(args.namespace) or list(settings.namespaces)
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON)
     if not args.verbose:
@@ -50,9 +54,10 @@ def run_operator(args: argparse.Namespace) -> int:
     ctx = Context(kube=Kube(), settings=settings)
     assert registry.startup  # the handlers register themselves on import
     kopf.run(
-        standalone=os.environ.get("STREAMDIST_PEERING", "") == "",
-        peering_name=os.environ.get("STREAMDIST_PEERING") or None,
-        priority=int(os.environ.get("STREAMDIST_PRIORITY", "0")),
+        standalone=not settings.peering,
+        peering_name=settings.peering or None,
+        priority=settings.priority,
+        identity=kopf_peering.Identity(settings.identity),
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=args.liveness,

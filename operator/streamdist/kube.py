@@ -156,6 +156,22 @@ class Kube:
         version = str(secret.metadata.resource_version) if secret.metadata else ""
         return base64.b64decode(raw).decode("utf-8", "replace"), version
 
+    def peering_status(self, name: str, namespace: str | None) -> dict[str, Any]:
+        """status of kopf's peering object (list: the operator may not `get` it)."""
+        if namespace:
+            path = f"/apis/kopf.dev/v1/namespaces/{namespace}/kopfpeerings"
+        else:
+            path = "/apis/kopf.dev/v1/clusterkopfpeerings"
+        items = (self._call("GET", path, query=[("fieldSelector", f"metadata.name={name}")]) or {}).get("items") or []
+        return (items[0].get("status") or {}) if items else {}
+
+    def live_pod_names(self, namespaces: tuple[str, ...] = ()) -> set[tuple[str, str]]:
+        """(namespace, name) of every FFmpeg pod that exists now (in `namespaces`, or all)."""
+        selector = [("labelSelector", "app.kubernetes.io/managed-by=streamdist,streamdist.io/output")]
+        paths = [f"/api/v1/namespaces/{ns}/pods" for ns in namespaces] or ["/api/v1/pods"]
+        items = [p for path in paths for p in (self._call("GET", path, query=selector) or {}).get("items") or []]
+        return {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in items}
+
     def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on a StreamInput/StreamOutput; never raises into a handler."""
         meta = obj["metadata"]

@@ -29,6 +29,11 @@ class Settings:
     # Read each router's control API for input health. Off where routers are not real
     # (KWOK test clusters): their Service addresses lead nowhere.
     health_poll: bool = True
+    # kopf peering: "" runs standalone; else the peering object's name, our priority
+    # and the identity kopf writes our keep-alives under.
+    peering: str = ""
+    priority: int = 0
+    identity: str = ""
     # The kubelet may hold a crashing pod in back-off this much longer than the spec
     # allows before the operator replaces it (scheduling + image start jitter).
     backoff_grace_seconds: float = 3.0
@@ -53,4 +58,7 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         resync_seconds=float(env.get("STREAMDIST_RESYNC_SECONDS", "5")),
         metrics_port=int(env.get("STREAMDIST_METRICS_PORT", "9090")),
         health_poll=env.get("STREAMDIST_HEALTH_POLL", "true").lower() not in ("false", "0", "no", "off"),
+        peering=env.get("STREAMDIST_PEERING", ""),
+        priority=int(env.get("STREAMDIST_PRIORITY", "0") or 0),
+        identity=env.get("POD_ID", ""),
     )

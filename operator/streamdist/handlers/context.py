@@ -41,8 +41,15 @@ class Indexes:
             return None
         return next(iter(store))  # type: ignore[no-any-return]
 
+    # (namespace, pod name) the index still lists but that are gone: kopf keeps
+    # entries of objects deleted while this replica was paused.
+    stale: set[tuple[str, str]] = field(default_factory=set)
+
     def all(self, index: Mapping[Key, Any], key: Key) -> list[dict[str, Any]]:
-        return list(index.get(key) or [])
+        items = list(index.get(key) or [])
+        if self.stale and index is self.pods:
+            items = [p for p in items if (p["metadata"]["namespace"], p["metadata"]["name"]) not in self.stale]
+        return items
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ class Context:
     written: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = field(default_factory=dict)
     # Consecutive failures per output (kubelet restarts + replacements) since it streamed.
     failures: dict[Key, int] = field(default_factory=dict)
+    paused: bool = False
     _locks: defaultdict[tuple[str, Key], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
     _guard: threading.Lock = field(default_factory=threading.Lock)
 

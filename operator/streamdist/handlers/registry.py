@@ -15,6 +15,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY, start_http_server
 
+from .. import peering
 from ..metrics import StatusCollector
 from ..models import GROUP, VERSION
 from . import health, inputs, outputs
@@ -110,8 +111,10 @@ def output_event(event: Any, namespace: str, name: str, spec: Any, memo: Any, **
 
 
 @kopf.on.event("v1", "pods", labels={**MANAGED, "streamdist.io/output": kopf.PRESENT})
-def pod_event(namespace: str, labels: Any, memo: Any, **kw: Any) -> None:
-    guarded(outputs.reconcile, _bind(memo, kw), (namespace, labels["streamdist.io/output"]))
+def pod_event(namespace: str, name: str, labels: Any, memo: Any, **kw: Any) -> None:
+    ctx = _bind(memo, kw)
+    ctx.idx.stale.discard((namespace, name))
+    guarded(outputs.reconcile, ctx, (namespace, labels["streamdist.io/output"]))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={**MANAGED, "streamdist.io/input": kopf.PRESENT})
@@ -148,12 +151,31 @@ def _crashlooping(pod: dict[str, Any]) -> bool:
     return False
 
 
+def active(ctx: Context) -> bool:
+    """Whether this replica acts; on resuming, forget pods deleted while paused."""
+    settings = ctx.settings
+    if not settings.peering:
+        return True
+    namespace = settings.namespaces[0] if settings.namespaces else None
+    now_paused = peering.paused(
+        ctx.kube.peering_status(settings.peering, namespace), settings.identity, settings.priority
+    )
+    if ctx.paused and not now_paused:
+        listed = {(ns, p["metadata"]["name"]) for (ns, _), store in ctx.idx.pods.items() for p in store}
+        ctx.idx.stale = listed - ctx.kube.live_pod_names(settings.namespaces)
+        logline("resumed", stale_pods=len(ctx.idx.stale))
+    ctx.paused = now_paused
+    return not now_paused
+
+
 async def _resync_loop(ctx: Context) -> None:
     loop = asyncio.get_running_loop()
     last = loop.time()
     while True:
         await asyncio.sleep(1.0)
         try:
+            if not await loop.run_in_executor(None, active, ctx):
+                continue
             if loop.time() - last >= ctx.settings.resync_seconds:
                 last = loop.time()
                 await loop.run_in_executor(None, resync, ctx)
