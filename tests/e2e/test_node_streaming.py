@@ -187,7 +187,7 @@ def test_every_output_form_delivers_decodable_video(node: NodeCluster, kube: Kub
         # host-side destinations that listen: UDP and an SRT listener (for the SRT caller output)
         udp_file, srt_file = tmp_path / "udp.ts", tmp_path / "srt-caller.ts"
         udp_rec = record(
-            f"udp://{NODE_IP}:{udp_port}?timeout=60000000&overrun_nonfatal=1&fifo_size=1000000", udp_file,
+            f"udp://{NODE_IP}:{udp_port}?timeout=300000000&overrun_nonfatal=1&fifo_size=1000000", udp_file,
             group=group, name="udp-recorder", input_args=["-analyzeduration", "3000000", "-probesize", "5000000"],
         )  # fmt: skip
         srt_rec = group.start(
