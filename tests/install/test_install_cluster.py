@@ -399,6 +399,14 @@ def test_operator_with_the_chart_rights_reconciles_the_examples(install_cp: Cont
     cp.wait_for("a PortConflict Event", lambda: [e for e in kjson(cp, "-n", LIVE, "get", "events")["items"]
                                                  if e["reason"] == "PortConflict"], timeout=30)
 
+    # A restarted operator re-applies the routers' children: it reads each one first (get) to
+    # see it is its own before it applies over it, and keeps the pods it finds.
+    uids = {p["metadata"]["uid"] for p in _pods(cp, LIVE, "streamdist.io/output")}
+    ops.running[1].kill()
+    ops.running[1].start()
+    time.sleep(8)
+    assert {p["metadata"]["uid"] for p in _pods(cp, LIVE, "streamdist.io/output")} == uids
+
     # The audit log: nothing the operator asked for was refused, every request was one the
     # chart grants, and every verb the chart grants was used (an apply answered 201
     # created the object, which the API server authorized as `create` too).
