@@ -50,7 +50,7 @@ demo-down:
 	bash hack/demo.sh down
 
 bench: deps
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .state
