@@ -39,6 +39,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
     why = node_supported()
     if os.environ.get("STREAMDIST_NODE", "").lower() in ("0", "off", "no", "false"):
         why = "STREAMDIST_NODE=off"
+    if why and os.environ.get("STREAMDIST_REQUIRE_NODE") == "1":
+        pytest.fail(f"the local node must run here (STREAMDIST_REQUIRE_NODE=1): {why}")
     if why:
         pytest.skip(f"no local node here: {why}")
     t0 = time.monotonic()
