@@ -15,7 +15,8 @@
 #                                       builds, at /mediamtx, ENTRYPOINT ["/mediamtx"]
 #   localhost/streamdist/ffmpeg:dev     Debian 12 minbase (debootstrap) + Debian's ffmpeg
 #                                       (images/ffmpeg/packages.txt, --no-install-recommends),
-#                                       user 10001, `ffmpeg` on PATH, no ENTRYPOINT
+#                                       user 10001, ENTRYPOINT ["streamdist-ffmpeg"] (the
+#                                       masking wrapper of images/ffmpeg/streamdist-ffmpeg)
 #   localhost/streamdist/operator:dev   the Dockerfile's equivalent: Debian 12's python3.11,
 #                                       a venv at /opt/venv with this repo's wheel and its
 #                                       pinned dependencies (binary wheels from PyPI), user
@@ -165,9 +166,10 @@ build_mediamtx() {
 
 build_ffmpeg() {
   local pk="$REPO_ROOT/images/ffmpeg/packages.txt" out k pkgs
+  local wrapper="$REPO_ROOT/images/ffmpeg/streamdist-ffmpeg"
   pkgs=$(grep -v '^[[:space:]]*#' "$pk" | xargs)
   [[ -n "$pkgs" ]] || die "no packages in $pk"
-  k=$(key "$pk" "$OCI" "$SELF" "$SUITE")
+  k=$(key "$pk" "$wrapper" "$OCI" "$SELF" "$SUITE")
   out="$CACHE/ffmpeg-$k.tar"
   if [[ ! -f "$out" ]]; then
     local root="$CACHE/work/ffmpeg" t0; t0=$(now)
@@ -175,12 +177,14 @@ build_ffmpeg() {
     log "ffmpeg: apt-get install --no-install-recommends $pkgs (in a chroot)"
     in_chroot "$root" sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $pkgs >/dev/null && apt-get clean"
     add_user "$root" ffmpeg
+    install -m 0755 "$wrapper" "$root/usr/local/bin/streamdist-ffmpeg"
+    in_chroot "$root" perl -c /usr/local/bin/streamdist-ffmpeg 2>/dev/null || die "streamdist-ffmpeg does not compile"
     # the Dockerfile's checks: SRT and RTMPS are built in
     in_chroot "$root" sh -c "ffmpeg -hide_banner -protocols 2>/dev/null | grep -qx '  srt' && ffmpeg -hide_banner -protocols 2>/dev/null | grep -qx '  rtmps'" ||
       die "ffmpeg in the image lacks srt or rtmps"
     slim "$root"
     log "ffmpeg: packing"
-    pack "$root" "localhost/streamdist/ffmpeg:dev" "$out" --user 10001:10001 --cmd '["ffmpeg","-hide_banner","-version"]'
+    pack "$root" "localhost/streamdist/ffmpeg:dev" "$out" --user 10001:10001 --entrypoint '["streamdist-ffmpeg"]' --cmd '["-hide_banner","-version"]'
     rm -rf "$root"
     log "ffmpeg: took $(( $(now) - t0 ))s"
   fi

@@ -28,6 +28,10 @@ METRICS_PORT = 9998
 RTSP_TRANSPORTS_KEY = "rtspTransports"
 UDP_SOURCE_SCHEME = "udp+mpegts"
 DESTINATION_ENV = "STREAMDIST_DESTINATION"
+# The FFmpeg image's entrypoint (images/ffmpeg/streamdist-ffmpeg): FFmpeg with every
+# occurrence of its last argument (the destination) in its log replaced by this env's value.
+FFMPEG_COMMAND = "streamdist-ffmpeg"
+MASKED_DESTINATION_ENV = "STREAMDIST_MASKED_DESTINATION"
 # Seconds FFmpeg waits on a silent socket before it gives up and exits (so the kubelet
 # restarts it). Microseconds, as FFmpeg's -timeout/-rw_timeout expect.
 IO_TIMEOUT_US = 5_000_000
@@ -222,9 +226,9 @@ def muxer_args(dest: urls.Destination) -> list[str]:
 def ffmpeg_args(source: str, destination_arg: str, plan: OutputPlan) -> list[str]:
     """FFmpeg's argv (after the program name): pull RTSP/TCP, copy video, push.
 
-    The destination is one argv element; when it comes from a Secret it is the
-    Kubernetes env reference $(STREAMDIST_DESTINATION), expanded by the kubelet, so
-    the key is in no manifest.
+    The destination is one argv element, the last (the image's masking entrypoint
+    relies on that); when it comes from a Secret it is the Kubernetes env reference
+    $(STREAMDIST_DESTINATION), expanded by the kubelet, so the key is in no manifest.
     """
     return [
         "-hide_banner",
@@ -253,6 +257,14 @@ def ffmpeg_args(source: str, destination_arg: str, plan: OutputPlan) -> list[str
     ]
 
 
+def _output_env(dest: urls.Destination, secret_ref: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The destination from its Secret, and the masked form the entrypoint shows instead."""
+    env: list[dict[str, Any]] = [{"name": MASKED_DESTINATION_ENV, "value": dest.masked}]
+    if secret_ref:
+        env.insert(0, {"name": DESTINATION_ENV, "valueFrom": {"secretKeyRef": secret_ref}})
+    return env
+
+
 def pod_name(out: StreamOutput, revision: str) -> str:
     return f"{out.metadata.name}-{revision}"
 
@@ -266,6 +278,7 @@ def render_output(out: StreamOutput, plan: OutputPlan, settings: Settings) -> li
     listen_port = plan.destination.port if plan.destination.listener else None
     revision = digest(
         {
+            "command": FFMPEG_COMMAND,
             "args": args,
             "secret": secret_ref,
             "image": settings.ffmpeg_image,
@@ -284,8 +297,9 @@ def render_output(out: StreamOutput, plan: OutputPlan, settings: Settings) -> li
         "owner": owner_reference("StreamOutput", meta.name, meta.uid),
         "image": settings.ffmpeg_image,
         "pull_policy": settings.image_pull_policy,
+        "command": [FFMPEG_COMMAND],
         "args": args,
-        "secret_ref": secret_ref,
+        "env": _output_env(plan.destination, secret_ref),
         "listen_port": listen_port,
         "service_type": out.spec.service.type,
         "pod_security": POD_SECURITY,

@@ -61,13 +61,50 @@ def operator(node: NodeCluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield op
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the item, so fixtures know whether the test failed."""
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
+
+
 @pytest.fixture
 def ns(node: NodeCluster, operator: OperatorProcess, request: pytest.FixtureRequest) -> Iterator[str]:
     name = f"e{next(_ns_counter)}-{request.node.name.lower()}"
     name = "".join(c if c.isalnum() else "-" for c in name)[:50].strip("-")
     node.kubectl("create", "namespace", name)
     yield name
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        tmp = request.node.funcargs.get("tmp_path")
+        print(_diagnostics(node, operator, name, tmp), flush=True)
     node.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _tail(text: str, lines: int) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _diagnostics(node: NodeCluster, operator: OperatorProcess, ns: str, tmp: Path | None) -> str:
+    """What a failed e2e test leaves to read in CI, where its temp dirs are gone: every
+    pod's log (and its previous container's), the namespace's events, the host-side
+    processes' logs (receivers, sources) and the operator's lines about this namespace."""
+    out = [f"===== e2e diagnostics for namespace {ns} (load average {os.getloadavg()}) ====="]
+    out.append(node.kubectl("-n", ns, "get", "streamdist,pods,svc,endpointslices", "-o", "wide", check=False).stdout)
+    out.append(node.kubectl("-n", ns, "get", "events", "--sort-by=.lastTimestamp", check=False).stdout)
+    pods = json.loads(node.kubectl("-n", ns, "get", "pods", "-o", "json", check=False).stdout or "{}")
+    for pod in pods.get("items", []):
+        pname = pod["metadata"]["name"]
+        for previous in ("--previous=false", "--previous=true"):
+            got = node.kubectl("-n", ns, "logs", pname, previous, "--timestamps", "--tail=25", check=False)
+            out.append(f"----- kubectl logs {pname} {previous}\n{got.stdout or got.stderr}")
+    if tmp is not None and (tmp / "logs").is_dir():
+        for log in sorted((tmp / "logs").glob("*.log")):
+            out.append(f"----- {log.name}\n{_tail(log.read_text(errors='replace'), 40)}")
+    mine = [ln[:400] for ln in operator.logs().splitlines() if ns in ln]
+    out.append(f"----- operator ({len(mine)} lines about {ns}, last 40)\n" + "\n".join(mine[-40:]))
+    return "\n".join(out)
 
 
 class Kube:

@@ -38,6 +38,8 @@ from tests.harness.media import (
 )
 from tests.harness.node import NODE_IP, NodeCluster, start_encoder
 
+from streamdist.settings import Settings
+
 # the first test also pays for the node: on a cold cache, CoreDNS and the images are built
 pytestmark = [pytest.mark.timeout(1800)]
 
@@ -136,6 +138,7 @@ class _Timeline:
         self.kube, self.name, self.t0 = kube, name, t0
         self.rows: list[tuple[float, tuple[Any, ...]]] = []
         self.most_running = 0  # FFmpeg containers of this output running at the same time
+        self.pod_messages: set[str] = set()  # the kubelet's termination messages, as Pods show them
 
     def sample(self) -> None:
         st = self.kube.status("so", self.name)
@@ -151,6 +154,9 @@ class _Timeline:
             self.most_running = max(self.most_running, running)
             for p in pod["items"]:
                 for cs in p["status"].get("containerStatuses", []):
+                    for st_ in (cs.get("state") or {}, cs.get("lastState") or {}):
+                        if (st_.get("terminated") or {}).get("message"):
+                            self.pod_messages.add(st_["terminated"]["message"])
                     state = cs.get("state") or {}
                     kind = next(iter(state), "?")
                     why = (state.get(kind) or {}).get("reason", "")
@@ -249,6 +255,11 @@ def test_every_output_form_delivers_decodable_video(node: NodeCluster, kube: Kub
 
 def test_destination_killed_for_20s_output_reconnects(node: NodeCluster, kube: Kube, tmp_path: Path) -> None:
     max_delay = 10
+    # Worst case after the destination returns: the last retry failed just before, so the
+    # spec allows max_delay; the operator replaces a pod the kubelet holds longer after
+    # Settings.backoff_grace_seconds (3 s) and its 1 s back-off check; then the new pod
+    # starts (about 1 s here) and FFmpeg probes its input and connects (about 1 s).
+    bound = max_delay + Settings().backoff_grace_seconds + 1 + 3
     with ProcessGroup(tmp_path / "logs") as group:
         recv = Receiver(tmp_path / "recv", group, name="dest")
         node.host_service(kube.ns, "dest", recv.service_ports())
@@ -289,7 +300,7 @@ def test_destination_killed_for_20s_output_reconnects(node: NodeCluster, kube: K
         timeline.sample()
         print(
             f"[e2e] destination down 20s: stream back at the destination {resumed:.1f}s after it returned "
-            f"(bound {max_delay + 5}s), phase Streaming again after {phase_back:.1f}s; reconnects {r0} -> "
+            f"(bound {bound:.0f}s), phase Streaming again after {phase_back:.1f}s; reconnects {r0} -> "
             f"{after.get('reconnects')}; pod {pod0} -> {after.get('pod')} (restartCount now {restarts}); "
             f"status while down and after (t from the kill):\n{timeline}",
             flush=True,
@@ -303,7 +314,11 @@ def test_destination_killed_for_20s_output_reconnects(node: NodeCluster, kube: K
         assert (mid.get("reconnects") or 0) > r0, f"reconnects did not grow while the destination was down: {mid}"
         assert after.get("reconnects", 0) >= mid.get("reconnects", 0), "reconnects went down"
         assert mid.get("lastError"), f"no lastError while the destination was down: {mid}"
-        assert resumed <= max_delay + 5, f"streaming resumed {resumed:.1f}s after the destination came back"
+        # The Pod's own copy of FFmpeg's log tail is masked by the image's entrypoint.
+        assert timeline.pod_messages, "no termination message seen on the pods"
+        leaked = [m for m in timeline.pod_messages if "/live/flaky" in m]
+        assert not leaked, f"the stream key is in clear in a pod's termination message: {leaked}"
+        assert resumed <= bound, f"streaming resumed {resumed:.1f}s after the destination came back"
         rec = recv.record("live/flaky", tmp_path / "after.ts", 6)
         rec.wait(30)
         print(f"[e2e] {_probe_ok(tmp_path / 'after.ts', 'after the outage')}", flush=True)
@@ -381,9 +396,22 @@ SKIP = 50  # packets (2 s at 25 fps)
 
 def _video_pts(path: Path) -> list[float]:
     out = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time", "-of", "json",
-         str(path)],
-        capture_output=True, text=True, timeout=120, check=True,
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     return sorted(float(p["pts_time"]) for p in json.loads(out.stdout).get("packets", []) if "pts_time" in p)
 
@@ -418,6 +446,9 @@ def test_adding_and_deleting_outputs_leaves_the_others_without_gaps(
             steady = pts[SKIP:]  # a recorder joining mid-stream waits for its first keyframe
             gaps[name] = max(b - a for a, b in itertools.pairwise(steady))
         worst = max(gaps, key=lambda n: gaps[n])
-        print(f"[e2e] longest frame gap over the 18 untouched outputs: {gaps[worst]:.3f}s ({worst}); "
-              f"median of their maxima {sorted(gaps.values())[len(gaps) // 2]:.3f}s", flush=True)
+        print(
+            f"[e2e] longest frame gap over the 18 untouched outputs: {gaps[worst]:.3f}s ({worst}); "
+            f"median of their maxima {sorted(gaps.values())[len(gaps) // 2]:.3f}s",
+            flush=True,
+        )
         assert gaps[worst] < MAX_GAP, f"{worst} saw a {gaps[worst]:.3f}s gap: {gaps}"

@@ -20,6 +20,7 @@ Always``), recording each exit's time, code and termination message as the kubel
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,7 @@ from . import media
 from .media import LOOPBACK, ManagedProcess, MediaMTX, ProcessGroup
 
 NAMESPACE = "media"
+FFMPEG_IMAGE_DIR = Path(__file__).resolve().parents[2] / "images" / "ffmpeg"
 SETTINGS = Settings()
 
 # Secrets as the tests hand them over: {secret name: {key: value}}.
@@ -387,7 +389,9 @@ class RenderedOutput:
     def start(self) -> ManagedProcess:
         """Start the container's process (again: a kubelet restart runs the same argv)."""
         name = f"ffmpeg-{self.name}" if not self.runs else f"ffmpeg-{self.name}-{len(self.runs)}"
-        self.process = self.group.start(name, self.argv, env=self.env)
+        # the image's entrypoint (command[0]) from this checkout, in front of Debian's ffmpeg
+        path = f"{FFMPEG_IMAGE_DIR}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+        self.process = self.group.start(name, self.argv, env={**self.env, "PATH": path})
         self.runs.append(self.process)
         return self.process
 
@@ -436,10 +440,8 @@ def prepare_output(
     pod = _only(docs, "Pod")
     (container,) = pod["spec"]["containers"]
     env = resolve_env(container, secrets)
-    if out.spec.url_from is not None:
-        assert set(env) == {render.DESTINATION_ENV}, env
-    else:
-        assert env == {}, env
+    masked = {render.MASKED_DESTINATION_ENV}
+    assert set(env) == (masked | {render.DESTINATION_ENV} if out.spec.url_from is not None else masked), env
     argv = [k8s_expand(a, env) for a in [*container["command"], *container.get("args", [])]]
 
     service = f"{out.spec.input}.{out.metadata.namespace}.svc:{render.RTSP_PORT}"

@@ -413,7 +413,8 @@ def test_ffmpeg_image_is_debians_ffmpeg_only():
                 if ln and not ln.startswith("#")]
     assert packages == ["ffmpeg"]
     assert "USER 10001:10001" in stage["lines"]
-    assert 'ENTRYPOINT ["ffmpeg"]' in stage["lines"]
+    assert 'ENTRYPOINT ["streamdist-ffmpeg"]' in stage["lines"]
+    assert "COPY --chmod=0755 streamdist-ffmpeg /usr/local/bin/streamdist-ffmpeg" in stage["lines"]
     assert "rm -rf /var/lib/apt/lists/*" in body
 
 

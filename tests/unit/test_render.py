@@ -66,7 +66,9 @@ def test_output_golden(protocol, form):
     _check_golden(f"output-{protocol}-{form}", docs)
     pod = docs[0]
     container = pod["spec"]["containers"][0]
-    assert container["command"] == ["ffmpeg"]
+    assert container["command"] == ["streamdist-ffmpeg"]
+    masked = {e["name"]: e.get("value") for e in container["env"]}[render.MASKED_DESTINATION_ENV]
+    assert masked == dest.masked and container["args"][-1] in (out.spec.url, f"$({render.DESTINATION_ENV})")
     assert f"rtsp://in-{protocol}.live.svc:8554/in-{protocol}" in container["args"]
     assert "CANARYkey0042" not in yaml.safe_dump(docs)
 
@@ -108,7 +110,9 @@ def test_secret_destination_goes_through_env():
     container = docs[0]["spec"]["containers"][0]
     assert container["args"][-1] == "$(STREAMDIST_DESTINATION)"
     assert container["env"] == [{"name": "STREAMDIST_DESTINATION",
-                                 "valueFrom": {"secretKeyRef": {"name": "yt", "key": "url"}}}]
+                                 "valueFrom": {"secretKeyRef": {"name": "yt", "key": "url"}}},
+                                {"name": "STREAMDIST_MASKED_DESTINATION", "value": urls.mask(SECRET_URL)}]
+    assert "CANARY" not in urls.mask(SECRET_URL)
 
 
 @pytest.mark.parametrize(("audio", "expected"), [((), "aac"), (("MPEG-4 Audio",), "copy"), (("MPEG-1/2 Audio",), "aac"),
