@@ -34,8 +34,9 @@ node-deps:
 	else echo "node-deps: not root: the real node is not built (tests/e2e will say so)"; fi
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff check operator tests images
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict images/ffmpeg/streamdist_switch.py
 
 test: deps lint
 	bash hack/run-tests.sh

@@ -94,7 +94,9 @@ in_chroot() { # rootfs cmd...
     mount --rbind /dev "$root/dev"
     exec chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive HOME=/root "$@"
   ' _ "$root" "$@"
+  local rc=$?
   : >"$root/etc/resolv.conf"
+  return $rc
 }
 
 # A copy of the base rootfs to build one image in.
@@ -167,9 +169,10 @@ build_mediamtx() {
 build_ffmpeg() {
   local pk="$REPO_ROOT/images/ffmpeg/packages.txt" out k pkgs
   local wrapper="$REPO_ROOT/images/ffmpeg/streamdist-ffmpeg"
+  local switch="$REPO_ROOT/images/ffmpeg/streamdist_switch.py"
   pkgs=$(grep -v '^[[:space:]]*#' "$pk" | xargs)
   [[ -n "$pkgs" ]] || die "no packages in $pk"
-  k=$(key "$pk" "$wrapper" "$OCI" "$SELF" "$SUITE")
+  k=$(key "$pk" "$wrapper" "$switch" "$OCI" "$SELF" "$SUITE")
   out="$CACHE/ffmpeg-$k.tar"
   if [[ ! -f "$out" ]]; then
     local root="$CACHE/work/ffmpeg" t0; t0=$(now)
@@ -179,6 +182,11 @@ build_ffmpeg() {
     add_user "$root" ffmpeg
     install -m 0755 "$wrapper" "$root/usr/local/bin/streamdist-ffmpeg"
     in_chroot "$root" perl -c /usr/local/bin/streamdist-ffmpeg 2>/dev/null || die "streamdist-ffmpeg does not compile"
+    # the backup switcher: stdlib-only Python on Debian's python3-minimal + libpython3-stdlib
+    install -m 0755 "$switch" "$root/usr/local/bin/streamdist-switch"
+    in_chroot "$root" sh -c "python3 -c 'import json, urllib.request, argparse, subprocess, signal, ctypes' &&
+        python3 /usr/local/bin/streamdist-switch --help >/dev/null" ||
+      die "streamdist-switch does not run on the image's python3 (a module missing from packages.txt?)"
     # the Dockerfile's checks: SRT and RTMPS are built in
     in_chroot "$root" sh -c "ffmpeg -hide_banner -protocols 2>/dev/null | grep -qx '  srt' && ffmpeg -hide_banner -protocols 2>/dev/null | grep -qx '  rtmps'" ||
       die "ffmpeg in the image lacks srt or rtmps"

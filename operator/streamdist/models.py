@@ -58,6 +58,17 @@ class Fallback(_Model):
     channel_count: int = Field(default=2, alias="channelCount", ge=1, le=8)
 
 
+class Backup(_Model):
+    """A second ingest the router puts on air while the primary is gone.
+
+    Same protocol as the primary (except udp): the same listener, path ``<input>-backup``,
+    so no port. Otherwise a listener of its own, on ``port``.
+    """
+
+    protocol: InputProtocol = "udp"
+    port: int | None = Field(default=None, ge=MIN_PORT, le=MAX_PORT)
+
+
 class StreamInputSpec(_Model):
     protocol: InputProtocol = "udp"
     port: int | None = Field(default=None, ge=MIN_PORT, le=MAX_PORT)
@@ -65,12 +76,39 @@ class StreamInputSpec(_Model):
     max_outputs: int = Field(default=20, ge=1, le=200, alias="maxOutputs")
     passphrase_secret_ref: SecretKeyRef | None = Field(default=None, alias="passphraseSecretRef")
     fallback: Fallback | None = None
+    backup: Backup | None = None
 
     @model_validator(mode="after")
     def _passphrase_needs_srt(self) -> StreamInputSpec:
-        if self.passphrase_secret_ref is not None and self.protocol != "srt":
-            raise ValueError("passphraseSecretRef is only meaningful with protocol srt")
+        uses_srt = self.protocol == "srt" or (self.backup is not None and self.backup.protocol == "srt")
+        if self.passphrase_secret_ref is not None and not uses_srt:
+            raise ValueError("passphraseSecretRef is only meaningful with protocol srt (primary or backup)")
         return self
+
+    @model_validator(mode="after")
+    def _backup_port(self) -> StreamInputSpec:
+        if self.backup is None:
+            return self
+        if backup_shares_listener(self.protocol, self.backup.protocol):
+            if self.backup.port is not None:
+                raise ValueError(
+                    f"backup.port must be unset: a {self.backup.protocol} backup shares the primary's listener"
+                )
+        elif self.backup.port is None:
+            raise ValueError(f"backup.port is required: a {self.backup.protocol} backup needs a listener of its own")
+        elif self.backup.port == self.port:
+            raise ValueError("backup.port must differ from port")
+        return self
+
+    @property
+    def slate(self) -> Fallback | None:
+        """The offline slate's tracks: a backup needs one too, to switch without dropping readers."""
+        return self.fallback or (Fallback() if self.backup else None)
+
+
+def backup_shares_listener(primary: str, backup: str) -> bool:
+    """SRT, RTMP and RTSP tell paths apart on one listener; UDP MPEG-TS cannot."""
+    return primary == backup and backup != "udp"
 
 
 class UrlFrom(_Model):

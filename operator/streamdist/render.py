@@ -10,13 +10,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from . import urls
-from .models import API_VERSION, StreamInput, StreamOutput
+from .models import API_VERSION, StreamInput, StreamOutput, backup_shares_listener
 from .settings import Settings
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "streamdist"}
@@ -31,6 +31,8 @@ DESTINATION_ENV = "STREAMDIST_DESTINATION"
 # The FFmpeg image's entrypoint (images/ffmpeg/streamdist-ffmpeg): FFmpeg with every
 # occurrence of its last argument (the destination) in its log replaced by this env's value.
 FFMPEG_COMMAND = "streamdist-ffmpeg"
+# The same image's backup switch (images/ffmpeg/streamdist_switch.py).
+SWITCH_COMMAND = "streamdist-switch"
 MASKED_DESTINATION_ENV = "STREAMDIST_MASKED_DESTINATION"
 # Seconds FFmpeg waits on a silent socket before it gives up and exits (so the kubelet
 # restarts it). Microseconds, as FFmpeg's -timeout/-rw_timeout expect.
@@ -105,27 +107,67 @@ def ingest_protocol(protocol: str) -> str:
     return "UDP" if protocol in ("udp", "srt") else "TCP"
 
 
-def container_ingest_port(inp: StreamInput, port: int) -> int:
-    """RTSP publishers share MediaMTX's RTSP server with the readers."""
-    return RTSP_PORT if inp.spec.protocol == "rtsp" else port
+@dataclass(frozen=True)
+class Ingest:
+    """One way a source comes in: the primary, and optionally the backup."""
+
+    role: Literal["primary", "backup"]
+    protocol: str
+    port: int  # the Service port (and MediaMTX's listener, except RTSP's shared 8554)
+    path: str  # the MediaMTX path the source publishes to or is pulled into
+    listener: bool  # has a Service/container port of its own
+
+    @property
+    def container_port(self) -> int:
+        """RTSP publishers share MediaMTX's RTSP server with the readers."""
+        return RTSP_PORT if self.protocol == "rtsp" else self.port
+
+    @property
+    def service_protocol(self) -> str:
+        return ingest_protocol(self.protocol)
+
+    @property
+    def port_name(self) -> str:
+        return "ingest" if self.role == "primary" else "backup"
+
+
+def ingests(inp: StreamInput, port: int) -> list[Ingest]:
+    """The primary (on the reader path itself unless there is a backup) and the backup."""
+    name, backup = inp.metadata.name, inp.spec.backup
+    if backup is None:
+        return [Ingest("primary", inp.spec.protocol, port, name, True)]
+    shares = backup_shares_listener(inp.spec.protocol, backup.protocol)
+    backup_port = port if shares else backup.port
+    assert backup_port is not None  # the model requires it when the listener is not shared
+    return [
+        Ingest("primary", inp.spec.protocol, port, f"{name}-primary", True),
+        Ingest("backup", backup.protocol, backup_port, f"{name}-backup", not shares),
+    ]
+
+
+def _server_port(all_ingests: list[Ingest], protocol: str) -> int | None:
+    return next((i.port for i in all_ingests if i.protocol == protocol), None)
 
 
 def mediamtx_config(inp: StreamInput, port: int) -> str:
     """The mediamtx.yml the router of this input runs with."""
+    all_ingests = ingests(inp, port)
     return (
         _env()
         .get_template("mediamtx.yml.j2")
         .render(
             name=inp.metadata.name,
             namespace=inp.metadata.namespace,
-            protocol=inp.spec.protocol,
-            ingest_port=port,
+            ingests=all_ingests,
+            backup=inp.spec.backup,
+            rtmp_port=_server_port(all_ingests, "rtmp"),
+            srt_port=_server_port(all_ingests, "srt"),
             rtsp_port=RTSP_PORT,
             api_port=API_PORT,
             metrics_port=METRICS_PORT,
             rtsp_transports_key=RTSP_TRANSPORTS_KEY,
-            udp_source=f"{UDP_SOURCE_SCHEME}://0.0.0.0:{port}",
-            fallback=inp.spec.fallback,
+            udp_scheme=UDP_SOURCE_SCHEME,
+            slate=inp.spec.slate,
         )
     )
 
@@ -143,13 +185,11 @@ def render_input(inp: StreamInput, port: int, settings: Settings) -> list[dict[s
         "owner": owner_reference("StreamInput", meta.name, meta.uid),
         "config": config,
         "config_hash": digest(config),
-        "protocol": inp.spec.protocol,
         "image": settings.mediamtx_image,
         "pull_policy": settings.image_pull_policy,
         "passphrase_ref": passphrase.model_dump() if passphrase else None,
-        "ingest_port": port,
-        "container_ingest_port": container_ingest_port(inp, port),
-        "ingest_proto": ingest_protocol(inp.spec.protocol),
+        "ingests": [i for i in ingests(inp, port) if i.listener],
+        "switch": _switch_container(inp, settings),
         "service_type": inp.spec.service.type,
         "rtsp_port": RTSP_PORT,
         "api_port": API_PORT,
@@ -164,17 +204,33 @@ def render_input(inp: StreamInput, port: int, settings: Settings) -> list[dict[s
     )
 
 
+def _switch_container(inp: StreamInput, settings: Settings) -> dict[str, Any] | None:
+    """The backup switch: a sidecar (FFmpeg image) relaying the live source into the
+    readers' path, MediaMTX having no switch of its own (images/ffmpeg/streamdist_switch.py)."""
+    if inp.spec.backup is None:
+        return None
+    return {
+        "image": settings.ffmpeg_image,
+        "command": [SWITCH_COMMAND],
+        "args": [
+            "--path", inp.metadata.name,
+            "--api", f"http://127.0.0.1:{API_PORT}",
+            "--rtsp", f"rtsp://127.0.0.1:{RTSP_PORT}",
+        ],
+    }  # fmt: skip
+
+
 def input_read_url(namespace: str, input_name: str) -> str:
     """Where every output of an input pulls from, inside the cluster."""
     return f"rtsp://{input_name}.{namespace}.svc:{RTSP_PORT}/{input_name}"
 
 
-def ingest_url(protocol: str, host: str, port: int, input_name: str) -> str:
+def ingest_url(protocol: str, host: str, port: int, path: str) -> str:
     """The address an encoder sends to, in the form its protocol needs."""
     if protocol == "srt":
-        return f"srt://{host}:{port}?streamid=publish:{input_name}"
+        return f"srt://{host}:{port}?streamid=publish:{path}"
     if protocol in ("rtmp", "rtsp"):
-        return f"{protocol}://{host}:{port}/{input_name}"
+        return f"{protocol}://{host}:{port}/{path}"
     return f"udp://{host}:{port}"
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -119,9 +120,14 @@ def _only(docs: Sequence[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 
 def make_input(
-    name: str, protocol: str, *, passphrase_ref: tuple[str, str] | None = None, namespace: str = NAMESPACE
+    name: str,
+    protocol: str,
+    *,
+    passphrase_ref: tuple[str, str] | None = None,
+    namespace: str = NAMESPACE,
+    **extra: Any,
 ) -> StreamInput:
-    spec: dict[str, Any] = {"protocol": protocol}
+    spec: dict[str, Any] = {"protocol": protocol, **extra}
     if passphrase_ref:
         spec["passphraseSecretRef"] = {"name": passphrase_ref[0], "key": passphrase_ref[1]}
     return parse_input({"metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}"}, "spec": spec})
@@ -145,7 +151,9 @@ class RenderedInput:
     rtsp_port: int
     api_port: int
     metrics_port: int
+    switch_argv: list[str] | None = None  # the backup switch sidecar, as rendered
     mediamtx: MediaMTX | None = None
+    switch: ManagedProcess | None = None
     starts: int = 0
 
     @property
@@ -164,11 +172,14 @@ class RenderedInput:
             metricsAddress=f"{LOOPBACK}:{self.metrics_port}",
             rtspAddress=f"{LOOPBACK}:{self.rtsp_port}",
         )
-        if self.protocol == "srt":
-            cfg["srtAddress"] = f"{LOOPBACK}:{self.ingest_port}"
-        if self.protocol == "rtmp":
-            cfg["rtmpAddress"] = f"{LOOPBACK}:{self.ingest_port}"
+        for ingest in self.ingests:
+            if ingest.protocol in ("srt", "rtmp"):
+                cfg[f"{ingest.protocol}Address"] = f"{LOOPBACK}:{ingest.port}"
         return cfg
+
+    @property
+    def ingests(self) -> list[render.Ingest]:
+        return render.ingests(self.model, self.ingest_port)
 
     def start(self, timeout: float = 15.0) -> MediaMTX:
         """Start (or start again, after ``stop``) the router, exactly as rendered."""
@@ -184,6 +195,8 @@ class RenderedInput:
             timeout=timeout,
             binary=Path(self.argv[0]),
         )
+        if self.switch_argv:
+            self.switch = self.group.start(f"switch-{self.name}-{self.starts}", self.switch_argv)
         return self.mediamtx
 
     @property
@@ -192,15 +205,18 @@ class RenderedInput:
         return self.mediamtx.process
 
     def stop(self) -> None:
+        if self.switch is not None:
+            self.switch.stop(grace=5)
         if self.mediamtx is not None:
             self.mediamtx.stop()
 
-    def ingest_url(self, passphrase: str | None = None) -> str:
+    def ingest_url(self, passphrase: str | None = None, role: str = "primary") -> str:
         """Where the test source publishes, in the form ``render.ingest_url`` gives
         encoders (plus the SRT passphrase when one is asked for)."""
-        port = self.rtsp_port if self.protocol == "rtsp" else self.ingest_port
-        url = render.ingest_url(self.protocol, LOOPBACK, port, self.name)
-        if self.protocol == "srt":
+        ingest = next(i for i in self.ingests if i.role == role)
+        port = self.rtsp_port if ingest.protocol == "rtsp" else ingest.port
+        url = render.ingest_url(ingest.protocol, LOOPBACK, port, ingest.path)
+        if ingest.protocol == "srt":
             url += "&pkt_size=1316"
             if passphrase:
                 url += f"&passphrase={passphrase}"
@@ -239,7 +255,8 @@ def prepare_input(
     configmap = _only(docs, "ConfigMap")
     deployment = _only(docs, "Deployment")
     pod_spec = deployment["spec"]["template"]["spec"]
-    (container,) = pod_spec["containers"]
+    container, *sidecars = pod_spec["containers"]
+    assert [c["name"] for c in sidecars] == (["switch"] if inp.spec.backup else [])
 
     # the ConfigMap, mounted where the Deployment mounts it
     workdir = Path(workdir)
@@ -281,11 +298,11 @@ def prepare_input(
         "MTX_APIADDRESS": f"{LOOPBACK}:{api}",
         "MTX_METRICSADDRESS": f"{LOOPBACK}:{metrics}",
     }
-    if protocol == "srt":
-        overrides["MTX_SRTADDRESS"] = f"{LOOPBACK}:{ingest_port}"
-    elif protocol == "rtmp":
-        overrides["MTX_RTMPADDRESS"] = f"{LOOPBACK}:{ingest_port}"
+    for ingest in render.ingests(inp, ingest_port):
+        if ingest.protocol in ("srt", "rtmp"):
+            overrides[f"MTX_{ingest.protocol.upper()}ADDRESS"] = f"{LOOPBACK}:{ingest.port}"
     assert not set(overrides) & set(env)
+    switch_argv = _switch_argv(sidecars[0], api, rtsp) if sidecars else None
     return RenderedInput(
         model=inp,
         docs=docs,
@@ -301,7 +318,19 @@ def prepare_input(
         rtsp_port=rtsp,
         api_port=api,
         metrics_port=metrics,
+        switch_argv=switch_argv,
     )
+
+
+def _switch_argv(container: dict[str, Any], api: int, rtsp: int) -> list[str]:
+    """The switch sidecar's command + args, run from this checkout's images/ffmpeg, with
+    the pod-local MediaMTX addresses moved to the loopback ports the router got here."""
+    assert container["command"] == [render.SWITCH_COMMAND], container["command"]
+    moved = {f"http://127.0.0.1:{render.API_PORT}": f"http://{LOOPBACK}:{api}",
+             f"rtsp://127.0.0.1:{render.RTSP_PORT}": f"rtsp://{LOOPBACK}:{rtsp}"}  # fmt: skip
+    args = [moved.get(a, a) for a in container.get("args") or []]
+    assert set(moved.values()) <= set(args), f"switch args do not name the router's API and RTSP: {args}"
+    return [sys.executable, str(FFMPEG_IMAGE_DIR / "streamdist_switch.py"), *args]
 
 
 def start_input(

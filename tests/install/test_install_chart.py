@@ -408,13 +408,16 @@ def test_ffmpeg_image_is_debians_ffmpeg_only():
     (stage,) = _stages(path)
     body = "\n".join(stage["lines"])
     installs = re.findall(r"apt-get install --yes --no-install-recommends ([^\\\n&]+)", body)
-    assert [i.split() for i in installs] == [["ffmpeg"]]
+    # Debian's ffmpeg, plus the minimal python3 and its stdlib the backup switcher runs on
+    expected = ["ffmpeg", "python3-minimal", "libpython3-stdlib"]
+    assert [i.split() for i in installs] == [expected]
     packages = [ln for ln in (REPO / "images" / "ffmpeg" / "packages.txt").read_text().splitlines()
                 if ln and not ln.startswith("#")]
-    assert packages == ["ffmpeg"]
+    assert packages == expected
     assert "USER 10001:10001" in stage["lines"]
     assert 'ENTRYPOINT ["streamdist-ffmpeg"]' in stage["lines"]
     assert "COPY --chmod=0755 streamdist-ffmpeg /usr/local/bin/streamdist-ffmpeg" in stage["lines"]
+    assert "COPY --chmod=0755 streamdist_switch.py /usr/local/bin/streamdist-switch" in stage["lines"]
     assert "rm -rf /var/lib/apt/lists/*" in body
 
 

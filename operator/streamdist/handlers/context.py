@@ -52,10 +52,13 @@ class Indexes:
         return items
 
 
+Endpoints = tuple[str, ...]  # where encoders send: the primary's, then the backup's
+
+
 @dataclass(frozen=True)
 class Applied:
     digest: str
-    endpoint: str
+    endpoints: Endpoints
     api_host: str  # ClusterIP of the input's in-cluster Service (control API)
 
 
@@ -66,6 +69,7 @@ class InputObservation:
     health: InputHealth | None
     sample: PathSample | None
     error: str = ""
+    relay: str | None = None  # with a backup: whose relay feeds the readers' path (primary, backup)
 
 
 @dataclass(frozen=True)

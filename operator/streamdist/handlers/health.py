@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import render
-from ..mediamtx import MediaMTXAPIError, MediaMTXClient, Session
+from ..mediamtx import MediaMTXAPIError, MediaMTXClient, PathSample, Session, relay_role
 from .context import Context, Flow, InputObservation, Key, logline
 
 POLL_TIMEOUT = 2.0
@@ -37,15 +37,24 @@ def poll(ctx: Context, key: Key) -> bool:
     try:
         health, sample = client.health(key[1], before.sample if before else None)
         readers = client.readers_of(sample) if sample and sample.readers else []
+        relay = _relay(ctx, key, client, sample)
     except MediaMTXAPIError as exc:
         ctx.health[key] = InputObservation(None, None, error=str(exc)[:200])
         if before is None or before.health is not None:
             logline("router-unreachable", namespace=key[0], input=key[1], error=str(exc)[:200])
             return True
         return False
-    ctx.health[key] = InputObservation(health, sample)
+    ctx.health[key] = InputObservation(health, sample, relay=relay)
     _measure_outputs(ctx, key, readers)
-    return before is None or before.health != health
+    return before is None or before.health != health or before.relay != relay
+
+
+def _relay(ctx: Context, key: Key, client: MediaMTXClient, sample: PathSample | None) -> str | None:
+    """With a backup: whose relay publishes into the readers' path (one more request)."""
+    body = ctx.idx.one(ctx.idx.inputs, key)
+    if sample is None or not sample.online or not ((body or {}).get("spec") or {}).get("backup"):
+        return None
+    return relay_role(sample, client.sessions("rtspSession"))
 
 
 def _measure_outputs(ctx: Context, input_key: Key, readers: list[Session]) -> None:

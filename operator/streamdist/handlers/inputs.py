@@ -12,7 +12,7 @@ from ..kube import NameConflict
 from ..metrics import RECONCILE_SECONDS
 from ..models import StreamInput, explain, parse_input
 from ..status import Cond, conditions, input_phase, now_iso, quantize_bitrate
-from .context import Applied, Context, InputObservation, Key
+from .context import Applied, Context, Endpoints, InputObservation, Key
 from .reporting import previous_status, report
 
 KIND = "StreamInput"
@@ -57,11 +57,11 @@ def _reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> None:
             _fail(ctx, body, "NoFreePort", f"no free port left in {ctx.settings.port_min}-{ctx.settings.port_max}")
         return
     try:
-        endpoint = _apply_children(ctx, key, inp, assignment.port)
+        endpoints = _apply_children(ctx, key, inp, assignment.port)
     except NameConflict as exc:
         _fail(ctx, body, "NameConflict", f"{exc}; rename this StreamInput")
         return
-    _report(ctx, body, inp, assignment.port, endpoint)
+    _report(ctx, body, inp, assignment.port, endpoints)
 
 
 def _take_port(ctx: Context, key: Key, inp: StreamInput, created: str, status: dict[str, Any]) -> ports.Assignment:
@@ -83,40 +83,48 @@ def _claims(ctx: Context) -> list[ports.Claim]:
             spec_port = (body.get("spec") or {}).get("port")
             failed = status.get("phase") == "Failed"
             port = spec_port or (None if failed else status.get("port")) or ctx.assigned.get(key)
+            created = body["metadata"].get("creationTimestamp", "")
             if port:
-                out[key] = ports.Claim(key, int(port), body["metadata"].get("creationTimestamp", ""))
+                out[key] = ports.Claim(key, int(port), created)
+            backup_port = ((body.get("spec") or {}).get("backup") or {}).get("port")
+            if backup_port:
+                # A backup's own listener: never handed out to anyone, this input included.
+                backup_key = (key[0], f"{key[1]} (backup)")
+                out[backup_key] = ports.Claim(backup_key, int(backup_port), created)
     return list(out.values())
 
 
-def _apply_children(ctx: Context, key: Key, inp: StreamInput, port: int) -> str:
-    """Apply ConfigMap, Deployment and Services; returns the ingest endpoint."""
+def _apply_children(ctx: Context, key: Key, inp: StreamInput, port: int) -> Endpoints:
+    """Apply ConfigMap, Deployment and Services; returns the ingest endpoint(s)."""
     docs = render.render_input(inp, port, ctx.settings)
     digest = render.digest(docs)
     last = ctx.applied.get(key)
     if last and last.digest == digest:
-        return last.endpoint
+        return last.endpoints
     stored = [ctx.kube.apply_owned(doc) for doc in docs]
-    endpoint = ingest_endpoint(inp, port, stored[-1])
+    endpoints = tuple(ingest_endpoint(inp, ingest, stored[-1]) for ingest in render.ingests(inp, port))
     api_host = (stored[-2].get("spec") or {}).get("clusterIP") or ""
-    ctx.applied[key] = Applied(digest, endpoint, api_host)
-    return endpoint
+    ctx.applied[key] = Applied(digest, endpoints, api_host)
+    return endpoints
 
 
-def ingest_endpoint(inp: StreamInput, port: int, service: dict[str, Any]) -> str:
-    """Where to send the source, as the Service type exposes it."""
+def ingest_endpoint(inp: StreamInput, ingest: render.Ingest, service: dict[str, Any]) -> str:
+    """Where to send a source, as the Service type exposes it."""
     meta = inp.metadata
     kind = inp.spec.service.type
     if kind == "NodePort":
-        node_port = (service.get("spec") or {}).get("ports", [{}])[0].get("nodePort")
-        return render.ingest_url(inp.spec.protocol, "<node-address>", int(node_port or port), meta.name)
+        ports_ = (service.get("spec") or {}).get("ports") or []
+        name = ingest.port_name if ingest.listener else "ingest"
+        node_port = next((p.get("nodePort") for p in ports_ if p.get("name") == name), None)
+        return render.ingest_url(ingest.protocol, "<node-address>", int(node_port or ingest.port), ingest.path)
     if kind == "LoadBalancer":
         ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
         host = (ingress[0].get("ip") or ingress[0].get("hostname")) if ingress else "<pending-load-balancer>"
-        return render.ingest_url(inp.spec.protocol, host, port, meta.name)
-    return render.ingest_url(inp.spec.protocol, f"{meta.name}-ingest.{meta.namespace}.svc", port, meta.name)
+        return render.ingest_url(ingest.protocol, host, ingest.port, ingest.path)
+    return render.ingest_url(ingest.protocol, f"{meta.name}-ingest.{meta.namespace}.svc", ingest.port, ingest.path)
 
 
-def _report(ctx: Context, body: dict[str, Any], inp: StreamInput, port: int, endpoint: str) -> None:
+def _report(ctx: Context, body: dict[str, Any], inp: StreamInput, port: int, endpoints: Endpoints) -> None:
     key = (inp.metadata.namespace, inp.metadata.name)
     router = ctx.idx.one(ctx.idx.routers, key) or {}
     router_ready = int(router.get("readyReplicas") or 0) >= 1
@@ -124,12 +132,13 @@ def _report(ctx: Context, body: dict[str, Any], inp: StreamInput, port: int, end
     seen = ctx.health.get(key) if router_ready else None
     phase, ready, recv = input_phase(router_ready, _receiving(seen))
     active = active_source(inp, seen)
-    conds = [ready, recv] + ([on_air(active)] if inp.spec.fallback else [])
+    conds = [ready, recv] + ([on_air(active)] if inp.spec.slate else [])
     status = {
         "observedGeneration": inp.metadata.generation,
         "phase": phase,
         "port": port,
-        "endpoint": endpoint,
+        "endpoint": endpoints[0],
+        **({"backupEndpoint": endpoints[1]} if len(endpoints) > 1 else {}),
         **health_fields(previous, seen),
         **({"activeSource": active} if active else {}),
         "conditions": conditions(previous.get("conditions"), conds, inp.metadata.generation, now_iso()),
@@ -147,15 +156,22 @@ def _report(ctx: Context, body: dict[str, Any], inp: StreamInput, port: int, end
 
 
 def active_source(inp: StreamInput, seen: InputObservation | None) -> str | None:
-    """primary or fallback: what readers of an input with a fallback get now."""
-    if not inp.spec.fallback or seen is None or seen.sample is None:
+    """primary, backup or fallback: what readers of an input with a slate get now.
+
+    With a backup, the readers' path is fed by the switch's relay, whose RTSP session
+    names its role; anything else online there counts as the primary."""
+    if not inp.spec.slate or seen is None or seen.sample is None:
         return None
-    return "primary" if seen.sample.online else "fallback"
+    if not seen.sample.online:
+        return "fallback"
+    return "backup" if inp.spec.backup and seen.relay == "backup" else "primary"
 
 
 def on_air(active: str | None) -> Cond:
     if active == "primary":
         return Cond("OnAir", "True", "SwitchedToPrimary", "the source is on air")
+    if active == "backup":
+        return Cond("OnAir", "True", "SwitchedToBackup", "the primary source is gone: the backup is on air")
     if active == "fallback":
         return Cond("OnAir", "True", "SwitchedToFallback", "no source: the fallback slate is on air")
     return Cond("OnAir", "Unknown", "HealthUnknown", "MediaMTX's control API has not answered yet")

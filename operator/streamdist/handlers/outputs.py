@@ -273,6 +273,8 @@ def _input_ready(input_body: dict[str, Any]) -> Cond:
     status = input_body.get("status") or {}
     if status.get("activeSource") == "fallback":
         return Cond("InputReady", "True", "FallbackOnAir", "the input's fallback slate is on air (no source)")
+    if status.get("activeSource") == "backup":
+        return Cond("InputReady", "True", "BackupOnAir", "the input's backup source is on air (the primary is gone)")
     if status.get("phase") == "Failed":
         return Cond("InputReady", "False", "InputFailed", "the input's router is not running")
     for cond in status.get("conditions") or []:
