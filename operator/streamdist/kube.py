@@ -96,6 +96,17 @@ class Kube:
             raise NameConflict(f"{obj['kind']} {meta['name']!r} already exists and belongs to {owner}")
         return self.apply(obj)
 
+    def get(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored object of a child manifest's kind and name; None when absent."""
+        meta = obj["metadata"]
+        path = PATHS[(obj["apiVersion"], obj["kind"])].format(ns=meta["namespace"], name=meta["name"])
+        try:
+            return self._call("GET", path)  # type: ignore[no-any-return]
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def create(self, obj: dict[str, Any]) -> bool:
         """Create a child; False when it exists already (a handler may run twice)."""
         meta = obj["metadata"]

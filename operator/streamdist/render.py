@@ -31,6 +31,7 @@ DESTINATION_ENV = "STREAMDIST_DESTINATION"
 # The FFmpeg image's entrypoint (images/ffmpeg/streamdist-ffmpeg): FFmpeg with every
 # occurrence of its last argument (the destination) in its log replaced by this env's value.
 FFMPEG_COMMAND = "streamdist-ffmpeg"
+APPLIED_DIGEST_ANNOTATION = "streamdist.io/applied-digest"
 # The same image's backup switch (images/ffmpeg/streamdist_switch.py).
 SWITCH_COMMAND = "streamdist-switch"
 MASKED_DESTINATION_ENV = "STREAMDIST_MASKED_DESTINATION"
@@ -197,11 +198,20 @@ def render_input(inp: StreamInput, port: int, settings: Settings) -> list[dict[s
         "pod_security": POD_SECURITY,
         "container_security": CONTAINER_SECURITY,
     }
-    return (
+    docs = (
         _docs("input-configmap.yaml.j2", **values)
         + _docs("input-deployment.yaml.j2", **values)
         + _docs("input-services.yaml.j2", **values)
     )
+    # What was applied, on the Deployment (which the operator indexes): after a restart
+    # an unchanged input is adopted as it is instead of applied again.
+    docs[1]["metadata"].setdefault("annotations", {})[APPLIED_DIGEST_ANNOTATION] = digest(docs)
+    return docs
+
+
+def applied_digest(docs: list[dict[str, Any]]) -> str:
+    """The digest render_input put on an input's Deployment."""
+    return str(docs[1]["metadata"]["annotations"][APPLIED_DIGEST_ANNOTATION])
 
 
 def _switch_container(inp: StreamInput, settings: Settings) -> dict[str, Any] | None:

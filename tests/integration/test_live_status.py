@@ -434,6 +434,33 @@ def test_reconnects_survive_operator_restart(k: Kubectl, operator):
     _reconnects_never_go_down(so_watch, "durable")
 
 
+def test_restart_adopts_unchanged_inputs_without_applying_their_children(k: Kubectl, operator):
+    """After a restart an input whose Deployment carries the digest of what would be
+    applied is adopted (its two Services read), not applied again (create, 409, get,
+    patch for each of its four children); a changed input is applied."""
+    k.apply_file("examples/inputs/udp.yaml")
+    k.wait("router up", lambda: k.status("si", "studio-udp").get("phase") in ("Waiting", "Live"), timeout=40)
+    ns = k.ns
+
+    def lines(event: str) -> list[str]:
+        return [ln for ln in operator.logs().splitlines() if event in ln and f"namespace={ns} input=studio-udp" in ln]
+
+    assert lines("router-applied"), "the first run applied the router"
+    operator.kill()
+    applied_before = len(lines("router-applied"))
+    operator.start()
+    k.wait("adopted after the restart", lambda: lines("router-adopted"), timeout=30)
+    time.sleep(3)  # a resync later: still nothing applied
+    assert len(lines("router-applied")) == applied_before, lines("router-applied")
+    status = k.status("si", "studio-udp")
+    assert status["endpoint"].startswith("udp://studio-udp-ingest.") and status["phase"] in ("Waiting", "Live")
+
+    operator.kill()
+    k("patch", "si", "studio-udp", "--type=merge", "-p", '{"spec":{"fallback":{}}}')  # a new router config
+    operator.start()
+    k.wait("a changed input applied again", lambda: len(lines("router-applied")) > applied_before, timeout=30)
+
+
 # --- failures no restart fixes -------------------------------------------------------
 
 

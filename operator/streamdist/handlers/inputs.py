@@ -12,7 +12,7 @@ from ..kube import NameConflict
 from ..metrics import RECONCILE_SECONDS
 from ..models import StreamInput, explain, parse_input
 from ..status import Cond, conditions, input_phase, now_iso, quantize_bitrate
-from .context import Applied, Context, Endpoints, InputObservation, Key
+from .context import Applied, Context, Endpoints, InputObservation, Key, logline
 from .reporting import previous_status, report
 
 KIND = "StreamInput"
@@ -97,15 +97,30 @@ def _claims(ctx: Context) -> list[ports.Claim]:
 def _apply_children(ctx: Context, key: Key, inp: StreamInput, port: int) -> Endpoints:
     """Apply ConfigMap, Deployment and Services; returns the ingest endpoint(s)."""
     docs = render.render_input(inp, port, ctx.settings)
-    digest = render.digest(docs)
+    digest = render.applied_digest(docs)
     last = ctx.applied.get(key)
     if last and last.digest == digest:
         return last.endpoints
-    stored = [ctx.kube.apply_owned(doc) for doc in docs]
-    endpoints = tuple(ingest_endpoint(inp, ingest, stored[-1]) for ingest in render.ingests(inp, port))
-    api_host = (stored[-2].get("spec") or {}).get("clusterIP") or ""
+    services = _adopt(ctx, key, docs, digest)
+    if services is None:
+        services = [ctx.kube.apply_owned(doc) for doc in docs][-2:]
+        logline("router-applied", namespace=key[0], input=key[1], digest=digest)
+    else:
+        logline("router-adopted", namespace=key[0], input=key[1], digest=digest)
+    endpoints = tuple(ingest_endpoint(inp, ingest, services[1]) for ingest in render.ingests(inp, port))
+    api_host = (services[0].get("spec") or {}).get("clusterIP") or ""
     ctx.applied[key] = Applied(digest, endpoints, api_host)
     return endpoints
+
+
+def _adopt(ctx: Context, key: Key, docs: list[dict[str, Any]], digest: str) -> list[dict[str, Any]] | None:
+    """After a restart: children an earlier run applied, unchanged (the digest on the
+    Deployment says so), need only their two Services read, not everything re-applied."""
+    router = ctx.idx.one(ctx.idx.routers, key) or {}
+    if router.get("appliedDigest") != digest:
+        return None
+    services = [ctx.kube.get(doc) for doc in docs[-2:]]
+    return [s for s in services if s is not None] if all(services) else None
 
 
 def ingest_endpoint(inp: StreamInput, ingest: render.Ingest, service: dict[str, Any]) -> str:

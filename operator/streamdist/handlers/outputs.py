@@ -33,6 +33,8 @@ KIND = "StreamOutput"
 SERVICE_DELETED = "deleted"
 # An FFmpeg that pulls nothing this long while its input is live is stuck: replace it.
 STALL_SECONDS = 12.0
+# A replaced pod's FFmpeg gets this long to stop (it exits at once on SIGTERM).
+REPLACE_GRACE_SECONDS = 1
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,14 @@ def _apply_extras(ctx: Context, key: Key, extras: list[dict[str, Any]]) -> None:
 
 
 def _ensure_pod(ctx: Context, key: Key, desired: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
-    """Exactly one pod of the desired revision; older revisions are deleted.
+    """Exactly one pod of the desired revision; an older revision goes first.
+
+    The new pod is created only once the old one is gone from the API, that is once
+    the kubelet has stopped its FFmpeg: otherwise the kubelet may restart the old
+    FFmpeg (its back-off ending) while the new one starts, two publishers on one
+    destination, and on the real node a pod started while the other's sandbox was torn
+    down could not reach its destination for its whole life. The old pod's DELETED
+    event brings the next reconcile.
 
     Returns the current pod (None until its watch event arrives) and whether it was
     created just now.
@@ -209,13 +218,12 @@ def _ensure_pod(ctx: Context, key: Key, desired: dict[str, Any]) -> tuple[dict[s
     name = desired["metadata"]["name"]
     existing = {p["metadata"]["name"]: p for p in ctx.idx.all(ctx.idx.pods, key)}
     current = existing.get(name)
-    for other, pod in existing.items():
-        if other != name and not pod["metadata"].get("deletionTimestamp"):
-            # No grace: the kubelet could otherwise restart the old FFmpeg while the new
-            # one starts, and two would push to one destination.
-            ctx.kube.delete_pod(key[0], other, pod["metadata"].get("uid"), grace_seconds=0)
+    others = {n: p for n, p in existing.items() if n != name}
+    for other, pod in others.items():
+        if not pod["metadata"].get("deletionTimestamp"):
+            ctx.kube.delete_pod(key[0], other, pod["metadata"].get("uid"), grace_seconds=REPLACE_GRACE_SECONDS)
             logline("pod-replaced", namespace=key[0], output=key[1], pod=other)
-    created = current is None and ctx.kube.create(desired)
+    created = current is None and not others and ctx.kube.create(desired)
     if created:
         logline("pod-created", namespace=key[0], output=key[1], pod=name)
     return current, created

@@ -15,7 +15,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import REGISTRY, start_http_server
 
-from .. import peering
+from .. import peering, render
 from ..metrics import StatusCollector
 from ..models import GROUP, VERSION
 from . import health, inputs, outputs
@@ -57,8 +57,13 @@ def pod_index(namespace: str, labels: Any, body: Any, **_: Any) -> dict[Key, Any
 
 
 @kopf.index("apps", "v1", "deployments", labels={**MANAGED, "streamdist.io/input": kopf.PRESENT})
-def router_index(namespace: str, labels: Any, status: Any, **_: Any) -> dict[Key, Any]:
-    return {(namespace, labels["streamdist.io/input"]): _plain(status)}
+def router_index(namespace: str, labels: Any, annotations: Any, status: Any, **_: Any) -> dict[Key, Any]:
+    return {
+        (namespace, labels["streamdist.io/input"]): {
+            "readyReplicas": (status or {}).get("readyReplicas"),
+            "appliedDigest": (annotations or {}).get(render.APPLIED_DIGEST_ANNOTATION),
+        }
+    }
 
 
 def _bind(memo: Any, kw: dict[str, Any]) -> Context:
