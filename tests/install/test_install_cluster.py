@@ -399,12 +399,17 @@ def test_operator_with_the_chart_rights_reconciles_the_examples(install_cp: Cont
     cp.wait_for("a PortConflict Event", lambda: [e for e in kjson(cp, "-n", LIVE, "get", "events")["items"]
                                                  if e["reason"] == "PortConflict"], timeout=30)
 
-    # A restarted operator re-applies the routers' children: it reads each one first (get) to
-    # see it is its own before it applies over it, and keeps the pods it finds.
+    # A restarted operator adopts unchanged routers (reads their Services) and keeps the pods
+    # it finds; an input changed meanwhile is applied over its existing children: each is
+    # read first (get) to see it is its own, then patched.
     uids = {p["metadata"]["uid"] for p in _pods(cp, LIVE, "streamdist.io/output")}
     ops.running[1].kill()
+    cp.kubectl("-n", LIVE, "patch", "si", "studio-udp", "--type=merge", "-p", '{"spec":{"fallback":{}}}')
     ops.running[1].start()
-    time.sleep(8)
+    cp.wait_for("the changed router config applied", lambda: "alwaysAvailable: yes" in cp.kubectl(
+        "-n", LIVE, "get", "configmap", "studio-udp-mediamtx", "-o", "jsonpath={.data.mediamtx\\.yml}").stdout,
+        timeout=30)  # fmt: skip
+    time.sleep(5)
     assert {p["metadata"]["uid"] for p in _pods(cp, LIVE, "streamdist.io/output")} == uids
 
     # The audit log: nothing the operator asked for was refused, every request was one the
