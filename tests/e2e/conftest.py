@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -86,6 +87,31 @@ def _tail(text: str, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _host_network() -> str:
+    """The node's side of pod traffic: neighbours on the bridge, conntrack entries of the
+    pod network, the NAT rules' packet counters (a pod that cannot reach a host-side
+    receiver shows here)."""
+    from tests.harness.node import BRIDGE, POD_CIDR
+
+    cmds = [
+        ["ip", "neigh", "show", "dev", BRIDGE],
+        ["bridge", "fdb", "show", "br", BRIDGE],
+        ["conntrack", "-L", "-s", POD_CIDR],
+        ["iptables-save", "-c", "-t", "nat"],
+    ]
+    out = []
+    for cmd in cmds:
+        try:
+            got = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            text = got.stdout + got.stderr
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            text = str(exc)
+        if cmd[0] == "iptables-save":
+            text = "\n".join(ln for ln in text.splitlines() if "KUBE-SVC" in ln or "KUBE-SEP" in ln or "DNAT" in ln)
+        out.append(f"----- {' '.join(cmd)}\n{_tail(text, 80)}")
+    return "\n".join(out)
+
+
 def _diagnostics(node: NodeCluster, operator: OperatorProcess, ns: str, tmp: Path | None) -> str:
     """What a failed e2e test leaves to read in CI, where its temp dirs are gone: every
     pod's log (and its previous container's), the namespace's events, the host-side
@@ -102,6 +128,7 @@ def _diagnostics(node: NodeCluster, operator: OperatorProcess, ns: str, tmp: Pat
     if tmp is not None and (tmp / "logs").is_dir():
         for log in sorted((tmp / "logs").glob("*.log")):
             out.append(f"----- {log.name}\n{_tail(log.read_text(errors='replace'), 40)}")
+    out.append(_host_network())
     mine = [ln[:400] for ln in operator.logs().splitlines() if ns in ln]
     out.append(f"----- operator ({len(mine)} lines about {ns}, last 40)\n" + "\n".join(mine[-40:]))
     return "\n".join(out)

@@ -511,3 +511,14 @@ def test_backup_source_takes_over_and_outputs_stay_connected(node: NodeCluster, 
             f"the output's one RTMP publish lasted throughout; {_probe_ok(tmp_path / 'after.ts', 'after')}",
             flush=True,
         )
+
+
+def test_the_bridge_keeps_its_address_while_pods_come_and_go(node: NodeCluster, kube: Kube) -> None:
+    """Runs after the others (pods created and deleted by the dozen): the pods' gateway
+    kept one MAC. A bridge whose address was never set takes its lowest port's, and each
+    change cuts every pod off from Services and this host until its ARP entry expires."""
+    from tests.harness.node import BRIDGE, BRIDGE_MAC
+
+    sysfs = Path("/sys/class/net") / BRIDGE
+    assert (sysfs / "address").read_text().strip() == BRIDGE_MAC
+    assert (sysfs / "addr_assign_type").read_text().strip() == "3", "the bridge address is not a set one"

@@ -73,6 +73,7 @@ __all__ = [
 NODE_NAME = "streamdist-node"
 BRIDGE = "sdbr0"
 POD_CIDR = "10.244.0.0/24"
+BRIDGE_MAC = "02:53:44:00:00:01"  # locally administered, fixed: see _setup_host
 NODE_IP = "10.244.0.1"  # the bridge's address: gateway of the pods, the node's InternalIP
 CLUSTER_DOMAIN = "cluster.local"
 CGROUP_ROOT = "streamdist-node"
@@ -572,6 +573,11 @@ class NodeCluster:
         _write_sysctl("net.bridge.bridge-nf-call-ip6tables", "1")
         if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode != 0:
             _run("ip", "link", "add", BRIDGE, "type", "bridge")
+        # A bridge whose address nobody set takes the lowest MAC of its ports, so it changes
+        # whenever a pod's veth comes or goes: the gateway's MAC in every pod's ARP cache is
+        # then wrong, and a pod's traffic to Services and to this host vanishes for 30-60 s.
+        # An address set once (addr_assign_type "set") stays.
+        _run("ip", "link", "set", BRIDGE, "address", BRIDGE_MAC)
         _run("ip", "addr", "replace", f"{NODE_IP}/24", "dev", BRIDGE)
         _run("ip", "link", "set", BRIDGE, "up")
         # Guard: forwarding is on (pods <-> services), but nothing from or to the pod
