@@ -58,6 +58,9 @@ def down() -> int:
 def up() -> int:
     STATE.mkdir(parents=True, exist_ok=True)
     (STATE / "demo.pid").write_text(str(os.getpid()))
+    # SIGTERM (kill, a supervisor, a timeout) stops the demo like Ctrl-C does: every
+    # `finally` and context manager below runs, so no receiver or source is left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         if os.environ.get("STREAMDIST_CLUSTER") == "current":
             return _current_cluster()
