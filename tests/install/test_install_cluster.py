@@ -108,7 +108,13 @@ def test_plain_manifests_install_as_documented(install_cp: ControlPlane) -> None
     # Leave the cluster as found: everything but the CRDs, and the CRDs if they were ours.
     cp.kubectl("delete", "-f", path, "-l", "app.kubernetes.io/component", "--wait=false")
     if not had:
-        cp.kubectl("delete", "crd", *sorted(CRDS), "--timeout=60s")
+        # A CRD deleted before the API server's storage for it is up gets stuck: its
+        # cleanup finalizer fails ("storage is (re)initializing") and retries with a
+        # back-off of minutes. Listing each kind first waits for that storage.
+        for crd in sorted(CRDS):
+            cp.wait_for(f"{crd} served", lambda c=crd: cp.kubectl("get", c, "-A", check=False).returncode == 0,
+                        timeout=60)  # fmt: skip
+        cp.kubectl("delete", "crd", *sorted(CRDS), "--timeout=120s")
         cp.wait_for("CRDs gone", lambda: not (_crds(cp) & CRDS), timeout=60)
 
 

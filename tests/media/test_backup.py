@@ -28,7 +28,10 @@ pytestmark = pytest.mark.media
 GAP = 10.0
 GOP = 1.0  # the encoders' keyframe interval: a stream-copy switch shows at the next keyframe
 PRIMARY_SIZE, BACKUP_SIZE, SLATE_SIZE = (640, 360), (480, 270), (1920, 1080)
-SWITCH_BOUND = 2.0  # seconds without source frames at a switch: asserted (target < 1 s: printed)
+# Seconds without source frames at a switch, asserted: detection (0.3 s) + the relay's
+# start (up to ~1 s on a loaded machine) + the wait for the next keyframe (one GOP). The
+# target (< 1 s) is printed: on a quiet machine 0.9-1.1 s at a 1 s GOP.
+SWITCH_BOUND = 2.0 + GOP
 
 
 @pytest.fixture
