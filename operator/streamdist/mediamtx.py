@@ -443,12 +443,14 @@ class MediaMTXClient:
             raise
         return parse_sessions(kind, {"items": items})
 
-    def readers_of(self, path: PathSample) -> list[Session]:
+    def readers_of(self, path: PathSample, known: Mapping[str, list[Session]] | None = None) -> list[Session]:
         """Per-reader sessions (with bytes_sent) of ``path``, fetching only the kinds
-        of server its readers use."""
+        of server its readers use and the caller has not fetched already (``known``)."""
         out: list[Session] = []
         for kind in sorted({r.type for r in path.readers}):
-            if kind in SESSION_ENDPOINTS:
+            if known is not None and kind in known:
+                out.extend(known[kind])
+            elif kind in SESSION_ENDPOINTS:
                 out.extend(self.sessions(kind))
         return reader_sessions(path, out)
 

@@ -36,8 +36,10 @@ def poll(ctx: Context, key: Key) -> bool:
     before = ctx.health.get(key)
     try:
         health, sample = client.health(key[1], before.sample if before else None)
-        readers = client.readers_of(sample) if sample and sample.readers else []
-        relay = _relay(ctx, key, client, sample)
+        rtsp = _relay_sessions(ctx, key, client, sample)
+        known = {"rtspSession": rtsp} if rtsp is not None else None
+        readers = client.readers_of(sample, known) if sample and sample.readers else []
+        relay = relay_role(sample, rtsp) if sample and rtsp is not None else None
     except MediaMTXAPIError as exc:
         ctx.health[key] = InputObservation(None, None, error=str(exc)[:200])
         if before is None or before.health is not None:
@@ -49,12 +51,15 @@ def poll(ctx: Context, key: Key) -> bool:
     return before is None or before.health != health or before.relay != relay
 
 
-def _relay(ctx: Context, key: Key, client: MediaMTXClient, sample: PathSample | None) -> str | None:
-    """With a backup: whose relay publishes into the readers' path (one more request)."""
+def _relay_sessions(
+    ctx: Context, key: Key, client: MediaMTXClient, sample: PathSample | None
+) -> list[Session] | None:
+    """With a backup on air: the RTSP sessions, to see whose relay publishes into the
+    readers' path (fetched once, and reused for the outputs' reader sessions)."""
     body = ctx.idx.one(ctx.idx.inputs, key)
     if sample is None or not sample.online or not ((body or {}).get("spec") or {}).get("backup"):
         return None
-    return relay_role(sample, client.sessions("rtspSession"))
+    return client.sessions("rtspSession")
 
 
 def _measure_outputs(ctx: Context, input_key: Key, readers: list[Session]) -> None:
