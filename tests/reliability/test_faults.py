@@ -12,6 +12,7 @@ reconnect counts.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from tests.reliability.support import (
     url_from,
     user_kubeconfig,
 )
+
+from streamdist.handlers.context import SECRET_TTL
 
 pytestmark = pytest.mark.timeout(600)
 REPO = Path(__file__).resolve().parents[2]
@@ -161,16 +164,21 @@ def test_two_replicas_only_one_acts_and_a_kill_hands_over(control_plane: Control
         a.start()
         poll("B pauses in favour of A", lambda: "Pausing operations in favour of" in b.logs(), timeout=60,
              detail=lambda: b.logs()[-2000:])
-        time.sleep(2.0)  # requests B had in flight when it paused complete
-        paused_at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        poll("B's own loop sees the pause", lambda: "paused peering=rel-peering" in b.logs(), timeout=30,
+             detail=lambda: b.logs()[-2000:])
+        time.sleep(2.0)  # a reconcile B had in flight when it paused completes
+        # Audit timestamps have microseconds: a whole-second mark would count writes made
+        # in the second before it.
+        paused_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
         # A acts: a new output, a suspended one, a rotated Secret.
         k("apply", "-f", "-", input=text(so("p-new", url="udp://h.example:7000")))
         k("patch", "so", "g-udp", "--type=merge", "-p", '{"spec":{"suspend":true}}')
         pod_before = k.status("so", "g-keyed")["pod"]
         k("apply", "-f", "-", input=text(secret("g-keyed-url", url="rtmp://live.example/app/rotated-key-2")))
+        # A reads the Secret again once its cached copy is SECRET_TTL old, at its next resync.
         poll("A replaced the keyed pod", lambda: k.status("so", "g-keyed").get("pod") not in (None, "", pod_before),
-             timeout=30)
+             timeout=SECRET_TTL + 15, detail=lambda: f"A:\n{a.logs()[-3000:]}\nB:\n{b.logs()[-1500:]}")
         poll("g-udp suspended", lambda: k.status("so", "g-udp").get("phase") == "Suspended")
         time.sleep(10.0)  # three resync periods of both replicas
         problems = []

@@ -86,7 +86,11 @@ def guarded(fn: Callable[[Context, Key], None], ctx: Context, key: Key) -> None:
 
     API errors here are transient (a namespace being deleted, a conflict, the API
     server restarting): one log line, and the next event or resync tick retries.
+    A paused replica (a peer outranks it) runs nothing, not even the events kopf had
+    already queued when it paused: the resync after resuming catches up.
     """
+    if ctx.paused:
+        return
     try:
         fn(ctx, key)
     except ApiException as exc:
@@ -169,6 +173,8 @@ def active(ctx: Context) -> bool:
         listed = {(ns, p["metadata"]["name"]) for (ns, _), store in ctx.idx.pods.items() for p in store}
         ctx.idx.stale = listed - ctx.kube.live_pod_names(settings.namespaces)
         logline("resumed", stale_pods=len(ctx.idx.stale))
+    elif now_paused and not ctx.paused:
+        logline("paused", peering=settings.peering)
     ctx.paused = now_paused
     return not now_paused
 
