@@ -17,7 +17,9 @@ Two outages per delay:
   destination returns, + 1 s.
 
 Measured from the destination's return (its process spawned again, so its own
-start-up counts against us) to the first bytes of the new publish arriving at it.
+start-up counts against us) to the first bytes of the new publish arriving at it,
+for a destination taking RTSP (the output muxes RTSP, which probes longer: it needs the
+video's size) and one taking SRT (MPEG-TS, short probe): see render.ANALYZE_US.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from .common import Opts, Result, Table, say
 NAME = "recovery"
 TITLE = "recovery: destination down and up again, time to frames vs reconnect delay"
 MAX_DELAY = 30  # spec.reconnect.maxDelaySeconds default
+DESTINATIONS = ("rtsp", "srt")
 
 
 class BackoffLoop:
@@ -87,6 +90,7 @@ class BackoffLoop:
 class Outcome:
     delay: int
     outage: str
+    destination: str
     detect_s: float | None = None  # destination stopped -> FFmpeg exited
     down_s: float = 0.0  # how long the destination was away
     failed_retries: int = 0
@@ -106,19 +110,20 @@ def run(opts: Opts) -> Result:
     res = Result(NAME, TITLE)
     t = Table(
         "seconds; recovered = destination back -> first bytes of the new publish at the destination",
-        ["delaySeconds", "outage", "FFmpeg exit after", "away", "failed retries", "back-off pending",
+        ["destination", "delaySeconds", "outage", "FFmpeg exit after", "away", "failed retries", "back-off pending",
          "recovered", "bound", "within bound", "FFmpeg start->bytes"],
     )  # fmt: skip
     outcomes: list[Outcome] = []
-    for d in delays:
-        for outage in ("brief", "long"):
-            say(opts, f"{NAME}: delay {d}s, {outage} outage")
-            o = measure(opts, d, outage)
-            outcomes.append(o)
-            t.add(d, outage, o.detect_s, o.down_s, o.failed_retries, o.pending_s, o.recovered_s, o.bound_s,
-                  "ok" if o.ok else "MISSED", o.startup_s)  # fmt: skip
-            for n in o.notes:
-                t.notes.append(f"delay {d}s {outage}: {n}")
+    for dest in DESTINATIONS:
+        for d in delays:
+            for outage in ("brief", "long"):
+                say(opts, f"{NAME}: {dest} destination, delay {d}s, {outage} outage")
+                o = measure(opts, d, outage, dest)
+                outcomes.append(o)
+                t.add(dest, d, outage, o.detect_s, o.down_s, o.failed_retries, o.pending_s, o.recovered_s, o.bound_s,
+                      "ok" if o.ok else "MISSED", o.startup_s)  # fmt: skip
+                for n in o.notes:
+                    t.notes.append(f"{dest} delay {d}s {outage}: {n}")
     t.notes.append(
         "bound: delay + 1 s for the brief outage (the spec's target); for the long one, the back-off pending when "
         "the destination returned + 1 s (the doubling the spec asks for)"
@@ -128,24 +133,26 @@ def run(opts: Opts) -> Result:
         "replaces after an overdue CrashLoopBackOff also waits for scheduling and the image)"
     )
     res.tables.append(t)
-    res.figures = {f"{o.delay}-{o.outage}": o.__dict__ for o in outcomes}
+    res.figures = {f"{o.destination}-{o.delay}-{o.outage}": o.__dict__ for o in outcomes}
     return res
 
 
-def measure(opts: Opts, delay: int, outage: str) -> Outcome:
-    out = Outcome(delay=delay, outage=outage)
-    work: Path = opts.dir(f"{NAME}/d{delay}-{outage}")
+def measure(opts: Opts, delay: int, outage: str, destination: str = "rtsp") -> Outcome:
+    out = Outcome(delay=delay, outage=outage, destination=destination)
+    work: Path = opts.dir(f"{NAME}/{destination}-d{delay}-{outage}")
     with media.ProcessGroup(logdir=work / "logs") as g:
         rx_cfg = media.mediamtx_config(
-            api_port=media.free_tcp_port(), rtsp_port=media.free_tcp_port(), log_level="warn"
-        )
+            api_port=media.free_tcp_port(), rtsp_port=media.free_tcp_port(),
+            srt_port=media.free_udp_port() if destination == "srt" else None, log_level="warn",
+        )  # fmt: skip
         rx_cfg["pathDefaults"] = {"overridePublisher": True}
         rx = media.start_mediamtx(rx_cfg, work / "rx", group=g, name="receiver")
         router = mediautil.rtsp_router(work / "router", g)
         router.start()
         media.start_source("rtsp", router.ingest_url(), group=g, size="640x360", video_bitrate="1000k")
         router.wait_ready(30)
-        output = mediautil.rendered_output("out", router.name, rx.rtsp_url("out"), router.rtsp_port, g)
+        url = rx.srt_url("out") if destination == "srt" else rx.rtsp_url("out")
+        output = mediautil.rendered_output("out", router.name, url, router.rtsp_port, g)
         loop = BackoffLoop(output, delay).start()
         try:
             rx.wait_path_ready("out", timeout=30)

@@ -38,7 +38,13 @@ MASKED_DESTINATION_ENV = "STREAMDIST_MASKED_DESTINATION"
 # Seconds FFmpeg waits on a silent socket before it gives up and exits (so the kubelet
 # restarts it). Microseconds, as FFmpeg's -timeout/-rw_timeout expect.
 IO_TIMEOUT_US = 5_000_000
-ANALYZE_US = 500_000
+# How long a (re)started output probes its RTSP input, in microseconds. The SDP already
+# describes every track, but the FLV and RTSP muxers refuse a video track without its
+# size, which FFmpeg learns from the first video packets. Measured (bench/RESULTS.md,
+# recovery): at 0.5 s a restarted output often waited a whole GOP more before its first
+# byte, at 0.25 s it never did; at 0.1 s an MPEG-TS ingest often had sent no video yet
+# and the FLV/RTSP muxers failed.
+ANALYZE_US = 250_000
 FLV_AUDIO = frozenset({"aac", "mpeg-4 audio", "mp3", "mpeg-1/2 audio layer 3"})
 
 POD_SECURITY: dict[str, Any] = {
@@ -310,8 +316,6 @@ def ffmpeg_args(source: str, destination_arg: str, plan: OutputPlan) -> list[str
         "tcp",
         "-timeout",
         str(IO_TIMEOUT_US),
-        # The RTSP SDP already describes every track: probing 0.5 s instead of 5 s
-        # brings a restarted output back on air seconds sooner.
         "-analyzeduration",
         str(ANALYZE_US),
         "-i",

@@ -154,3 +154,4 @@ def test_revision_changes_with_replacement_and_secret_version():
     assert len(names) == 3
     again = render.render_output(out, render.OutputPlan(dest), SETTINGS)[0]["metadata"]["name"]
     assert again in names
+

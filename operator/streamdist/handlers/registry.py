@@ -33,17 +33,37 @@ def _plain(body: Any) -> dict[str, Any]:
     return body  # type: ignore[no-any-return]
 
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _indexed(body: Any, keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A detached copy for an index, without what no reconcile reads.
+
+    managedFields and kubectl's last-applied copy are most of a small object's bytes,
+    and a pod's spec is what we rendered: held for 1,000 outputs they cost tens of MB.
+    ``keep`` names the top-level fields to hold (all when empty).
+    """
+    out = _plain(body)
+    if keep:
+        out = {k: v for k, v in out.items() if k in keep}
+    meta = out.get("metadata") or {}
+    meta.pop("managedFields", None)
+    if meta.get("annotations"):
+        meta["annotations"].pop(LAST_APPLIED, None)
+    return out
+
+
 # --- indexes (filled by kopf before any handler runs) ---------------------------
 
 
 @kopf.index(GROUP, VERSION, "streaminputs")
 def input_index(namespace: str, name: str, body: Any, **_: Any) -> dict[Key, Any]:
-    return {(namespace, name): _plain(body)}
+    return {(namespace, name): _indexed(body)}
 
 
 @kopf.index(GROUP, VERSION, "streamoutputs")
 def output_index(namespace: str, name: str, body: Any, **_: Any) -> dict[Key, Any]:
-    return {(namespace, name): _plain(body)}
+    return {(namespace, name): _indexed(body)}
 
 
 @kopf.index(GROUP, VERSION, "streamoutputs")
@@ -53,7 +73,7 @@ def output_by_input_index(namespace: str, name: str, spec: Any, meta: Any, **_: 
 
 @kopf.index("v1", "pods", labels={**MANAGED, "streamdist.io/output": kopf.PRESENT})
 def pod_index(namespace: str, labels: Any, body: Any, **_: Any) -> dict[Key, Any]:
-    return {(namespace, labels["streamdist.io/output"]): _plain(body)}
+    return {(namespace, labels["streamdist.io/output"]): _indexed(body, keep=("metadata", "status"))}
 
 
 @kopf.index("apps", "v1", "deployments", labels={**MANAGED, "streamdist.io/input": kopf.PRESENT})
