@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -346,6 +347,9 @@ def test_real_run_switches_hands_over_and_stops_everything(tmp_path):
         assert lines.wait(r"^event=api") == f"event=api-recovered api={api.url}"
         assert lines.wait(r"^event=switch") == "event=switch from=none to=primary"
         lines.wait(r"^event=relay-start role=primary ")
+        deadline = time.monotonic() + 5  # the fake relay has run far enough to say so
+        while len(calls.read_text().splitlines()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
         tail = [lines.q.get(timeout=1) for _ in range(4)]
