@@ -9,31 +9,11 @@
 #   procps      `pkill`-free process inspection (ps) in debugging
 #   ca-certificates, curl: harmless helpers used in debugging the control API
 #
-# Idempotent: installs only what is missing and runs `apt-get update` only then,
-# so a machine that already has everything does no network call at all.
+# Idempotent: installs only what is missing (hack/lib/apt.sh).
 set -euo pipefail
 
 PKGS=(ffmpeg srt-tools openssl lua5.4 iproute2 procps ca-certificates curl)
 
-missing=()
-for p in "${PKGS[@]}"; do
-  if [[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" != "installed" ]]; then
-    missing+=("$p")
-  fi
-done
-
-if ((${#missing[@]} == 0)); then
-  echo "install-debs: all present: ${PKGS[*]}" >&2
-  exit 0
-fi
-
-SUDO=()
-if [[ "$(id -u)" != 0 ]]; then
-  command -v sudo >/dev/null || { echo "install-debs: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
-  SUDO=(sudo)
-fi
-
-echo "install-debs: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-"${SUDO[@]}" apt-get update -qq
-"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# shellcheck source=lib/apt.sh
+source "$(dirname "$0")/lib/apt.sh"
+apt_install_missing install-debs "${PKGS[@]}"

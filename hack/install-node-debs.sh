@@ -11,32 +11,12 @@
 #   gcc, libc6-dev               compile the tiny static `pause` program (sandbox image)
 #   jq                           the image build scripts edit OCI JSON
 #
-# Idempotent: installs only what is missing and runs `apt-get update` only then.
+# Idempotent: installs only what is missing (hack/lib/apt.sh).
 set -euo pipefail
 
 PKGS=(containerd runc containernetworking-plugins iptables conntrack debootstrap
       ebtables ethtool socat util-linux iproute2 kmod gcc libc6-dev jq ffmpeg)
 
-missing=()
-for p in "${PKGS[@]}"; do
-  if [[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" != "installed" ]]; then
-    missing+=("$p")
-  fi
-done
-
-if ((${#missing[@]} == 0)); then
-  echo "install-node-debs: all present: ${PKGS[*]}" >&2
-  exit 0
-fi
-
-SUDO=()
-if [[ "$(id -u)" != 0 ]]; then
-  command -v sudo >/dev/null || { echo "install-node-debs: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
-  SUDO=(sudo)
-fi
-
-echo "install-node-debs: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-"${SUDO[@]}" apt-get update -qq
-# --no-install-recommends; policy-rc.d-free: with no init system nothing is started.
-"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# shellcheck source=lib/apt.sh
+source "$(dirname "$0")/lib/apt.sh"
+apt_install_missing install-node-debs "${PKGS[@]}"
