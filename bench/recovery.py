@@ -24,7 +24,6 @@ video's size) and one taking SRT (MPEG-TS, short probe): see render.ANALYZE_US.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,48 +41,16 @@ MAX_DELAY = 30  # spec.reconnect.maxDelaySeconds default
 DESTINATIONS = ("rtsp", "srt")
 
 
-class BackoffLoop:
+class BackoffLoop(rendered.KubeletLoop):
     """Restart one rendered output when it exits, after the spec's back-off."""
 
     def __init__(self, output: rendered.RenderedOutput, delay: int, max_delay: int = MAX_DELAY) -> None:
-        self.output = output
+        super().__init__(output, poll=0.02)
         self.delay = delay
         self.max_delay = max_delay
-        self.failures = 0
-        self.exits: list[float] = []
-        self.starts: list[float] = []
-        self.next_start: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="backoff-loop")
 
-    def start(self) -> BackoffLoop:
-        self.starts.append(time.monotonic())
-        self.output.start()
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            proc = self.output.process
-            assert proc is not None
-            if proc.alive():
-                time.sleep(0.02)
-                continue
-            rendered.wait_for_reap(proc)
-            exited = proc.exited_at or time.monotonic()
-            self.exits.append(exited)
-            self.failures += 1
-            wait = backoff_allowed(self.delay, self.max_delay, self.failures)
-            self.next_start = exited + wait
-            if self._stop.wait(max(0.0, self.next_start - time.monotonic())):
-                return
-            self.starts.append(time.monotonic())
-            self.output.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.output.stop()
+    def delay_after(self, failures: int) -> float:
+        return backoff_allowed(self.delay, self.max_delay, failures)
 
 
 @dataclass
@@ -129,6 +96,10 @@ def run(opts: Opts) -> Result:
         "the destination returned + 1 s (the doubling the spec asks for)"
     )
     t.notes.append(
+        f"source: 640x360 H.264 at 1 Mbit/s with a {media.DEFAULT_GOP_SECONDS} s GOP + AAC, published over RTSP; "
+        "FFmpeg start->bytes: from the restarted output's start to the first bytes at the destination"
+    )
+    t.notes.append(
         "on a real node add the pod's own start (the kubelet restarts the container in place; a pod the operator "
         "replaces after an overdue CrashLoopBackOff also waits for scheduling and the image)"
     )
@@ -157,11 +128,10 @@ def measure(opts: Opts, delay: int, outage: str, destination: str = "rtsp") -> O
         try:
             rx.wait_path_ready("out", timeout=30)
             time.sleep(2.0)  # streaming steadily
-            proc = output.process
-            assert proc is not None
             t_down = time.monotonic()
             rx.stop()
-            exited = media.wait_for(lambda: proc.exited_at, 15, interval=0.01, what="FFmpeg to exit")
+            exited = media.wait_for(lambda: loop.exits and loop.exits[0].exited, 15, interval=0.01,
+                                    what="FFmpeg to exit")  # fmt: skip
             out.detect_s = exited - t_down
             if outage == "brief":
                 time.sleep(0.2)
@@ -172,7 +142,7 @@ def measure(opts: Opts, delay: int, outage: str, destination: str = "rtsp") -> O
             rx = media.start_mediamtx(rx_cfg, work / "rx", group=g, name="receiver")
             t_up = rx.process.started_at
             out.down_s = t_up - t_down
-            out.failed_retries = len([e for e in loop.exits if e > exited])
+            out.failed_retries = len([e for e in loop.exits if e.exited > exited])
             # a retry already running (FFmpeg probing its input) has nothing pending
             out.pending_s = max(0.0, loop.next_start - t_up) if loop.next_start is not None else 0.0
             out.bound_s = delay + 1.0 if outage == "brief" else (out.pending_s or 0.0) + 1.0
@@ -187,7 +157,7 @@ def measure(opts: Opts, delay: int, outage: str, destination: str = "rtsp") -> O
                 out.startup_s = t_frames - max(s for s in loop.starts if s <= t_frames)
             except TimeoutError as exc:
                 out.notes.append(str(exc).splitlines()[0])
-            failed_after = [e for e in loop.exits if e > t_up]
+            failed_after = [e for e in loop.exits if e.exited > t_up]
             if failed_after:
                 out.notes.append(f"{len(failed_after)} retries failed after the destination was back")
         finally:
