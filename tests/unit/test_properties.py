@@ -31,6 +31,11 @@ from streamdist.settings import Settings
 
 SETTINGS = Settings()
 PROFILE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# For tests that keep only what parse accepts: most hostile URLs are rejected, by design,
+# so Hypothesis's "filters out a lot" check fails at random (1 in ~20 runs of CI).
+PROFILE_ACCEPTED = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+)
 
 # --- strategies ------------------------------------------------------------------------
 
@@ -139,7 +144,7 @@ def test_parse_rejects_with_urlerror_only_and_mask_never_raises(text: str) -> No
     assert isinstance(masked, str)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@PROFILE_ACCEPTED
 @given(st.one_of(urlish, srt_udp_urls, secret_url().map(lambda c: c[0])))
 def test_accepted_urls_are_plain(text: str) -> None:
     """What parse accepts has no whitespace, control or shell character, and a real port."""
@@ -215,7 +220,7 @@ def _args(url: str) -> list[str]:
     return docs[0]["spec"]["containers"][0]["args"]  # type: ignore[no-any-return]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@PROFILE_ACCEPTED
 @given(st.one_of(urlish, srt_udp_urls, secret_url().map(lambda c: c[0])))
 @example("rtmp://h.example/app/key?-f=null")
 @example("rtsp://h.example/x?-rtsp_flags=listen")
@@ -246,7 +251,7 @@ def ffmpeg_options(url: str) -> list[tuple[str, str]]:
     return pairs
 
 
-@PROFILE
+@PROFILE_ACCEPTED
 @given(srt_udp_urls)
 @example("srt://h.example:9000#?mode=listener&localport=1")
 @example("srt://h.example:9000?mode=caller&mode=listener")
