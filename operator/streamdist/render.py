@@ -40,10 +40,10 @@ MASKED_DESTINATION_ENV = "STREAMDIST_MASKED_DESTINATION"
 IO_TIMEOUT_US = 5_000_000
 # How long a (re)started output probes its RTSP input, in microseconds. The SDP already
 # describes every track, but the FLV and RTSP muxers refuse a video track without its
-# size, which FFmpeg learns from the first video packets. Measured (bench/RESULTS.md,
-# recovery): at 0.5 s a restarted output often waited a whole GOP more before its first
-# byte, at 0.25 s it never did; at 0.1 s an MPEG-TS ingest often had sent no video yet
-# and the FLV/RTSP muxers failed.
+# size, which FFmpeg learns from the first video packets. Measured with the recovery
+# bench's harness (six restarts each): the first byte came 0.70 or 2.16 s after FFmpeg's
+# start at 0.5 s, 0.46-0.51 s at 0.25 s; at 0.1 s an MPEG-TS ingest often had sent no
+# video yet and the FLV/RTSP muxers failed.
 ANALYZE_US = 250_000
 FLV_AUDIO = frozenset({"aac", "mpeg-4 audio", "mp3", "mpeg-1/2 audio layer 3"})
 
