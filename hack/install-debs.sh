@@ -7,12 +7,13 @@
 #   lua5.4      kept for later tooling
 #   iproute2    `ss`, to see which ports are bound
 #   procps      `pkill`-free process inspection (ps) in debugging
-#   ca-certificates, curl: harmless helpers used in debugging the control API
+#   ca-certificates, curl: the media tests call the routers' control API with curl
+#   socat       relays a test client's TCP connection from another loopback address
 #
 # Idempotent: installs only what is missing (hack/lib/apt.sh).
 set -euo pipefail
 
-PKGS=(ffmpeg srt-tools openssl lua5.4 iproute2 procps ca-certificates curl)
+PKGS=(ffmpeg srt-tools openssl lua5.4 iproute2 procps ca-certificates curl socat)
 
 # shellcheck source=lib/apt.sh
 source "$(dirname "$0")/lib/apt.sh"

@@ -15,9 +15,16 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from . import ports, render, urls
-from .models import explain, parse_input, parse_output
+from . import credentials, ports, render, secret_policy, urls
+from .models import SecretKeyRef, StreamInput, explain, parse_input, parse_output
+from .secret_policy import Usage
 from .settings import Settings, from_env
+
+Secrets = dict[tuple[str, str], dict[str, Any]]
+
+
+class RenderError(Exception):
+    """A file cannot be rendered as the operator would; the message is safe to print."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,24 +105,46 @@ def render_docs(docs: list[dict[str, Any]], settings: Settings) -> list[tuple[st
     for doc in docs:
         if doc.get("kind") != "StreamInput":
             continue
-        doc = _with_ns(doc)
-        inp = parse_input(doc)
+        inp = parse_input(_with_ns(doc))
         key = (inp.metadata.namespace, inp.metadata.name)
         got = ports.assign(None, key, str(len(claims)).zfill(6), inp.spec.port, claims, settings.port_range)
         if got.port is None:
             raise SystemExit(f"StreamInput {'/'.join(key)}: port {inp.spec.port} clashes with {got.conflict_with}")
         claims.append(ports.Claim(key, got.port, str(len(claims)).zfill(6)))
-        out += [(f"StreamInput {'/'.join(key)}", m) for m in render.render_input(inp, got.port, settings)]
+        plan = _router_plan(secrets, inp)
+        out += [(f"StreamInput {'/'.join(key)}", _shown(m)) for m in render.render_input(inp, got.port, settings, plan)]
     for doc in docs:
         if doc.get("kind") != "StreamOutput":
             continue
-        doc = _with_ns(doc)
-        output = parse_output(doc)
-        url = output.spec.url or _secret_value(secrets, output.metadata.namespace, output)
-        plan = render.OutputPlan(destination=urls.parse(url))
+        output = parse_output(_with_ns(doc))
+        ref = output.spec.url_from.secret_key_ref if output.spec.url_from else None
+        url = output.spec.url or _secret_value(secrets, output.metadata.namespace, ref, "destination", required=True)
+        plan = render.OutputPlan(destination=urls.parse(str(url)))
         source = f"StreamOutput {output.metadata.namespace}/{output.metadata.name}"
         out += [(source, m) for m in render.render_output(output, plan, settings)]
     return out
+
+
+def _router_plan(secrets: Secrets, inp: StreamInput) -> render.RouterPlan:
+    """The render stand-ins, with the publisher and passphrase of Secrets given with -f
+    (the operator's rule applies: only Secrets that opted in are used)."""
+    plan = render.RouterPlan.for_render(inp)
+    ns, spec = inp.metadata.namespace, inp.spec
+    user = _secret_value(secrets, ns, spec.publish_secret_ref, "publish")
+    passphrase = _secret_value(secrets, ns, spec.passphrase_secret_ref, "passphrase")
+    try:
+        publisher = credentials.parse_publisher(user) if user is not None else plan.publisher
+        passphrase = credentials.check_srt_passphrase(passphrase) if passphrase is not None else plan.srt_passphrase
+    except credentials.CredentialError as exc:
+        raise RenderError(f"StreamInput {ns}/{inp.metadata.name}: {exc}") from None
+    return dataclasses.replace(plan, publisher=publisher, srt_passphrase=passphrase)
+
+
+def _shown(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What render prints: a Secret's values never (the operator writes them itself)."""
+    if manifest.get("kind") != "Secret":
+        return manifest
+    return {**manifest, "stringData": {k: "<set by the operator>" for k in manifest.get("stringData") or {}}}
 
 
 def render_files(files: list[Path], settings: Settings, stream: Any) -> int:
@@ -126,6 +155,9 @@ def render_files(files: list[Path], settings: Settings, stream: Any) -> int:
         return 1
     except urls.URLError as exc:
         print(f"streamdist render: invalid destination: {exc}", file=sys.stderr)
+        return 1
+    except RenderError as exc:
+        print(f"streamdist render: {exc}", file=sys.stderr)
         return 1
     for source, manifest in rendered:
         stream.write(f"---\n# Source: {source}\n")
@@ -142,16 +174,27 @@ def _with_ns(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "metadata": meta}
 
 
-def _secret_value(secrets: dict[tuple[str, str], dict[str, Any]], ns: str, output: Any) -> str:
-    ref = output.spec.url_from.secret_key_ref
+def _secret_value(
+    secrets: Secrets, ns: str, ref: SecretKeyRef | None, usage: Usage, required: bool = False
+) -> str | None:
+    """A value from a Secret given with -f, under the operator's opt-in rule."""
+    if ref is None:
+        return None
+    where = secret_policy.FIELDS[usage]
     secret = secrets.get((ns, ref.name))
     if secret is None:
-        raise urls.URLError(f"urlFrom names Secret {ref.name!r}: give its manifest with -f to render this output")
+        if required:
+            raise RenderError(f"{where} names a Secret: give its manifest with -f to render this output")
+        return None
+    meta = secret_policy.SecretMeta((secret.get("metadata") or {}).get("labels") or {}, secret.get("type", "Opaque"))
+    refused = secret_policy.refusal(meta, usage)
+    if refused:
+        raise RenderError(f"{refused.reason}: {refused.message}")
     if ref.key in (secret.get("stringData") or {}):
         return str(secret["stringData"][ref.key])
     raw = (secret.get("data") or {}).get(ref.key)
     if raw is None:
-        raise urls.URLError(f"Secret {ref.name!r} has no key {ref.key!r}")
+        raise RenderError(secret_policy.missing_key(usage).message)
     return base64.b64decode(raw).decode()
 
 

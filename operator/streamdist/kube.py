@@ -15,19 +15,24 @@ import kubernetes
 from kubernetes.client import ApiClient, CoreV1Api, V1DeleteOptions, V1Preconditions
 from kubernetes.client.exceptions import ApiException
 
+from . import credentials
 from .models import GROUP, VERSION
+from .secret_policy import SecretMeta
 from .status import now_iso
 
 log = logging.getLogger("streamdist.kube")
 FIELD_MANAGER = "streamdist"
 
 PATHS = {
+    ("v1", "Secret"): "/api/v1/namespaces/{ns}/secrets/{name}",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}",
     ("v1", "ConfigMap"): "/api/v1/namespaces/{ns}/configmaps/{name}",
     ("v1", "Service"): "/api/v1/namespaces/{ns}/services/{name}",
     ("v1", "Pod"): "/api/v1/namespaces/{ns}/pods/{name}",
     ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
 }
 PLURALS = {"StreamInput": "streaminputs", "StreamOutput": "streamoutputs"}
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 
 
 class NameConflict(Exception):
@@ -48,8 +53,9 @@ class Kube:
         body: Any = None,
         content_type: str | None = None,
         query: list[tuple[str, str]] | None = None,
+        accept: str = "application/json",
     ) -> Any:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if content_type:
             headers["Content-Type"] = content_type
         _, url, headers, body, _ = self.api.param_serialize(
@@ -166,6 +172,49 @@ class Kube:
             return None
         version = str(secret.metadata.resource_version) if secret.metadata else ""
         return base64.b64decode(raw).decode("utf-8", "replace"), version
+
+    def secret_meta(self, namespace: str, name: str) -> SecretMeta | None:
+        """Labels, type and version of a Secret, without its data (None when absent).
+
+        The Table form with the object's metadata carries the type as a column: no
+        value of a Secret that does not opt in is ever fetched.
+        """
+        path = PATHS[("v1", "Secret")].format(ns=namespace, name=name)
+        try:
+            table = self._call("GET", path, query=[("includeObject", "Metadata")], accept=TABLE) or {}
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        row = (table.get("rows") or [{}])[0]
+        columns = [c.get("name") for c in table.get("columnDefinitions") or []]
+        cells = dict(zip(columns, row.get("cells") or [], strict=False))
+        meta = (row.get("object") or {}).get("metadata") or {}
+        return SecretMeta(meta.get("labels") or {}, str(cells.get("Type", "")), str(meta.get("resourceVersion", "")))
+
+    def installation_key(self, namespace: str, name: str) -> str:
+        """The key every router credential is derived from; created when missing.
+
+        Two replicas starting together may both create it: the loser reads the winner's.
+        """
+        path = PATHS[("v1", "Secret")].format(ns=namespace, name=name)
+        for _ in range(3):
+            try:
+                secret = self._call("GET", path) or {}
+                return base64.b64decode((secret.get("data") or {})[credentials.KEY_FIELD]).decode()
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+            body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                    "metadata": {"name": name, "namespace": namespace,
+                                 "labels": {"app.kubernetes.io/managed-by": "streamdist"}},
+                    "stringData": {credentials.KEY_FIELD: credentials.new_key()}}  # fmt: skip
+            try:
+                self._call("POST", path.rsplit("/", 1)[0], body=body, content_type="application/json")
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        raise RuntimeError("the installation key Secret could not be read after creating it")
 
     def peering_status(self, name: str, namespace: str | None) -> dict[str, Any]:
         """status of kopf's peering object (list: the operator may not `get` it)."""

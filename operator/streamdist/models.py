@@ -9,6 +9,7 @@ KeyError deep in a template.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Literal
 
@@ -69,14 +70,37 @@ class Backup(_Model):
     port: int | None = Field(default=None, ge=MIN_PORT, le=MAX_PORT)
 
 
+# Ingests that carry a publisher's credential: every one but UDP (MPEG-TS has no place for it).
+CREDENTIAL_PROTOCOLS = frozenset({"srt", "rtmp", "rtsp"})
+MAX_ALLOWED_SOURCES = 32
+
+
 class StreamInputSpec(_Model):
     protocol: InputProtocol = "udp"
     port: int | None = Field(default=None, ge=MIN_PORT, le=MAX_PORT)
     service: ServiceSpec = ServiceSpec()
     max_outputs: int = Field(default=20, ge=1, le=200, alias="maxOutputs")
     passphrase_secret_ref: SecretKeyRef | None = Field(default=None, alias="passphraseSecretRef")
+    publish_secret_ref: SecretKeyRef | None = Field(default=None, alias="publishSecretRef")
+    allowed_sources: tuple[str, ...] = Field(default=(), alias="allowedSources", max_length=MAX_ALLOWED_SOURCES)
     fallback: Fallback | None = None
     backup: Backup | None = None
+
+    @property
+    def protocols(self) -> frozenset[str]:
+        """Every protocol a source may arrive with: the primary's and the backup's."""
+        return frozenset({self.protocol, *([self.backup.protocol] if self.backup else [])})
+
+    @model_validator(mode="after")
+    def _cidrs(self) -> StreamInputSpec:
+        for cidr in self.allowed_sources:
+            try:
+                if "/" not in cidr:
+                    raise ValueError
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError:
+                raise ValueError("allowedSources must list CIDRs (address/prefix, host bits zero)") from None
+        return self
 
     @model_validator(mode="after")
     def _passphrase_needs_srt(self) -> StreamInputSpec:
@@ -98,6 +122,14 @@ class StreamInputSpec(_Model):
             raise ValueError(f"backup.port is required: a {self.backup.protocol} backup needs a listener of its own")
         elif self.backup.port == self.port:
             raise ValueError("backup.port must differ from port")
+        return self
+
+    @model_validator(mode="after")
+    def _publisher_credential(self) -> StreamInputSpec:
+        if self.protocols & CREDENTIAL_PROTOCOLS and self.publish_secret_ref is None:
+            raise ValueError("publishSecretRef is required: srt, rtmp and rtsp ingests take only credentialed publishers")
+        if self.publish_secret_ref is not None and not self.protocols & CREDENTIAL_PROTOCOLS:
+            raise ValueError("publishSecretRef needs an srt, rtmp or rtsp ingest (udp carries no credential)")
         return self
 
     @property

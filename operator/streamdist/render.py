@@ -7,6 +7,7 @@ the unit tests and the media tests see exactly what the operator applies.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from dataclasses import dataclass
 from functools import cache
@@ -15,8 +16,9 @@ from typing import Any, Literal
 import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from . import urls
-from .models import API_VERSION, StreamInput, StreamOutput, backup_shares_listener
+from . import credentials, urls
+from .credentials import Publisher, RouterCredentials
+from .models import API_VERSION, CREDENTIAL_PROTOCOLS, StreamInput, StreamOutput, backup_shares_listener
 from .settings import Settings
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "streamdist"}
@@ -28,6 +30,17 @@ METRICS_PORT = 9998
 RTSP_TRANSPORTS_KEY = "rtspTransports"
 UDP_SOURCE_SCHEME = "udp+mpegts"
 DESTINATION_ENV = "STREAMDIST_DESTINATION"
+# The read credential of an output's input, from the input's credentials Secret.
+READ_USER_ENV = "STREAMDIST_READ_USER"
+READ_PASSWORD_ENV = "STREAMDIST_READ_PASSWORD"
+CREDENTIALS_SUFFIX = "-credentials"
+# `streamdist render` has no cluster and no installation key: it derives the router
+# credentials it shows from this fixed key, which no running operator uses.
+RENDER_KEY = "streamdist-render-only"
+# The order of authInternalUsers in the rendered config: MediaMTX's env overrides
+# address the publisher's entry by its index.
+PUBLISHER_INDEX = 2
+LOOPBACK_NETS = ("127.0.0.1/32", "::1/128")
 # The FFmpeg image's entrypoint (images/ffmpeg/streamdist-ffmpeg): FFmpeg with every
 # occurrence of its last argument (the destination) in its log replaced by this env's value.
 FFMPEG_COMMAND = "streamdist-ffmpeg"
@@ -102,13 +115,13 @@ def input_labels(name: str) -> dict[str, str]:
     return {**MANAGED_BY, "app.kubernetes.io/name": "mediamtx", "streamdist.io/input": name}
 
 
+def output_labels_of(input_name: str) -> dict[str, str]:
+    """What every output pod of an input carries (the router's NetworkPolicy selects it)."""
+    return {**MANAGED_BY, "app.kubernetes.io/name": "ffmpeg", "streamdist.io/input": input_name}
+
+
 def output_labels(input_name: str, output_name: str) -> dict[str, str]:
-    return {
-        **MANAGED_BY,
-        "app.kubernetes.io/name": "ffmpeg",
-        "streamdist.io/input": input_name,
-        "streamdist.io/output": output_name,
-    }
+    return {**output_labels_of(input_name), "streamdist.io/output": output_name}
 
 
 # --- inputs -------------------------------------------------------------------
@@ -161,8 +174,61 @@ def _server_port(all_ingests: list[Ingest], protocol: str) -> int | None:
     return next((i.port for i in all_ingests if i.protocol == protocol), None)
 
 
-def mediamtx_config(inp: StreamInput, port: int) -> str:
+@dataclass(frozen=True)
+class RouterPlan:
+    """What an input's router needs beyond its spec: the credentials it accepts."""
+
+    credentials: RouterCredentials
+    publisher: Publisher | None = None  # from spec.publishSecretRef
+    srt_passphrase: str | None = None  # from spec.passphraseSecretRef
+
+    @classmethod
+    def for_render(cls, inp: StreamInput) -> RouterPlan:
+        """Stand-ins for `streamdist render` and tests: derived from RENDER_KEY."""
+        meta = inp.metadata
+        creds = credentials.for_input(RENDER_KEY, meta.namespace, meta.name, meta.uid)
+        publisher = Publisher("publisher", "from-publishSecretRef") if inp.spec.publish_secret_ref else None
+        passphrase = "from-passphraseSecretRef" if inp.spec.passphrase_secret_ref else None
+        return cls(creds, publisher, passphrase)
+
+
+def _udp_source(inp: StreamInput) -> str:
+    """MediaMTX filters a UDP source by one address only: a single-host allowedSources."""
+    if len(inp.spec.allowed_sources) != 1:
+        return ""
+    net = ipaddress.ip_network(inp.spec.allowed_sources[0])
+    return f"?source={net.network_address}" if net.num_addresses == 1 else ""
+
+
+def _users(inp: StreamInput, plan: RouterPlan, all_ingests: list[Ingest]) -> list[dict[str, Any]]:
+    """authInternalUsers: the operator, the readers, the publisher, the switch.
+
+    Passwords are MediaMTX `sha256:` hashes; the publisher's user and password come
+    from env (the input's credentials Secret), the file holding unguessable stand-ins.
+    """
+    creds, name = plan.credentials, inp.metadata.name
+    users: list[dict[str, Any]] = [
+        {"user": creds.api_user, "pass": credentials.hashed(creds.api_password), "ips": [],
+         "permissions": [{"action": "api"}, {"action": "metrics"}]},
+        {"user": creds.read_user, "pass": credentials.hashed(creds.read_password), "ips": [],
+         "permissions": [{"action": "read", "path": name}]},
+    ]  # fmt: skip
+    published = [i.path for i in all_ingests if i.protocol in CREDENTIAL_PROTOCOLS]
+    if published:
+        stand_in = credentials.hashed(creds.api_password + "/publisher")
+        users.append({"user": stand_in, "pass": stand_in, "ips": list(inp.spec.allowed_sources),
+                      "permissions": [{"action": "publish", "path": p} for p in published]})  # fmt: skip
+    if inp.spec.backup:
+        paths = [i.path for i in all_ingests]
+        users.append({"user": "any", "pass": "", "ips": list(LOOPBACK_NETS),
+                      "permissions": [{"action": "api"}, {"action": "publish", "path": name},
+                                      *({"action": "read", "path": p} for p in paths)]})  # fmt: skip
+    return users
+
+
+def mediamtx_config(inp: StreamInput, port: int, plan: RouterPlan | None = None) -> str:
     """The mediamtx.yml the router of this input runs with."""
+    plan = plan or RouterPlan.for_render(inp)
     all_ingests = ingests(inp, port)
     return (
         _env()
@@ -179,16 +245,64 @@ def mediamtx_config(inp: StreamInput, port: int) -> str:
             metrics_port=METRICS_PORT,
             rtsp_transports_key=RTSP_TRANSPORTS_KEY,
             udp_scheme=UDP_SOURCE_SCHEME,
+            udp_source=_udp_source(inp),
             slate=inp.spec.slate,
+            users=_users(inp, plan, all_ingests),
         )
     )
 
 
-def render_input(inp: StreamInput, port: int, settings: Settings) -> list[dict[str, Any]]:
-    """ConfigMap, Deployment and the two Services of one input's MediaMTX router."""
+def credentials_secret_name(input_name: str) -> str:
+    return f"{input_name}{CREDENTIALS_SUFFIX}"
+
+
+def _credentials_data(inp: StreamInput, plan: RouterPlan) -> dict[str, str]:
+    """The input's credentials Secret: read by its output pods and its router only."""
+    creds = plan.credentials
+    data = {credentials.READ_USER_KEY: creds.read_user, credentials.READ_PASSWORD_KEY: creds.read_password}
+    if "srt" in inp.spec.protocols:
+        data[credentials.SRT_READ_PASSPHRASE_KEY] = creds.srt_read_passphrase
+    if plan.publisher:
+        data[credentials.PUBLISH_USER_KEY] = plan.publisher.user
+        data[credentials.PUBLISH_PASSWORD_KEY] = plan.publisher.password
+    if plan.srt_passphrase:
+        data[credentials.SRT_PASSPHRASE_KEY] = plan.srt_passphrase
+    return data
+
+
+def _env_path(path: str) -> str:
+    """A path's name as MediaMTX's env overrides spell it (it lowercases it back)."""
+    return path.upper()
+
+
+def _router_env(inp: StreamInput, plan: RouterPlan, secret: str) -> list[dict[str, Any]]:
+    """MediaMTX env overrides, every value from the input's credentials Secret."""
+
+    def ref(name: str, key: str) -> dict[str, Any]:
+        return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+    env = []
+    if plan.publisher:
+        env += [ref(f"MTX_AUTHINTERNALUSERS_{PUBLISHER_INDEX}_USER", credentials.PUBLISH_USER_KEY),
+                ref(f"MTX_AUTHINTERNALUSERS_{PUBLISHER_INDEX}_PASS", credentials.PUBLISH_PASSWORD_KEY)]  # fmt: skip
+    srt_paths = [i.path for i in ingests(inp, 0) if i.protocol == "srt"]
+    if plan.srt_passphrase:
+        env += [ref(f"MTX_PATHS_{_env_path(p)}_SRTPUBLISHPASSPHRASE", credentials.SRT_PASSPHRASE_KEY) for p in srt_paths]
+    if srt_paths:
+        env.append(ref(f"MTX_PATHS_{_env_path(inp.metadata.name)}_SRTREADPASSPHRASE",
+                       credentials.SRT_READ_PASSPHRASE_KEY))  # fmt: skip
+    return env
+
+
+def render_input(
+    inp: StreamInput, port: int, settings: Settings, plan: RouterPlan | None = None
+) -> list[dict[str, Any]]:
+    """Secret, ConfigMap, Deployment, the two Services and the NetworkPolicy of one input."""
+    plan = plan or RouterPlan.for_render(inp)
     meta = inp.metadata
-    config = mediamtx_config(inp, port)
-    passphrase = inp.spec.passphrase_secret_ref
+    config = mediamtx_config(inp, port, plan)
+    secret_data = _credentials_data(inp, plan)
+    all_ingests = ingests(inp, port)
     values = {
         "name": meta.name,
         "namespace": meta.namespace,
@@ -197,32 +311,73 @@ def render_input(inp: StreamInput, port: int, settings: Settings) -> list[dict[s
         "owner": owner_reference("StreamInput", meta.name, meta.uid),
         "config": config,
         "config_hash": digest(config),
+        "credentials_hash": digest(secret_data),
+        "secret_name": credentials_secret_name(meta.name),
+        "secret_data": secret_data,
+        "env": _router_env(inp, plan, credentials_secret_name(meta.name)),
         "image": settings.mediamtx_image,
         "pull_policy": settings.image_pull_policy,
-        "passphrase_ref": passphrase.model_dump() if passphrase else None,
-        "ingests": [i for i in ingests(inp, port) if i.listener],
+        "ingests": [i for i in all_ingests if i.listener],
         "switch": _switch_container(inp, settings),
         "service_type": inp.spec.service.type,
+        "local_traffic": bool(inp.spec.allowed_sources) and inp.spec.service.type != "ClusterIP",
         "rtsp_port": RTSP_PORT,
         "api_port": API_PORT,
         "metrics_port": METRICS_PORT,
         "pod_security": POD_SECURITY,
         "container_security": CONTAINER_SECURITY,
     }
-    docs = (
-        _docs("input-configmap.yaml.j2", **values)
-        + _docs("input-deployment.yaml.j2", **values)
-        + _docs("input-services.yaml.j2", **values)
-    )
+    # Apply order: what the router reads and what guards it exist before it starts.
+    docs = [*_docs("input-secret.yaml.j2", **values), *_docs("input-configmap.yaml.j2", **values)]
+    if settings.network_policies:
+        docs += _docs("input-networkpolicy.yaml.j2", **values, **_policy_values(inp, settings, all_ingests))
+    docs += [*_docs("input-deployment.yaml.j2", **values), *_docs("input-services.yaml.j2", **values)]
     # What was applied, on the Deployment (which the operator indexes): after a restart
     # an unchanged input is adopted as it is instead of applied again.
-    docs[1]["metadata"].setdefault("annotations", {})[APPLIED_DIGEST_ANNOTATION] = digest(docs)
+    find(docs, "Deployment")["metadata"].setdefault("annotations", {})[APPLIED_DIGEST_ANNOTATION] = digest(docs)
     return docs
+
+
+def _policy_values(inp: StreamInput, settings: Settings, all_ingests: list[Ingest]) -> dict[str, Any]:
+    """Who may reach the router: its outputs (RTSP), the operator (API, metrics), and
+    publishers (the ingest ports; allowedSources, or everyone)."""
+    ingest_ports = [{"port": i.container_port, "protocol": i.service_protocol} for i in all_ingests if i.listener]
+    if any(i.protocol == "rtsp" for i in all_ingests):
+        ingest_ports.append({"port": RTSP_PORT, "protocol": "TCP"})  # RTSP publishers share the readers' port
+    sources = [{"ipBlock": {"cidr": c}} for c in inp.spec.allowed_sources]
+    operator = None
+    if settings.operator_namespace:
+        operator = {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": settings.operator_namespace}},
+            "podSelector": {"matchLabels": dict(settings.operator_labels)},
+        }
+    return {
+        "readers": output_labels_of(inp.metadata.name),
+        "operator_peer": operator,
+        "ingest_ports": [dict(p) for p in {tuple(sorted(p.items())): p for p in ingest_ports}.values()],
+        "sources": sources,
+    }
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    """The one rendered document of `kind` (and `name`, where a kind comes twice)."""
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    if len(found) != 1:
+        raise LookupError(f"rendered {len(found)} {kind} documents named {name or 'any'}")
+    return found[0]
 
 
 def applied_digest(docs: list[dict[str, Any]]) -> str:
     """The digest render_input put on an input's Deployment."""
-    return str(docs[1]["metadata"]["annotations"][APPLIED_DIGEST_ANNOTATION])
+    return str(find(docs, "Deployment")["metadata"]["annotations"][APPLIED_DIGEST_ANNOTATION])
+
+
+def input_services(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The in-cluster Service and the ingest Service of a rendered input."""
+    services = [d for d in docs if d["kind"] == "Service"]
+    inside = next(s for s in services if not s["metadata"]["name"].endswith("-ingest"))
+    ingest = next(s for s in services if s["metadata"]["name"].endswith("-ingest"))
+    return inside, ingest
 
 
 def _switch_container(inp: StreamInput, settings: Settings) -> dict[str, Any] | None:
@@ -242,16 +397,22 @@ def _switch_container(inp: StreamInput, settings: Settings) -> dict[str, Any] | 
 
 
 def input_read_url(namespace: str, input_name: str) -> str:
-    """Where every output of an input pulls from, inside the cluster."""
-    return f"rtsp://{input_name}.{namespace}.svc:{RTSP_PORT}/{input_name}"
+    """Where every output of an input pulls from, inside the cluster; the read credential
+    is expanded by the kubelet from the pod's env (the rendered pod holds no secret)."""
+    userinfo = f"$({READ_USER_ENV}):$({READ_PASSWORD_ENV})@"
+    return f"rtsp://{userinfo}{input_name}.{namespace}.svc:{RTSP_PORT}/{input_name}"
 
 
-def ingest_url(protocol: str, host: str, port: int, path: str) -> str:
-    """The address an encoder sends to, in the form its protocol needs."""
+def ingest_url(protocol: str, host: str, port: int, path: str, publisher: Publisher | None = None) -> str:
+    """The address an encoder sends to, in the form its protocol needs; with the
+    publisher's credential where one is given (status shows the form without it)."""
+    user, password = (publisher.user, publisher.password) if publisher else ("", "")
     if protocol == "srt":
-        return f"srt://{host}:{port}?streamid=publish:{path}"
-    if protocol in ("rtmp", "rtsp"):
-        return f"{protocol}://{host}:{port}/{path}"
+        return f"srt://{host}:{port}?streamid=publish:{path}" + (f":{user}:{password}" if publisher else "")
+    if protocol == "rtmp":
+        return f"rtmp://{host}:{port}/{path}" + (f"?user={user}&pass={password}" if publisher else "")
+    if protocol == "rtsp":
+        return f"rtsp://{f'{user}:{password}@' if publisher else ''}{host}:{port}/{path}"
     return f"udp://{host}:{port}"
 
 
@@ -332,12 +493,18 @@ def ffmpeg_args(source: str, destination_arg: str, plan: OutputPlan) -> list[str
     ]
 
 
-def _output_env(dest: urls.Destination, secret_ref: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The destination from its Secret, and the masked form the entrypoint shows instead."""
-    env: list[dict[str, Any]] = [{"name": MASKED_DESTINATION_ENV, "value": dest.masked}]
+def _output_env(out: StreamOutput, dest: urls.Destination, secret_ref: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The input's read credential and the destination from their Secrets, and the
+    masked destination the entrypoint shows instead of the real one."""
+    read = credentials_secret_name(out.spec.input)
+    env: list[dict[str, Any]] = [
+        {"name": READ_USER_ENV, "valueFrom": {"secretKeyRef": {"name": read, "key": credentials.READ_USER_KEY}}},
+        {"name": READ_PASSWORD_ENV,
+         "valueFrom": {"secretKeyRef": {"name": read, "key": credentials.READ_PASSWORD_KEY}}},
+    ]  # fmt: skip
     if secret_ref:
-        env.insert(0, {"name": DESTINATION_ENV, "valueFrom": {"secretKeyRef": secret_ref}})
-    return env
+        env.append({"name": DESTINATION_ENV, "valueFrom": {"secretKeyRef": secret_ref}})
+    return [*env, {"name": MASKED_DESTINATION_ENV, "value": dest.masked}]
 
 
 def pod_name(out: StreamOutput, revision: str) -> str:
@@ -374,7 +541,7 @@ def render_output(out: StreamOutput, plan: OutputPlan, settings: Settings) -> li
         "pull_policy": settings.image_pull_policy,
         "command": [FFMPEG_COMMAND],
         "args": args,
-        "env": _output_env(plan.destination, secret_ref),
+        "env": _output_env(out, plan.destination, secret_ref),
         "listen_port": listen_port,
         "service_type": out.spec.service.type,
         "pod_security": POD_SECURITY,

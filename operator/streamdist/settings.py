@@ -37,6 +37,17 @@ class Settings:
     # The kubelet may hold a crashing pod in back-off this much longer than the spec
     # allows before the operator replaces it (scheduling + image start jitter).
     backoff_grace_seconds: float = 3.0
+    # The Secret ("namespace/name") holding the installation key every router
+    # credential is derived from; created by the operator when missing.
+    key_secret: str = "default/streamdist-key"
+    # A NetworkPolicy per input (off only where the CNI ignores them).
+    network_policies: bool = True
+    # Where the operator's own pods run and how they are labelled: the routers'
+    # NetworkPolicies let them (and only them, besides outputs) reach the control API.
+    # Empty when the operator is not a pod (a host process): then no such rule.
+    operator_namespace: str = ""
+    operator_labels: tuple[tuple[str, str], ...] = ()
+    cluster_domain: str = "cluster.local"
 
     @property
     def port_range(self) -> range:
@@ -57,8 +68,23 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         namespaces=namespaces,
         resync_seconds=float(env.get("STREAMDIST_RESYNC_SECONDS", "5")),
         metrics_port=int(env.get("STREAMDIST_METRICS_PORT", "9090")),
-        health_poll=env.get("STREAMDIST_HEALTH_POLL", "true").lower() not in ("false", "0", "no", "off"),
+        health_poll=_flag(env.get("STREAMDIST_HEALTH_POLL", "true")),
         peering=env.get("STREAMDIST_PEERING", ""),
         priority=int(env.get("STREAMDIST_PRIORITY", "0") or 0),
         identity=env.get("POD_ID", ""),
+        key_secret=env.get("STREAMDIST_KEY_SECRET") or f"{env.get('POD_NAMESPACE') or 'default'}/streamdist-key",
+        network_policies=_flag(env.get("STREAMDIST_NETWORK_POLICIES", "true")),
+        operator_namespace=env.get("POD_NAMESPACE", ""),
+        operator_labels=_labels(env.get("STREAMDIST_OPERATOR_SELECTOR", "")),
+        cluster_domain=env.get("STREAMDIST_CLUSTER_DOMAIN", "cluster.local"),
     )
+
+
+def _flag(value: str) -> bool:
+    return value.lower() not in ("false", "0", "no", "off")
+
+
+def _labels(selector: str) -> tuple[tuple[str, str], ...]:
+    """``k=v,k2=v2`` as sorted pairs."""
+    pairs = (item.split("=", 1) for item in selector.split(",") if "=" in item)
+    return tuple(sorted((k.strip(), v.strip()) for k, v in pairs))

@@ -426,6 +426,7 @@ class MediaMTX:
     workdir: Path
     host: str = LOOPBACK
     client: MediaMTXClient | None = field(default=None)
+    auth: tuple[str, str] | None = None  # the control API's user and password, if it takes one
 
     def _port(self, key: str) -> int:
         port = _address_port(self.config.get(key))
@@ -455,7 +456,8 @@ class MediaMTX:
 
     def api(self) -> MediaMTXClient:
         if self.client is None:
-            self.client = MediaMTXClient(self.api_url, timeout=2.0)
+            user, password = self.auth or (None, None)
+            self.client = MediaMTXClient(self.api_url, timeout=2.0, username=user, password=password)
         return self.client
 
     def path(self, name: str) -> PathSample | None:
@@ -531,6 +533,7 @@ def launch_mediamtx(
     name: str = "mediamtx",
     timeout: float = 15.0,
     binary: Path | None = None,
+    auth: tuple[str, str] | None = None,
 ) -> MediaMTX:
     """Run MediaMTX on an existing config file, as it is (no rewrite), in ``cwd``.
 
@@ -547,7 +550,7 @@ def launch_mediamtx(
     cwd.mkdir(parents=True, exist_ok=True)
     group = group or _default_group
     proc = group.start(name, [str(binary), str(config_path)], cwd=cwd, env=env)
-    mtx = MediaMTX(process=proc, config=cfg, config_path=Path(config_path), workdir=cwd)
+    mtx = MediaMTX(process=proc, config=cfg, config_path=Path(config_path), workdir=cwd, auth=auth)
 
     def serving() -> bool:
         if not proc.alive():

@@ -31,8 +31,8 @@ from typing import Any
 
 import yaml
 
-from streamdist import render, urls
-from streamdist.models import StreamInput, StreamOutput, parse_input, parse_output
+from streamdist import credentials, render, urls
+from streamdist.models import CREDENTIAL_PROTOCOLS, StreamInput, StreamOutput, parse_input, parse_output
 from streamdist.settings import Settings
 from streamdist.status import PodView, last_error, one_line_error
 
@@ -45,6 +45,11 @@ SETTINGS = Settings()
 
 # Secrets as the tests hand them over: {secret name: {key: value}}.
 Secrets = Mapping[str, Mapping[str, str]]
+# The publisher's credential of an input whose test gives none (user:password).
+DEFAULT_PUBLISHER = "publisher:harness-publish-0001"
+# Each prepared input's credentials Secret, as the operator writes it: what its output
+# pods read their read credential from ((namespace, input) -> data).
+_ROUTER_SECRETS: dict[tuple[str, str], dict[str, str]] = {}
 
 
 # --------------------------------------------------------------------- kubelet bits
@@ -124,13 +129,37 @@ def make_input(
     protocol: str,
     *,
     passphrase_ref: tuple[str, str] | None = None,
+    publish_ref: tuple[str, str] | None = None,
     namespace: str = NAMESPACE,
     **extra: Any,
 ) -> StreamInput:
+    """A StreamInput; one with an srt, rtmp or rtsp ingest gets a publishSecretRef
+    (``<name>-publish``/``credential`` unless given: DEFAULT_PUBLISHER then)."""
     spec: dict[str, Any] = {"protocol": protocol, **extra}
     if passphrase_ref:
         spec["passphraseSecretRef"] = {"name": passphrase_ref[0], "key": passphrase_ref[1]}
+    backup = extra.get("backup")
+    protocols = {protocol, *([backup.get("protocol", "udp")] if backup else [])}
+    if publish_ref is None and protocols & CREDENTIAL_PROTOCOLS:
+        publish_ref = (f"{name}-publish", "credential")
+    if publish_ref:
+        spec["publishSecretRef"] = {"name": publish_ref[0], "key": publish_ref[1]}
     return parse_input({"metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}"}, "spec": spec})
+
+
+def router_plan(inp: StreamInput, secrets: Secrets) -> render.RouterPlan:
+    """The plan the operator would make: derived credentials (the render key), the
+    publisher and the SRT passphrase from the test's Secrets."""
+    plan = render.RouterPlan.for_render(inp)
+    spec = inp.spec
+    publisher = passphrase = None
+    if spec.publish_secret_ref:
+        ref = spec.publish_secret_ref
+        publisher = credentials.parse_publisher((secrets.get(ref.name) or {}).get(ref.key, DEFAULT_PUBLISHER))
+    if spec.passphrase_secret_ref:
+        ref = spec.passphrase_secret_ref
+        passphrase = credentials.check_srt_passphrase(secrets[ref.name][ref.key])
+    return render.RouterPlan(plan.credentials, publisher, passphrase)
 
 
 @dataclass
@@ -138,6 +167,7 @@ class RenderedInput:
     """One StreamInput's router, running from its rendered ConfigMap and Deployment."""
 
     model: StreamInput
+    plan: render.RouterPlan
     docs: list[dict[str, Any]]
     config_text: str
     config_path: Path
@@ -194,6 +224,7 @@ class RenderedInput:
             name=name,
             timeout=timeout,
             binary=Path(self.argv[0]),
+            auth=(self.plan.credentials.api_user, self.plan.credentials.api_password),
         )
         if self.switch_argv:
             self.switch = self.group.start(f"switch-{self.name}-{self.starts}", self.switch_argv)
@@ -210,20 +241,26 @@ class RenderedInput:
         if self.mediamtx is not None:
             self.mediamtx.stop()
 
-    def ingest_url(self, passphrase: str | None = None, role: str = "primary") -> str:
+    def ingest_url(
+        self, passphrase: str | None = None, role: str = "primary", publisher: credentials.Publisher | None = None
+    ) -> str:
         """Where the test source publishes, in the form ``render.ingest_url`` gives
-        encoders (plus the SRT passphrase when one is asked for)."""
+        encoders, with the input's publisher credential (or `publisher`) and the SRT
+        passphrase when one is asked for."""
         ingest = next(i for i in self.ingests if i.role == role)
         port = self.rtsp_port if ingest.protocol == "rtsp" else ingest.port
-        url = render.ingest_url(ingest.protocol, LOOPBACK, port, ingest.path)
+        url = render.ingest_url(ingest.protocol, LOOPBACK, port, ingest.path, publisher or self.plan.publisher)
         if ingest.protocol == "srt":
             url += "&pkt_size=1316"
             if passphrase:
                 url += f"&passphrase={passphrase}"
         return url
 
-    def read_url(self) -> str:
-        return f"rtsp://{LOOPBACK}:{self.rtsp_port}/{self.name}"
+    def read_url(self, with_credential: bool = True) -> str:
+        """The readers' path, as an output pod reads it (with the read credential)."""
+        creds = self.plan.credentials
+        userinfo = f"{creds.read_user}:{creds.read_password}@" if with_credential else ""
+        return f"rtsp://{userinfo}{LOOPBACK}:{self.rtsp_port}/{self.name}"
 
     def wait_ready(self, timeout: float = 20.0) -> media.PathSample:
         assert self.mediamtx is not None
@@ -251,7 +288,12 @@ def prepare_input(
     """
     protocol = inp.spec.protocol
     ingest_port = media.free_udp_port() if protocol in ("udp", "srt") else media.free_tcp_port()
-    docs = render.render_input(inp, ingest_port, settings)
+    secrets = dict(secrets or {})
+    plan = router_plan(inp, secrets)
+    docs = render.render_input(inp, ingest_port, settings, plan)
+    credentials_secret = _only(docs, "Secret")
+    secrets[credentials_secret["metadata"]["name"]] = credentials_secret["stringData"]
+    _ROUTER_SECRETS[(inp.metadata.namespace, inp.metadata.name)] = credentials_secret["stringData"]
     configmap = _only(docs, "ConfigMap")
     deployment = _only(docs, "Deployment")
     pod_spec = deployment["spec"]["template"]["spec"]
@@ -288,9 +330,11 @@ def prepare_input(
     config_path = Path(config_arg)
     assert config_path.read_text() == config_text
 
-    env = resolve_env(container, secrets or {})
-    expected_env = {"MTX_PATHDEFAULTS_SRTPUBLISHPASSPHRASE"} if inp.spec.passphrase_secret_ref else set()
-    assert set(env) == expected_env, f"Deployment env {sorted(env)} != {sorted(expected_env)}"
+    env = resolve_env(container, secrets)
+    # Every env value is a MediaMTX override from the input's own credentials Secret.
+    for entry in container.get("env") or []:
+        assert entry["name"].startswith("MTX_"), entry
+        assert entry["valueFrom"]["secretKeyRef"]["name"] == credentials_secret["metadata"]["name"], entry
 
     rtsp, api, metrics = media.free_tcp_port(), media.free_tcp_port(), media.free_tcp_port()
     overrides = {
@@ -305,6 +349,7 @@ def prepare_input(
     switch_argv = _switch_argv(sidecars[0], api, rtsp) if sidecars else None
     return RenderedInput(
         model=inp,
+        plan=plan,
         docs=docs,
         config_text=config_text,
         config_path=config_path,
@@ -457,7 +502,8 @@ def prepare_output(
 ) -> RenderedOutput:
     """Render ``out`` (destination resolved from its url or Secret, as the operator
     does) and turn its Pod into an argv and env. Start it with ``.start()``."""
-    secrets = secrets or {}
+    secrets = {render.credentials_secret_name(out.spec.input): _ROUTER_SECRETS.get(
+        (out.metadata.namespace, out.spec.input), {}), **(secrets or {})}
     if out.spec.url_from is not None:
         ref = out.spec.url_from.secret_key_ref
         raw_url = secrets[ref.name][ref.key]
@@ -469,8 +515,8 @@ def prepare_output(
     pod = _only(docs, "Pod")
     (container,) = pod["spec"]["containers"]
     env = resolve_env(container, secrets)
-    masked = {render.MASKED_DESTINATION_ENV}
-    assert set(env) == (masked | {render.DESTINATION_ENV} if out.spec.url_from is not None else masked), env
+    plain = {render.MASKED_DESTINATION_ENV, render.READ_USER_ENV, render.READ_PASSWORD_ENV}
+    assert set(env) == (plain | {render.DESTINATION_ENV} if out.spec.url_from is not None else plain), env
     argv = [k8s_expand(a, env) for a in [*container["command"], *container.get("args", [])]]
 
     service = f"{out.spec.input}.{out.metadata.namespace}.svc:{render.RTSP_PORT}"

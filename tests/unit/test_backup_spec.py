@@ -12,12 +12,15 @@ from streamdist.models import parse_input
 from streamdist.settings import Settings
 
 SETTINGS = Settings()
+PUBLISH = {"name": "cam-publish", "key": "credential"}
 
 
 def _input(protocol="udp", backup=None, **spec):
     spec = {"protocol": protocol, **spec}
     if backup is not None:
         spec["backup"] = backup
+    if {protocol, (backup or {}).get("protocol", "udp")} & {"srt", "rtmp", "rtsp"}:
+        spec.setdefault("publishSecretRef", PUBLISH)
     return parse_input({"metadata": {"name": "cam", "namespace": "live", "uid": "u"}, "spec": spec})
 
 
@@ -53,9 +56,9 @@ def test_udp_primary_with_srt_backup_renders_three_paths_and_both_listeners():
     assert cfg["paths"]["cam"]["overridePublisher"] is True
     assert cfg["paths"]["cam"]["alwaysAvailable"] is True  # a backup implies the slate
     assert cfg["paths"]["cam-primary"] == {"source": "udp+mpegts://0.0.0.0:20001"}
-    assert cfg["paths"]["cam-backup"] == {"source": "publisher"}
+    assert cfg["paths"]["cam-backup"] == {"source": "publisher", "overridePublisher": False}
     docs = render.render_input(inp, 20001, SETTINGS)
-    deployment, ingest_svc = docs[1], docs[3]
+    deployment, (_, ingest_svc) = render.find(docs, "Deployment"), render.input_services(docs)
     containers = deployment["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["mediamtx", "switch"]
     switch = containers[1]
@@ -71,7 +74,7 @@ def test_same_protocol_backup_shares_the_listener():
     cfg = yaml.safe_load(render.mediamtx_config(inp, 20001))
     assert cfg["rtmpAddress"] == ":20001"
     assert set(cfg["paths"]) == {"cam", "cam-primary", "cam-backup"}
-    svc = render.render_input(inp, 20001, SETTINGS)[3]
+    _, svc = render.input_services(render.render_input(inp, 20001, SETTINGS))
     assert [p["name"] for p in svc["spec"]["ports"]] == ["ingest"]
     endpoints = [ingest_endpoint(inp, i, svc) for i in render.ingests(inp, 20001)]
     assert endpoints == ["rtmp://cam-ingest.live.svc:20001/cam-primary", "rtmp://cam-ingest.live.svc:20001/cam-backup"]
@@ -80,11 +83,13 @@ def test_same_protocol_backup_shares_the_listener():
 def test_rtsp_backup_of_another_protocol_maps_its_port_to_the_rtsp_server():
     inp = _input("srt", {"protocol": "rtsp", "port": 21002})
     docs = render.render_input(inp, 20001, SETTINGS)
-    svc_ports = [(p["name"], p["port"], p["targetPort"]) for p in docs[3]["spec"]["ports"]]
+    _, svc = render.input_services(docs)
+    svc_ports = [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]]
     assert svc_ports == [("ingest", 20001, 20001), ("backup", 21002, 8554)]
-    container_ports = [p["name"] for p in docs[1]["spec"]["template"]["spec"]["containers"][0]["ports"]]
+    deployment = render.find(docs, "Deployment")
+    container_ports = [p["name"] for p in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]]
     assert container_ports == ["ingest", "rtsp", "api", "metrics"]
-    srt = ingest_endpoint(inp, render.ingests(inp, 20001)[0], docs[3])
+    srt = ingest_endpoint(inp, render.ingests(inp, 20001)[0], svc)
     assert srt == "srt://cam-ingest.live.svc:20001?streamid=publish:cam-primary"
 
 
@@ -98,8 +103,9 @@ def test_nodeport_backup_endpoint_uses_its_own_node_port():
 def test_without_backup_nothing_changes():
     inp = _input("srt")
     cfg = yaml.safe_load(render.mediamtx_config(inp, 20001))
-    assert cfg["paths"] == {"cam": {"source": "publisher"}}
-    containers = render.render_input(inp, 20001, SETTINGS)[1]["spec"]["template"]["spec"]["containers"]
+    assert cfg["paths"] == {"cam": {"source": "publisher", "overridePublisher": False}}
+    deployment = render.find(render.render_input(inp, 20001, SETTINGS), "Deployment")
+    containers = deployment["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["mediamtx"]
 
 

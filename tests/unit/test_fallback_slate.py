@@ -9,7 +9,7 @@ from streamdist.models import parse_input
 
 
 def _input(fallback=None):
-    spec = {"protocol": "srt"}
+    spec = {"protocol": "srt", "publishSecretRef": {"name": "cam-publish", "key": "credential"}}
     if fallback is not None:
         spec["fallback"] = fallback
     return parse_input({"metadata": {"name": "cam", "namespace": "live"}, "spec": spec})
@@ -33,7 +33,7 @@ def test_fallback_turns_on_always_available_with_the_source_tracks():
 
 def test_without_fallback_behaviour_stays_as_before():
     path = yaml.safe_load(render.mediamtx_config(_input(), 20001))["paths"]["cam"]
-    assert path == {"source": "publisher"}
+    assert path == {"source": "publisher", "overridePublisher": False}
 
 
 def test_active_source_and_on_air():

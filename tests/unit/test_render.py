@@ -16,11 +16,13 @@ from streamdist.settings import Settings
 
 GOLDEN = Path(__file__).parent / "golden"
 SETTINGS = Settings()
+PUBLISH = {"name": "pub", "key": "credential"}
 INPUTS = {
     "udp": {"protocol": "udp"},
-    "srt": {"protocol": "srt", "passphraseSecretRef": {"name": "pp", "key": "passphrase"}},
-    "rtmp": {"protocol": "rtmp", "service": {"type": "NodePort"}},
-    "rtsp": {"protocol": "rtsp", "service": {"type": "LoadBalancer"}},
+    "srt": {"protocol": "srt", "passphraseSecretRef": {"name": "pp", "key": "passphrase"}, "publishSecretRef": PUBLISH},
+    "rtmp": {"protocol": "rtmp", "service": {"type": "NodePort"}, "publishSecretRef": PUBLISH},
+    "rtsp": {"protocol": "rtsp", "service": {"type": "LoadBalancer"}, "publishSecretRef": PUBLISH,
+             "allowedSources": ["203.0.113.0/24"]},
 }
 OUTPUTS = {
     "srt-caller": {"url": "srt://dec.example:9000?mode=caller&latency=200000"},
@@ -69,22 +71,25 @@ def test_output_golden(protocol, form):
     assert container["command"] == ["streamdist-ffmpeg"]
     masked = {e["name"]: e.get("value") for e in container["env"]}[render.MASKED_DESTINATION_ENV]
     assert masked == dest.masked and container["args"][-1] in (out.spec.url, f"$({render.DESTINATION_ENV})")
-    assert f"rtsp://in-{protocol}.live.svc:8554/in-{protocol}" in container["args"]
+    read = f"rtsp://$(STREAMDIST_READ_USER):$(STREAMDIST_READ_PASSWORD)@in-{protocol}.live.svc:8554/in-{protocol}"
+    assert read in container["args"]
     assert "CANARYkey0042" not in yaml.safe_dump(docs)
 
 
 def test_input_children_have_owner_and_labels():
     docs = render.render_input(_input("srt"), 20001, SETTINGS)
-    assert [d["kind"] for d in docs] == ["ConfigMap", "Deployment", "Service", "Service"]
+    assert [d["kind"] for d in docs] == ["Secret", "ConfigMap", "NetworkPolicy", "Deployment", "Service", "Service"]
     for doc in docs:
         assert doc["metadata"]["ownerReferences"][0]["kind"] == "StreamInput"
         assert doc["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "streamdist"
         assert doc["metadata"]["labels"]["streamdist.io/input"] == "in-srt"
-    ingest = docs[3]
+    inside, ingest = render.input_services(docs)
     assert ingest["spec"]["ports"] == [{"name": "ingest", "port": 20001, "targetPort": 20001, "protocol": "UDP"}]
-    internal_ports = {p["name"] for p in docs[2]["spec"]["ports"]}
+    internal_ports = {p["name"] for p in inside["spec"]["ports"]}
     assert "ingest" not in internal_ports
     assert not {"api", "metrics"} & {p["name"] for p in ingest["spec"]["ports"]}
+    no_policy = render.render_input(_input("srt"), 20001, Settings(network_policies=False))
+    assert "NetworkPolicy" not in [d["kind"] for d in no_policy]
 
 
 def test_mediamtx_config_turns_off_unused_servers():
@@ -95,13 +100,20 @@ def test_mediamtx_config_turns_off_unused_servers():
     srt = yaml.safe_load(render.mediamtx_config(_input("srt"), 20002))
     assert srt["srt"] is True and srt["srtAddress"] == ":20002"
     assert srt["paths"]["in-srt"]["source"] == "publisher"
+    assert srt["paths"]["in-srt"]["overridePublisher"] is False, "a live publisher is never kicked by a second one"
 
 
-def test_srt_passphrase_only_from_secret():
+def test_router_secrets_only_from_the_inputs_credentials_secret():
     docs = render.render_input(_input("srt"), 20001, SETTINGS)
-    env = docs[1]["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert env == [{"name": "MTX_PATHDEFAULTS_SRTPUBLISHPASSPHRASE",
-                    "valueFrom": {"secretKeyRef": {"name": "pp", "key": "passphrase"}}}]
+    env = render.find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env}
+    assert refs == {
+        "MTX_AUTHINTERNALUSERS_2_USER": {"name": "in-srt-credentials", "key": "publishUser"},
+        "MTX_AUTHINTERNALUSERS_2_PASS": {"name": "in-srt-credentials", "key": "publishPassword"},
+        "MTX_PATHS_IN-SRT_SRTPUBLISHPASSPHRASE": {"name": "in-srt-credentials", "key": "srtPassphrase"},
+        "MTX_PATHS_IN-SRT_SRTREADPASSPHRASE": {"name": "in-srt-credentials", "key": "srtReadPassphrase"},
+    }
+    assert all("value" not in e for e in env)
 
 
 def test_secret_destination_goes_through_env():
@@ -109,9 +121,13 @@ def test_secret_destination_goes_through_env():
     docs = render.render_output(out, render.OutputPlan(destination=urls.parse(SECRET_URL)), SETTINGS)
     container = docs[0]["spec"]["containers"][0]
     assert container["args"][-1] == "$(STREAMDIST_DESTINATION)"
-    assert container["env"] == [{"name": "STREAMDIST_DESTINATION",
-                                 "valueFrom": {"secretKeyRef": {"name": "yt", "key": "url"}}},
-                                {"name": "STREAMDIST_MASKED_DESTINATION", "value": urls.mask(SECRET_URL)}]
+    assert container["env"] == [
+        {"name": "STREAMDIST_READ_USER", "valueFrom": {"secretKeyRef": {"name": "in-udp-credentials", "key": "readUser"}}},
+        {"name": "STREAMDIST_READ_PASSWORD",
+         "valueFrom": {"secretKeyRef": {"name": "in-udp-credentials", "key": "readPassword"}}},
+        {"name": "STREAMDIST_DESTINATION", "valueFrom": {"secretKeyRef": {"name": "yt", "key": "url"}}},
+        {"name": "STREAMDIST_MASKED_DESTINATION", "value": urls.mask(SECRET_URL)},
+    ]
     assert "CANARY" not in urls.mask(SECRET_URL)
 
 

@@ -50,6 +50,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- printf "%s:%s" .Values.images.ffmpeg.repository .Values.images.ffmpeg.tag -}}
 {{- end -}}
 
+{{- define "streamdist.keySecretName" -}}
+{{- printf "%s-key" (include "streamdist.fullname" .) -}}
+{{- end -}}
+
 {{- define "streamdist.mediamtxImage" -}}
 {{- printf "%s:%s" .Values.images.mediamtx.repository .Values.images.mediamtx.tag -}}
 {{- end -}}
@@ -89,10 +93,16 @@ the operator with exactly these rights. */}}
 - apiGroups: [""]
   resources: [services]
   verbs: [get, create, patch, delete]
-# Secrets: read one key by name (urlFrom.secretKeyRef); never listed or watched.
+# Secrets: a user's Secret is read by name only (get: its metadata first, for the
+# opt-in label, then its value); each input's credentials Secret is created and
+# server-side applied (create, patch). Never listed or watched, never deleted.
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]
+  verbs: [get, create, patch]
+# Each router's NetworkPolicy: created, or read and server-side applied when ours.
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, create, patch]
 # Events on StreamInputs/StreamOutputs (core/v1 Events).
 - apiGroups: [""]
   resources: [events]

@@ -16,8 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import credentials, secret_policy
 from ..kube import Kube
 from ..mediamtx import InputHealth, PathSample
+from ..models import SecretKeyRef
+from ..secret_policy import Refusal, Usage
 from ..settings import Settings
 
 log = logging.getLogger("streamdist")
@@ -60,6 +63,8 @@ class Applied:
     digest: str
     endpoints: Endpoints
     api_host: str  # ClusterIP of the input's in-cluster Service (control API)
+    service_ips: frozenset[str] = frozenset()  # ClusterIPs of both Services: never a destination
+    api_auth: tuple[str, str] = ("", "")  # the operator's control-API user and password
 
 
 @dataclass(frozen=True)
@@ -95,8 +100,10 @@ class Context:
     # Latest MediaMTX health per input, and per output what flows to its FFmpeg.
     health: dict[Key, InputObservation] = field(default_factory=dict)
     flow: dict[Key, Flow] = field(default_factory=dict)
-    # Secrets behind urlFrom, read at most every SECRET_TTL seconds: (read at, value).
-    secrets: dict[tuple[str, str, str], tuple[float, tuple[str, str] | None]] = field(default_factory=dict)
+    # Secrets that opted in, read at most every SECRET_TTL seconds: (read at, value).
+    secrets: dict[tuple[str, str, str, str], tuple[float, tuple[str, str]]] = field(default_factory=dict)
+    # The installation key every router credential is derived from (read at start-up).
+    key: str = ""
     # Digest of the extra children (SRT listener Service) last applied per output.
     applied_extras: dict[Key, str] = field(default_factory=dict)
     # Status last written per (kind, namespace, name): (uid, status).
@@ -122,21 +129,33 @@ class Context:
         self.flow.pop(key, None)
         self.failures.pop(key, None)
 
-    def read_secret(self, namespace: str, name: str, key: str) -> tuple[str, str] | None:
-        """(value, resourceVersion) of a Secret key, read again only after SECRET_TTL.
+    def read_secret(self, namespace: str, ref: SecretKeyRef, usage: Usage) -> tuple[str, str] | Refusal:
+        """(value, resourceVersion) of a Secret key that opted in to `usage`, read again
+        only after SECRET_TTL; else why it may not be used.
 
         Watching Secrets would need list/watch on every Secret of the cluster; a short
         cache keeps the operator at `get` on the ones it is pointed at, and a rotation
-        shows within the TTL. A missing Secret is asked again every time.
+        shows within the TTL. A refusal is not cached: a label added shows at once.
+        The label is checked on metadata alone before any value is fetched.
         """
-        cache_key = (namespace, name, key)
+        cache_key = (namespace, ref.name, ref.key, usage)
         now = time.monotonic()
         cached = self.secrets.get(cache_key)
-        if cached and now - cached[0] < SECRET_TTL and cached[1] is not None:
+        if cached and now - cached[0] < SECRET_TTL:
             return cached[1]
-        found = self.kube.read_secret_key(namespace, name, key)
+        refused = secret_policy.refusal(self.kube.secret_meta(namespace, ref.name), usage)
+        if refused:
+            self.secrets.pop(cache_key, None)
+            return refused
+        found = self.kube.read_secret_key(namespace, ref.name, ref.key)
+        if found is None:
+            return secret_policy.missing_key(usage)
         self.secrets[cache_key] = (now, found)
         return found
+
+    def router_credentials(self, namespace: str, name: str, uid: str) -> credentials.RouterCredentials:
+        """The credentials an input's router accepts, derived from the installation key."""
+        return credentials.for_input(self.key, namespace, name, uid)
 
     def bind(self, **indexes: Mapping[Key, Any]) -> None:
         """Remember kopf's live indexes the first time a handler receives them."""

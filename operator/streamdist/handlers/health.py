@@ -32,7 +32,10 @@ def poll_all(ctx: Context) -> list[Key]:
 def poll(ctx: Context, key: Key) -> bool:
     """One poll of one router; True when what the status shows may have changed."""
     applied = ctx.applied[key]
-    client = MediaMTXClient(f"http://{applied.api_host}:{render.API_PORT}", timeout=POLL_TIMEOUT)
+    user, password = applied.api_auth
+    client = MediaMTXClient(
+        f"http://{applied.api_host}:{render.API_PORT}", timeout=POLL_TIMEOUT, username=user, password=password
+    )
     before = ctx.health.get(key)
     try:
         health, sample = client.health(key[1], before.sample if before else None)

@@ -7,10 +7,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .. import ports, render
+from .. import credentials, ports, render
 from ..kube import NameConflict
 from ..metrics import RECONCILE_SECONDS
-from ..models import StreamInput, explain, parse_input
+from ..models import SecretKeyRef, StreamInput, explain, parse_input
+from ..secret_policy import Refusal, Usage
 from ..status import Cond, conditions, input_phase, now_iso, quantize_bitrate
 from .context import Applied, Context, Endpoints, InputObservation, Key, logline
 from .reporting import previous_status, report
@@ -44,9 +45,9 @@ def _reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> None:
     except ValidationError as exc:
         _fail(ctx, body, "InvalidSpec", explain(exc))
         return
-    ref = inp.spec.passphrase_secret_ref
-    if ref and ctx.read_secret(inp.metadata.namespace, ref.name, ref.key) is None:
-        _fail(ctx, body, "SecretNotFound", f"Secret {ref.name!r} with key {ref.key!r} (the SRT passphrase) not found")
+    plan = router_plan(ctx, inp)
+    if isinstance(plan, Refusal):
+        _fail(ctx, body, plan.reason, plan.message)
         return
     assignment = _take_port(ctx, key, inp, meta.get("creationTimestamp", ""), body.get("status") or {})
     if assignment.port is None:
@@ -57,11 +58,44 @@ def _reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> None:
             _fail(ctx, body, "NoFreePort", f"no free port left in {ctx.settings.port_min}-{ctx.settings.port_max}")
         return
     try:
-        endpoints = _apply_children(ctx, key, inp, assignment.port)
+        applied = _apply_children(ctx, key, inp, assignment.port, plan)
     except NameConflict as exc:
         _fail(ctx, body, "NameConflict", f"{exc}; rename this StreamInput")
         return
-    _report(ctx, body, inp, assignment.port, endpoints)
+    _report(ctx, body, inp, assignment.port, applied.endpoints)
+
+
+def router_plan(ctx: Context, inp: StreamInput) -> render.RouterPlan | Refusal:
+    """The router's credentials, with the publisher's and the SRT passphrase from the
+    Secrets the spec names (only Secrets that opted in, values checked)."""
+    spec, ns = inp.spec, inp.metadata.namespace
+    publisher = passphrase = None
+    if spec.publish_secret_ref:
+        got = _secret(ctx, ns, spec.publish_secret_ref, "publish", "InvalidPublishCredential")
+        if isinstance(got, Refusal):
+            return got
+        publisher = credentials.parse_publisher(got)
+    if spec.passphrase_secret_ref:
+        got = _secret(ctx, ns, spec.passphrase_secret_ref, "passphrase", "InvalidPassphrase")
+        if isinstance(got, Refusal):
+            return got
+        passphrase = got
+    return render.RouterPlan(ctx.router_credentials(ns, inp.metadata.name, inp.metadata.uid), publisher, passphrase)
+
+
+_CHECKS = {"publish": credentials.parse_publisher, "passphrase": credentials.check_srt_passphrase}
+
+
+def _secret(ctx: Context, ns: str, ref: SecretKeyRef, usage: Usage, invalid: str) -> str | Refusal:
+    """A Secret value that may be used for `usage` and passes its check."""
+    got = ctx.read_secret(ns, ref, usage)
+    if isinstance(got, Refusal):
+        return got
+    try:
+        _CHECKS[usage](got[0])
+    except credentials.CredentialError as exc:
+        return Refusal(invalid, str(exc))
+    return got[0]
 
 
 def _take_port(ctx: Context, key: Key, inp: StreamInput, created: str, status: dict[str, Any]) -> ports.Assignment:
@@ -94,33 +128,40 @@ def _claims(ctx: Context) -> list[ports.Claim]:
     return list(out.values())
 
 
-def _apply_children(ctx: Context, key: Key, inp: StreamInput, port: int) -> Endpoints:
-    """Apply ConfigMap, Deployment and Services; returns the ingest endpoint(s)."""
-    docs = render.render_input(inp, port, ctx.settings)
+def _apply_children(ctx: Context, key: Key, inp: StreamInput, port: int, plan: render.RouterPlan) -> Applied:
+    """Apply the Secret, ConfigMap, NetworkPolicy, Deployment and Services; remember them."""
+    docs = render.render_input(inp, port, ctx.settings, plan)
     digest = render.applied_digest(docs)
     last = ctx.applied.get(key)
     if last and last.digest == digest:
-        return last.endpoints
+        return last
     services = _adopt(ctx, key, docs, digest)
     if services is None:
-        services = [ctx.kube.apply_owned(doc) for doc in docs][-2:]
+        stored = {(d["kind"], d["metadata"]["name"]): ctx.kube.apply_owned(d) for d in docs}
+        services = tuple(stored[("Service", s["metadata"]["name"])] for s in render.input_services(docs))
         logline("router-applied", namespace=key[0], input=key[1], digest=digest)
     else:
         logline("router-adopted", namespace=key[0], input=key[1], digest=digest)
-    endpoints = tuple(ingest_endpoint(inp, ingest, services[1]) for ingest in render.ingests(inp, port))
-    api_host = (services[0].get("spec") or {}).get("clusterIP") or ""
-    ctx.applied[key] = Applied(digest, endpoints, api_host)
-    return endpoints
+    inside, ingest = services
+    endpoints = tuple(ingest_endpoint(inp, i, ingest) for i in render.ingests(inp, port))
+    ips = frozenset(ip for s in services if (ip := (s.get("spec") or {}).get("clusterIP")) and ip != "None")
+    creds = plan.credentials
+    api_host = (inside.get("spec") or {}).get("clusterIP") or ""
+    applied = Applied(digest, endpoints, api_host, ips, (creds.api_user, creds.api_password))
+    ctx.applied[key] = applied
+    return applied
 
 
-def _adopt(ctx: Context, key: Key, docs: list[dict[str, Any]], digest: str) -> list[dict[str, Any]] | None:
+def _adopt(
+    ctx: Context, key: Key, docs: list[dict[str, Any]], digest: str
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """After a restart: children an earlier run applied, unchanged (the digest on the
     Deployment says so), need only their two Services read, not everything re-applied."""
     router = ctx.idx.one(ctx.idx.routers, key) or {}
     if router.get("appliedDigest") != digest:
         return None
-    services = [ctx.kube.get(doc) for doc in docs[-2:]]
-    return [s for s in services if s is not None] if all(services) else None
+    inside, ingest = (ctx.kube.get(doc) for doc in render.input_services(docs))
+    return (inside, ingest) if inside and ingest else None
 
 
 def ingest_endpoint(inp: StreamInput, ingest: render.Ingest, service: dict[str, Any]) -> str:

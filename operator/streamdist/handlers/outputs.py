@@ -9,10 +9,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .. import render, urls
+from .. import destinations, render, urls
 from ..kube import NameConflict
 from ..metrics import RECONCILE_SECONDS
 from ..models import StreamOutput, explain, parse_output
+from ..secret_policy import Refusal
 from ..status import (
     Cond,
     OutputStatus,
@@ -35,6 +36,7 @@ SERVICE_DELETED = "deleted"
 STALL_SECONDS = 12.0
 # A replaced pod's FFmpeg gets this long to stop (it exits at once on SIGTERM).
 REPLACE_GRACE_SECONDS = 1
+INPUT_REASONS = frozenset({"InputNotFound", "InputNotReady"})
 
 
 @dataclass(frozen=True)
@@ -161,15 +163,24 @@ def _destination(ctx: Context, out: StreamOutput) -> tuple[urls.Destination, str
         url, version = out.spec.url, ""
     else:
         assert out.spec.url_from is not None
-        ref = out.spec.url_from.secret_key_ref
-        found = ctx.read_secret(out.metadata.namespace, ref.name, ref.key)
-        if found is None:
-            return Blocked("Failed", "SecretNotFound", f"Secret {ref.name!r} with key {ref.key!r} not found")
+        found = ctx.read_secret(out.metadata.namespace, out.spec.url_from.secret_key_ref, "destination")
+        if isinstance(found, Refusal):
+            return Blocked("Failed", found.reason, found.message)
         url, version = found
     try:
-        return urls.parse(url), version
+        dest = urls.parse(url)
     except urls.URLError as exc:
         return Blocked("Invalid", "InvalidURL", str(exc))
+    if _is_router(ctx, out.metadata.namespace, dest):
+        return Blocked("Failed", "ForbiddenDestination", destinations.MESSAGE)
+    return dest, version
+
+
+def _is_router(ctx: Context, namespace: str, dest: urls.Destination) -> bool:
+    """A destination that names a streamdist router or ingest, of any namespace."""
+    router_ips = {ip for applied in list(ctx.applied.values()) for ip in applied.service_ips}
+    inputs = set(ctx.idx.inputs)
+    return destinations.is_router(dest.host, namespace, inputs, router_ips, ctx.settings.cluster_domain)
 
 
 def _input_blocker(ctx: Context, out: StreamOutput, input_body: dict[str, Any] | None) -> Blocked | None:
@@ -185,6 +196,10 @@ def _input_blocker(ctx: Context, out: StreamOutput, input_body: dict[str, Any] |
         return Blocked(
             "Failed", "TooManyOutputs", f"StreamInput {out.spec.input!r} feeds at most {limit} outputs (maxOutputs)"
         )
+    if ctx.idx.one(ctx.idx.routers, (ns, out.spec.input)) is None:
+        # Its credentials Secret comes with the router: a pod started before it would
+        # fail to start (CreateContainerConfigError). The router's event brings us back.
+        return Blocked("Pending", "InputNotReady", "the input's router has not been created yet")
     return None
 
 
@@ -314,6 +329,6 @@ def _stop(ctx: Context, key: Key, body: dict[str, Any], why: Blocked, dest: urls
         carried=reconnects,
         replacements=int(previous.get("replacements") or 0),
         last_error=previous.get("lastError", ""),
-        input_ready=Cond("InputReady", "False", why.reason, why.message) if why.reason == "InputNotFound" else None,
+        input_ready=Cond("InputReady", "False", why.reason, why.message) if why.reason in INPUT_REASONS else None,
     ).render(previous, now_iso())
     report(ctx, KIND, body, status, why.reason, why.message)

@@ -166,6 +166,8 @@ def router_event(event: Any, namespace: str, labels: Any, memo: Any, **kw: Any) 
     if _listed(event) and key in ctx.idx.inputs:
         return  # the input's own event reconciles it
     guarded(inputs.reconcile, ctx, key)
+    if event.get("type") == "ADDED":
+        _siblings(ctx, namespace, key[1])  # outputs wait for the router (its credentials)
 
 
 # --- periodic resync ---------------------------------------------------------------
@@ -240,6 +242,8 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.execution.max_workers = 16
     settings.networking.error_backoffs = [1, 2, 5, 10]
+    key_ns, _, key_name = memo.ctx.settings.key_secret.partition("/")
+    memo.ctx.key = await asyncio.get_running_loop().run_in_executor(None, memo.ctx.kube.installation_key, key_ns, key_name)
     memo.resync_task = asyncio.create_task(_resync_loop(memo.ctx))
     if memo.ctx.settings.metrics_port:
         REGISTRY.register(StatusCollector(memo.ctx))
