@@ -20,8 +20,6 @@ from pathlib import Path
 import pytest
 from tests.harness import media, rendered
 
-from streamdist.models import parse_input
-
 pytestmark = pytest.mark.media
 
 GAP = 10.0
@@ -37,11 +35,10 @@ def group(tmp_path):
 
 
 def _router(tmp_path: Path, group: media.ProcessGroup, fallback: bool) -> rendered.RenderedInput:
-    spec: dict = {"protocol": "rtmp"}
+    spec: dict = {}
     if fallback:
         spec["fallback"] = {"video": "H264", "audio": "MPEG4Audio", "sampleRate": 48000, "channelCount": 2}
-    inp = parse_input({"metadata": {"name": "cam", "namespace": rendered.NAMESPACE, "uid": "uid-cam"}, "spec": spec})
-    return rendered.start_input(inp, tmp_path / "router", group=group)
+    return rendered.start_input(rendered.make_input("cam", "rtmp", **spec), tmp_path / "router", group=group)
 
 
 def _online(router: rendered.RenderedInput) -> bool:

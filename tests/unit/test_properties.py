@@ -196,10 +196,11 @@ def test_url_from_secret_reaches_the_pod_as_an_env_reference_only(case: tuple[st
     container = docs[0]["spec"]["containers"][0]
     assert container["args"][-1] == f"$({render.DESTINATION_ENV})"
     assert container["args"].count(f"$({render.DESTINATION_ENV})") == 1
-    assert container["env"] == [
+    assert container["env"][2:] == [
         {"name": render.DESTINATION_ENV, "valueFrom": {"secretKeyRef": {"name": "dest", "key": "url"}}},
         {"name": render.MASKED_DESTINATION_ENV, "value": masked},
     ]
+    assert [e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"][:2]] == ["cam-credentials"] * 2
 
 
 # --- a URL never adds an FFmpeg option ----------------------------------------------------
@@ -302,6 +303,7 @@ input_specs = st.fixed_dictionaries(
         "port": st.integers(1024, 65535),
         "service": st.fixed_dictionaries({"type": st.sampled_from(["ClusterIP", "NodePort", "LoadBalancer"])}),
         "maxOutputs": st.integers(1, 200),
+        "allowedSources": st.lists(st.sampled_from(["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]), max_size=3),
     },
 )
 output_urls = st.one_of(
@@ -339,6 +341,12 @@ def check_manifest(doc: dict[str, Any]) -> None:
             assert p["protocol"] in ("TCP", "UDP")
         for key, value in doc["spec"]["selector"].items():
             _label_ok(key, value)
+    if doc["kind"] == "NetworkPolicy":
+        for rule in doc["spec"]["ingress"]:
+            assert rule["ports"] and all(1 <= p["port"] <= 65535 and p["protocol"] in ("TCP", "UDP")
+                                         for p in rule["ports"])
+    if doc["kind"] == "Secret":
+        assert doc["type"] == "Opaque" and all(ENV_NAME.match(k) for k in doc["stringData"])
     if doc["kind"] == "ConfigMap":
         for key in doc["data"]:
             assert CONFIG_KEY.match(key)
@@ -383,9 +391,11 @@ def test_rendered_input_manifests_are_well_formed(name: str, spec: dict[str, Any
     assume(len(name) <= 56)
     if passphrase and spec.get("protocol") == "srt":
         spec = {**spec, "passphraseSecretRef": {"name": "pp", "key": "passphrase"}}
+    if spec.get("protocol", "udp") != "udp":
+        spec = {**spec, "publishSecretRef": {"name": "pub", "key": "credential"}}
     inp = parse_input({"metadata": {"name": name, "namespace": "live", "uid": "u-2", "generation": 1}, "spec": spec})
     docs = render.render_input(inp, spec.get("port", allocated), SETTINGS)
-    assert {d["kind"] for d in docs} == {"ConfigMap", "Deployment", "Service"}
+    assert {d["kind"] for d in docs} == {"Secret", "ConfigMap", "NetworkPolicy", "Deployment", "Service"}
     for doc in docs:
         check_manifest(doc)
 
