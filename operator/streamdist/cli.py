@@ -111,8 +111,9 @@ def render_docs(docs: list[dict[str, Any]], settings: Settings) -> list[tuple[st
         if got.port is None:
             raise SystemExit(f"StreamInput {'/'.join(key)}: port {inp.spec.port} clashes with {got.conflict_with}")
         claims.append(ports.Claim(key, got.port, str(len(claims)).zfill(6)))
-        plan = _router_plan(secrets, inp)
-        out += [(f"StreamInput {'/'.join(key)}", _shown(m)) for m in render.render_input(inp, got.port, settings, plan)]
+        router = _router_plan(secrets, inp)
+        manifests = render.render_input(inp, got.port, settings, router)
+        out += [(f"StreamInput {'/'.join(key)}", _shown(m)) for m in manifests]
     for doc in docs:
         if doc.get("kind") != "StreamOutput":
             continue

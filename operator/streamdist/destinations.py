@@ -45,4 +45,6 @@ def is_router(
     if found is None:
         return False
     ns, service = found
-    return (ns, service) in inputs or (service.endswith(INGEST_SUFFIX) and (ns, service[: -len(INGEST_SUFFIX)]) in inputs)
+    if service.endswith(INGEST_SUFFIX):
+        service = service[: -len(INGEST_SUFFIX)]
+    return (ns, service) in inputs or (ns, found[1]) in inputs

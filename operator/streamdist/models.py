@@ -127,7 +127,9 @@ class StreamInputSpec(_Model):
     @model_validator(mode="after")
     def _publisher_credential(self) -> StreamInputSpec:
         if self.protocols & CREDENTIAL_PROTOCOLS and self.publish_secret_ref is None:
-            raise ValueError("publishSecretRef is required: srt, rtmp and rtsp ingests take only credentialed publishers")
+            raise ValueError(
+                "publishSecretRef is required: srt, rtmp and rtsp ingests take only credentialed publishers"
+            )
         if self.publish_secret_ref is not None and not self.protocols & CREDENTIAL_PROTOCOLS:
             raise ValueError("publishSecretRef needs an srt, rtmp or rtsp ingest (udp carries no credential)")
         return self

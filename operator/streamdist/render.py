@@ -287,7 +287,8 @@ def _router_env(inp: StreamInput, plan: RouterPlan, secret: str) -> list[dict[st
                 ref(f"MTX_AUTHINTERNALUSERS_{PUBLISHER_INDEX}_PASS", credentials.PUBLISH_PASSWORD_KEY)]  # fmt: skip
     srt_paths = [i.path for i in ingests(inp, 0) if i.protocol == "srt"]
     if plan.srt_passphrase:
-        env += [ref(f"MTX_PATHS_{_env_path(p)}_SRTPUBLISHPASSPHRASE", credentials.SRT_PASSPHRASE_KEY) for p in srt_paths]
+        key = credentials.SRT_PASSPHRASE_KEY
+        env += [ref(f"MTX_PATHS_{_env_path(p)}_SRTPUBLISHPASSPHRASE", key) for p in srt_paths]
     if srt_paths:
         env.append(ref(f"MTX_PATHS_{_env_path(inp.metadata.name)}_SRTREADPASSPHRASE",
                        credentials.SRT_READ_PASSPHRASE_KEY))  # fmt: skip

@@ -86,13 +86,36 @@ def test_missing_secret_is_reported_and_heals(k: Kubectl):
     assert k.wait("event", lambda: [e for e in k.events("keyed") if e["reason"] == "SecretNotFound"])
     assert not _pods(k, "keyed")
     k("create", "secret", "generic", "stream-key", f"--from-literal=url=rtmp://live.example/app/{CANARY}")
+    # a Secret that has not opted in is not used, until it carries its label
+    k.wait("SecretNotAllowed", lambda: (c := k.condition("so", "keyed", "Ready")) and c["reason"] == "SecretNotAllowed")
+    assert not _pods(k, "keyed")
+    k("label", "secret", "stream-key", "streamdist.io/secret-usage=destination")
     k.wait("healed", lambda: _phase(k, "keyed") == "Streaming", timeout=40)
     status = k.status("so", "keyed")
     assert status["destination"] == "rtmp://live.example/app/***"
     pod = _pods(k, "keyed")[0]
     assert CANARY not in str(pod)
-    env = pod["spec"]["containers"][0]["env"]
-    assert env[0]["valueFrom"]["secretKeyRef"] == {"name": "stream-key", "key": "url"}
+    env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+    assert env["STREAMDIST_DESTINATION"]["valueFrom"]["secretKeyRef"] == {"name": "stream-key", "key": "url"}
+
+
+def test_destination_that_is_a_router_is_forbidden(k: Kubectl):
+    """By the router's ClusterIP and by its ingest Service's FQDN (trailing dot): the
+    output gets ForbiddenDestination with an Event of its own, and no pod."""
+    k.apply_file("examples/inputs/udp.yaml")
+    ip = k.wait("router Service", lambda: (k.get("service", "studio-udp").get("spec") or {}).get("clusterIP"))
+    k.wait("router applied", lambda: k.status("si", "studio-udp").get("endpoint"))
+    k("apply", "-f", "-", input="---\n".join([
+        _output_yaml("by-ip", url=f"rtsp://{ip}:8554/studio-udp"),
+        _output_yaml("by-fqdn", url=f"udp://studio-udp-ingest.{k.ns}.svc.cluster.local.:20000"),
+        _output_yaml("fine", url="udp://h.example:5000"),
+    ]))
+    for name in ("by-ip", "by-fqdn"):
+        k.wait(f"{name} forbidden", lambda n=name: (c := k.condition("so", n, "Ready")) and c["reason"] == "ForbiddenDestination")
+        events = k.wait(f"{name} event", lambda n=name: [e for e in k.events(n) if e["reason"] == "ForbiddenDestination"])
+        assert all(e["involvedObject"]["name"] == name for e in events)
+        assert not _pods(k, name)
+    k.wait("the good output streams", lambda: _phase(k, "fine") == "Streaming")
 
 
 def test_twenty_first_output_is_refused_and_heals(k: Kubectl):
@@ -130,6 +153,7 @@ def test_operator_killed_mid_burst_converges(k: Kubectl, operator):
 def test_printer_columns_and_no_secret_anywhere(k: Kubectl, operator):
     k.apply_file("examples/inputs/udp.yaml")
     k("create", "secret", "generic", "canary", f"--from-literal=url=rtmps://live.example:443/app/{CANARY}")
+    k("label", "secret", "canary", "streamdist.io/secret-usage=destination")
     k("apply", "-f", "-", input=("apiVersion: streamdist.io/v1alpha1\nkind: StreamOutput\nmetadata: {name: canary}\n"
                                  "spec: {input: studio-udp, urlFrom: {secretKeyRef: {name: canary, key: url}}}\n"))
     k("apply", "-f", "-", input=_output_yaml("plain", url=f"rtmp://live.example/app/{CANARY}"))

@@ -9,6 +9,7 @@ refusal matrix of the closing note).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -52,10 +53,8 @@ def _auth(pair: tuple[str, str] | None) -> list[str]:
 
 def _refused(proc: media.ManagedProcess, router: rendered.RenderedInput, path: str) -> bool:
     """The client failed and the path has no source from it."""
-    try:
+    with contextlib.suppress(Exception):  # still running: judged by the path below
         proc.wait(REFUSED_WITHIN)
-    except Exception:
-        pass
     sample = router.mediamtx.path(path) if router.mediamtx else None
     return not (sample and sample.online and proc.alive())
 

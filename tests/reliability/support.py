@@ -18,8 +18,20 @@ API = "streamdist.io/v1alpha1"
 MANAGED = "app.kubernetes.io/managed-by=streamdist"
 
 
+CREDENTIALED = ("srt", "rtmp", "rtsp")
+PUBLISH_CREDENTIAL = "encoder:publish-pass-0001"
+
+
 def si(name: str, **spec: Any) -> dict[str, Any]:
+    """A StreamInput; an srt, rtmp or rtsp one names the Secret publisher(name) makes."""
+    if spec.get("protocol") in CREDENTIALED:
+        spec.setdefault("publishSecretRef", {"name": f"{name}-publish", "key": "credential"})
     return {"apiVersion": API, "kind": "StreamInput", "metadata": {"name": name}, "spec": spec}
+
+
+def publisher(input_name: str, credential: str = PUBLISH_CREDENTIAL) -> dict[str, Any]:
+    """The publishSecretRef Secret si() names for an input."""
+    return secret(f"{input_name}-publish", credential=credential)
 
 
 def so(name: str, input: str = "good", url: str | None = None, **spec: Any) -> dict[str, Any]:
@@ -34,8 +46,17 @@ def url_from(name: str, key: str = "url") -> dict[str, Any]:
     return {"secretKeyRef": {"name": name, "key": key}}
 
 
-def secret(name: str, **data: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque", "stringData": data}
+# What each data key is for: the label a Secret needs before the operator uses it.
+USAGES = {"url": "destination", "passphrase": "passphrase", "credential": "publish"}
+
+
+def secret(name: str, usage: str | None = None, **data: str) -> dict[str, Any]:
+    """An Opaque Secret, opted in (streamdist.io/secret-usage) for the use its key
+    names, or for `usage`; usage="" makes one that does not opt in."""
+    usage = next((USAGES[k] for k in data if k in USAGES), "") if usage is None else usage
+    labels = {"streamdist.io/secret-usage": usage} if usage else {}
+    meta = {"name": name, **({"labels": labels} if labels else {})}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque", "stringData": data}
 
 
 def text(*docs: dict[str, Any]) -> str:

@@ -296,7 +296,8 @@ def test_secret_rotation_replaces_the_pod_and_logs_no_key(rk: Kubectl, operator:
          == [second["pod"]], timeout=30)
     (pod2,) = pods(k, "streamdist.io/output=rot")
     assert pod2["metadata"]["annotations"]["streamdist.io/revision"] != rev1
-    assert pod2["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "rot", "key": "url"}
+    env = {e["name"]: e for e in pod2["spec"]["containers"][0]["env"]}
+    assert env["STREAMDIST_DESTINATION"]["valueFrom"]["secretKeyRef"] == {"name": "rot", "key": "url"}
     assert second["reconnects"] >= first["reconnects"], "reconnects never go down"
     assert second["destination"] == first["destination"] == "rtmps://live.example:443/app/***"
     seen = operator.logs() + k("get", "events", "-o", "json").stdout + str(pod1) + str(pod2) + str(second)

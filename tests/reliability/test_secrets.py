@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 from tests.integration.conftest import Kubectl
-from tests.reliability.support import pods, poll, secret, si, so, text, url_from
+from tests.reliability.support import pods, poll, publisher, secret, si, so, text, url_from
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -75,6 +75,7 @@ def test_canary_appears_nowhere(rk: Kubectl, operator, control_plane):
         secret("srt-dest", url=f"srt://dec.example:9000?passphrase={CANARY_PASS}&streamid={CANARY_KEY}&latency=200"),
         secret("rtmp-auth", url=f"rtmp://encoder:{CANARY_PASS}@live.example/app/{CANARY_KEY}?token={CANARY_KEY}"),
         secret("listener", url=f"srt://:9100?mode=listener&passphrase={CANARY_PASS}"),
+        publisher("cam-srt", f"encoder:{CANARY_PASS}"),
         si("cam-srt", protocol="srt", passphraseSecretRef={"name": "srt-pass", "key": "passphrase"}),
         si("cam-udp", protocol="udp"),
         so("yt", input="cam-srt", urlFrom=url_from("yt")),
@@ -144,8 +145,7 @@ def test_canary_appears_nowhere(rk: Kubectl, operator, control_plane):
             if c["name"] == "ffmpeg":
                 assert c["args"][-1] == "$(STREAMDIST_DESTINATION)" and c["args"].count("$(STREAMDIST_DESTINATION)") == 1
     router = k.get("deployment", "cam-srt-mediamtx")["spec"]["template"]["spec"]["containers"][0]
-    assert router["env"] == [{"name": "MTX_PATHDEFAULTS_SRTPUBLISHPASSPHRASE",
-                              "valueFrom": {"secretKeyRef": {"name": "srt-pass", "key": "passphrase"}}}]
+    assert {e["valueFrom"]["secretKeyRef"]["name"] for e in router["env"]} == {"cam-srt-credentials"}
 
 
 FB_TOKEN = "AbwCanaryFbSignature93kq"
@@ -165,3 +165,42 @@ def test_rtmp_query_that_is_part_of_the_key_is_masked(rk: Kubectl):
         f"{k.status('so', 'fb').get('destination')} (urls.mask keeps RTMP query values unless the "
         "parameter's name looks secret; for rtmp/rtmps the whole query belongs to the stream key)"
     )
+
+
+NOT_OPTED = "CanaryNotOptedIn5b2e81"
+
+
+def test_a_secret_that_did_not_opt_in_is_never_used(rk: Kubectl, operator, control_plane):
+    """Secrets without the label streamdist.io/secret-usage (or with the label of another
+    use) named by an output and by inputs: each resource says SecretNotAllowed with an
+    Event of its own; the value reaches no pod, router, status, Event or log, and no pod
+    or router even names the Secret."""
+    k = rk
+    k("apply", "-f", "-", input=text(
+        secret("plain", usage="", url=f"rtmp://live.example/app/{NOT_OPTED}", passphrase=f"pp-{NOT_OPTED}",
+               credential=f"enc:{NOT_OPTED}"),
+        secret("for-publish", usage="publish", url=f"rtmp://live.example/app/{NOT_OPTED}"),
+        publisher("cam-pp"),
+        si("cam-pub", protocol="rtmp", publishSecretRef={"name": "plain", "key": "credential"}),
+        si("cam-pp", protocol="srt", passphraseSecretRef={"name": "plain", "key": "passphrase"}),
+        si("cam"),
+        so("by-url", input="cam", urlFrom=url_from("plain")),
+        so("wrong-use", input="cam", urlFrom=url_from("for-publish")),
+        so("fine", input="cam", url="udp://h.example:5000"),
+    ))
+    refused = {("si", "cam-pub"), ("si", "cam-pp"), ("so", "by-url"), ("so", "wrong-use")}
+    for kind, name in refused:
+        poll(f"{kind}/{name} SecretNotAllowed",
+             lambda kind=kind, name=name: (k.condition(kind, name, "Ready") or {}).get("reason") == "SecretNotAllowed")
+        events = poll(f"{kind}/{name} Event", lambda name=name: [e for e in k.events(name)
+                                                                   if e["reason"] == "SecretNotAllowed"])
+        assert all(e["involvedObject"]["name"] == name for e in events)
+    poll("the good output streams", lambda: k.status("so", "fine").get("phase") == "Streaming")
+    assert not pods(k, "streamdist.io/output in (by-url,wrong-use)")
+    assert not k.items("deployments", "streamdist.io/input in (cam-pub,cam-pp)")
+    workloads = k("get", "pods,deployments,configmaps,secrets", "-l", "app.kubernetes.io/managed-by=streamdist",
+                  "-o", "json").stdout
+    assert '"plain"' not in workloads and '"for-publish"' not in workloads, "a pod or router names the Secret"
+    seen = "\n".join([workloads, operator.logs(), control_plane.kubectl("get", "events", "-A", "-o", "json").stdout,
+                      k("get", "streaminputs,streamoutputs", "-o", "json").stdout])
+    assert NOT_OPTED not in seen and leaks(seen) == []

@@ -1,7 +1,8 @@
 """Security: the `restricted` Pod Security Standard is really enforced by the test
 apiserver, every pod the operator makes (and every rendered manifest) is admitted in a
-namespace that enforces it, MediaMTX's control API stays inside the cluster without
-credentials, and the chart runs the operator as non-root with a read-only root fs.
+namespace that enforces it, MediaMTX's control API stays inside the cluster and takes
+only the operator's credential, and the chart runs the operator as non-root with a
+read-only root fs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from tests.integration.conftest import Kubectl
-from tests.reliability.support import MANAGED, pods, poll, secret, si, so, text, url_from
+from tests.reliability.support import MANAGED, pods, poll, publisher, secret, si, so, text, url_from
 
 from streamdist import render, urls
 from streamdist.models import parse_input, parse_output
@@ -28,6 +29,7 @@ INPUTS = [
     si("in-rtmp", protocol="rtmp", service={"type": "LoadBalancer"}),
     si("in-rtsp", protocol="rtsp", port=24554),
 ]
+PUBLISHERS = [publisher(i["metadata"]["name"]) for i in INPUTS if "publishSecretRef" in i["spec"]]
 OUTPUTS = [
     so("o-srt-caller", "in-udp", "srt://dec.example:9000?latency=200000"),
     so("o-srt-listener", "in-srt", "srt://:9100?mode=listener", service={"type": "NodePort"}),
@@ -49,7 +51,7 @@ def test_pod_security_admission_is_enforced(control_plane, rk: Kubectl):
 
 def test_every_pod_the_operator_makes_is_admitted_under_restricted(rk: Kubectl, operator):
     k = rk
-    k("apply", "-f", "-", input=text(secret("pp", passphrase="a-long-srt-passphrase"),
+    k("apply", "-f", "-", input=text(secret("pp", passphrase="a-long-srt-passphrase"), *PUBLISHERS,
                                      secret("yt", url="rtmps://a.rtmp.youtube.com:443/live2/k"), *INPUTS, *OUTPUTS))
     names = [o["metadata"]["name"] for o in OUTPUTS]
     poll("every output streaming", lambda: all(k.status("so", n).get("phase") == "Streaming" for n in names),
@@ -102,9 +104,12 @@ def test_rendered_pods_pass_schema_and_restricted_admission(rk: Kubectl):
     assert result.stdout.count("created (server dry run)") == len(docs), result.stdout
 
 
-def test_router_api_stays_inside_and_needs_no_credentials(rk: Kubectl, operator):
+def test_router_api_stays_inside_and_takes_only_the_operators_credential(rk: Kubectl, operator):
+    """What the operator applies for each router: the API and metrics never on the ingest
+    Service; the config holds only hashed credentials; every secret MediaMTX reads comes
+    from the input's own credentials Secret; a NetworkPolicy guards the router."""
     k = rk
-    k("apply", "-f", "-", input=text(secret("pp", passphrase="a-long-srt-passphrase"), *INPUTS))
+    k("apply", "-f", "-", input=text(secret("pp", passphrase="a-long-srt-passphrase"), *PUBLISHERS, *INPUTS))
     poll("routers applied", lambda: len(k.items("services", MANAGED)) == 2 * len(INPUTS))
     for inp in INPUTS:
         name = inp["metadata"]["name"]
@@ -114,14 +119,26 @@ def test_router_api_stays_inside_and_needs_no_credentials(rk: Kubectl, operator)
         ingest = k.get("service", f"{name}-ingest")
         assert [p["name"] for p in ingest["spec"]["ports"]] == ["ingest"], "API/metrics never on the ingest Service"
         assert {p["port"] for p in ingest["spec"]["ports"]}.isdisjoint({render.API_PORT, render.METRICS_PORT})
+        creds = k.get("secret", f"{name}-credentials")
+        assert creds["metadata"]["ownerReferences"][0]["name"] == name and creds["type"] == "Opaque"
+        policy = k.get("networkpolicy", f"{name}-mediamtx")["spec"]
+        assert policy["podSelector"]["matchLabels"]["streamdist.io/input"] == name
+        router = k.get("deployment", f"{name}-mediamtx")["spec"]["template"]["spec"]["containers"][0]
+        for env in router.get("env") or []:
+            assert env["valueFrom"]["secretKeyRef"]["name"] == f"{name}-credentials", env
     for cm in k.items("configmaps", MANAGED):
         config = yaml.safe_load(cm["data"]["mediamtx.yml"])
-        for user in config.get("authInternalUsers") or []:
-            assert not user.get("pass"), "no password in the router config"
-    router = k.get("deployment", "in-srt-mediamtx")["spec"]["template"]["spec"]["containers"][0]
-    assert router["env"] == [{"name": "MTX_PATHDEFAULTS_SRTPUBLISHPASSPHRASE",
-                              "valueFrom": {"secretKeyRef": {"name": "pp", "key": "passphrase"}}}], \
-        "an SRT input with passphraseSecretRef makes MediaMTX require the passphrase"
+        users = config["authInternalUsers"]
+        assert [u["user"] for u in users[:2]] == ["streamdist", "reader"]
+        for user in users:
+            if user["user"] == "any":
+                assert user["ips"] == ["127.0.0.1/32", "::1/128"], "a credential-less user only on the pod's loopback"
+            else:
+                assert user["pass"].startswith("sha256:"), "no plain password in the router config"
+    srt = k.get("deployment", "in-srt-mediamtx")["spec"]["template"]["spec"]["containers"][0]
+    assert {e["name"] for e in srt["env"]} >= {"MTX_PATHS_IN-SRT_SRTPUBLISHPASSPHRASE",
+                                              "MTX_AUTHINTERNALUSERS_2_USER", "MTX_AUTHINTERNALUSERS_2_PASS"}
+    assert k.get("secret", "in-srt-credentials")["data"]["srtPassphrase"], "the passphrase is copied for the router"
 
 
 # --- the chart -------------------------------------------------------------------------------

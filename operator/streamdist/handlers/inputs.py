@@ -138,13 +138,13 @@ def _apply_children(ctx: Context, key: Key, inp: StreamInput, port: int, plan: r
     services = _adopt(ctx, key, docs, digest)
     if services is None:
         stored = {(d["kind"], d["metadata"]["name"]): ctx.kube.apply_owned(d) for d in docs}
-        services = tuple(stored[("Service", s["metadata"]["name"])] for s in render.input_services(docs))
+        inside, ingest = (stored[("Service", s["metadata"]["name"])] for s in render.input_services(docs))
         logline("router-applied", namespace=key[0], input=key[1], digest=digest)
     else:
+        inside, ingest = services
         logline("router-adopted", namespace=key[0], input=key[1], digest=digest)
-    inside, ingest = services
     endpoints = tuple(ingest_endpoint(inp, i, ingest) for i in render.ingests(inp, port))
-    ips = frozenset(ip for s in services if (ip := (s.get("spec") or {}).get("clusterIP")) and ip != "None")
+    ips = frozenset(ip for s in (inside, ingest) if (ip := (s.get("spec") or {}).get("clusterIP")) and ip != "None")
     creds = plan.credentials
     api_host = (inside.get("spec") or {}).get("clusterIP") or ""
     applied = Applied(digest, endpoints, api_host, ips, (creds.api_user, creds.api_password))

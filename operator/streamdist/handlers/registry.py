@@ -243,7 +243,8 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.execution.max_workers = 16
     settings.networking.error_backoffs = [1, 2, 5, 10]
     key_ns, _, key_name = memo.ctx.settings.key_secret.partition("/")
-    memo.ctx.key = await asyncio.get_running_loop().run_in_executor(None, memo.ctx.kube.installation_key, key_ns, key_name)
+    loop = asyncio.get_running_loop()
+    memo.ctx.key = await loop.run_in_executor(None, memo.ctx.kube.installation_key, key_ns, key_name)
     memo.resync_task = asyncio.create_task(_resync_loop(memo.ctx))
     if memo.ctx.settings.metrics_port:
         REGISTRY.register(StatusCollector(memo.ctx))
