@@ -513,6 +513,142 @@ def test_backup_source_takes_over_and_outputs_stay_connected(node: NodeCluster, 
         )
 
 
+# Run in a client pod (the FFmpeg image has python3): one TCP connect, its outcome as a word.
+_CONNECT = """
+import errno, socket, sys
+s = socket.socket()
+s.settimeout(float(sys.argv[3]))
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    print("connected")
+except socket.timeout:
+    print("timeout")
+except OSError as e:
+    print({errno.ECONNREFUSED: "refused", errno.EHOSTUNREACH: "unreachable"}.get(e.errno, f"error {e.errno}"))
+"""
+_RESTRICTED = {
+    "pod": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+    "container": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+}
+
+
+def _pod(name: str, image: str, labels: dict[str, str], **container: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "securityContext": _RESTRICTED["pod"],
+            "containers": [
+                {"name": "c", "image": image, "securityContext": _RESTRICTED["container"], **container},
+            ],
+        },
+    }
+
+
+def _connect(kube: Kube, pod: str, ip: str, port: int, timeout: float = 3.0) -> str:
+    """One TCP connect from ``pod`` to ip:port: connected, refused, timeout, unreachable."""
+    out = kube("exec", pod, "--", "python3", "-c", _CONNECT, ip, str(port), str(timeout))
+    return str(out.stdout).strip()
+
+
+def _host_connect(ip: str, port: int, timeout: float = 3.0) -> str:
+    import socket
+
+    try:
+        with socket.create_connection((ip, port), timeout=timeout):
+            return "connected"
+    except TimeoutError:
+        return "timeout"
+    except OSError as e:
+        return "refused" if isinstance(e, ConnectionRefusedError) else f"error {e.errno}"
+
+
+def _pod_ready(kube: Kube, name: str) -> bool:
+    conds = kube.get("pod", name).get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+
+def test_network_policy_is_enforced_on_the_node(node: NodeCluster, kube: Kube) -> None:
+    """kube-router enforces NetworkPolicy on the node: with a policy that admits only pods
+    labelled ``role: allowed`` to the server's port 8554, the other client is refused
+    (at the pod IP and through the Service), the allowed one connects (and only to that
+    port), and this host still reaches the pod (the operator runs here in these tests;
+    the kubelet's probes come from here: the server stays Ready)."""
+    server = _pod(
+        "server", "localhost/streamdist/mediamtx:dev", {"app": "server"},
+        readinessProbe={"tcpSocket": {"port": 8554}, "periodSeconds": 1, "failureThreshold": 1},
+    )  # fmt: skip
+    client = {"command": ["sleep", "3600"]}
+    for pod in (
+        server,
+        _pod("allowed", "localhost/streamdist/ffmpeg:dev", {"role": "allowed"}, **client),
+        _pod("denied", "localhost/streamdist/ffmpeg:dev", {"role": "denied"}, **client),
+    ):
+        kube.apply(pod)
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "server"},
+            "spec": {"selector": {"app": "server"}, "ports": [{"name": "rtsp", "port": 8554}]},
+        }
+    )
+    for name in ("server", "allowed", "denied"):
+        kube.wait(f"pod {name} Ready", lambda n=name: _pod_ready(kube, n), 180)
+    pod_ip = kube.get("pod", "server")["status"]["podIP"]
+    svc_ip = kube.service_ip("server")
+    kube.wait("Service server has its endpoint", lambda: _ready_endpoints(kube, "server"), 60)
+    for who in ("allowed", "denied"):  # no policy yet: everyone gets in
+        for ip in (pod_ip, svc_ip):
+            assert _connect(kube, who, ip, 8554) == "connected", f"{who} -> {ip}:8554 before any policy"
+
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "server-allowed-only"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "server"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "allowed"}}}], "ports": [{"port": 8554}]}],
+        },
+    }
+    t0 = time.monotonic()
+    kube.apply(policy)
+    kube.wait("the policy enforced", lambda: _connect(kube, "denied", pod_ip, 8554, 1.0) == "refused", 60, 0.2)
+    enforced = time.monotonic() - t0
+    got = {
+        ("denied", "pod IP"): _connect(kube, "denied", pod_ip, 8554),
+        ("denied", "Service"): _connect(kube, "denied", svc_ip, 8554),
+        ("allowed", "pod IP"): _connect(kube, "allowed", pod_ip, 8554),
+        ("allowed", "Service"): _connect(kube, "allowed", svc_ip, 8554),
+        ("allowed", "pod IP, RTMP port 1935 (not in the policy)"): _connect(kube, "allowed", pod_ip, 1935),
+        ("this host", "pod IP"): _host_connect(pod_ip, 8554),
+        ("this host", "Service"): _host_connect(svc_ip, 8554),
+    }
+    print(f"[e2e] netpol: enforced {enforced:.1f}s after kubectl apply; connects: {got}", flush=True)
+    assert got == {
+        ("denied", "pod IP"): "refused",
+        ("denied", "Service"): "refused",
+        ("allowed", "pod IP"): "connected",
+        ("allowed", "Service"): "connected",
+        ("allowed", "pod IP, RTMP port 1935 (not in the policy)"): "refused",
+        ("this host", "pod IP"): "connected",
+        ("this host", "Service"): "connected",
+    }
+    # The kubelet probes from this host every second and one failure makes it unready.
+    time.sleep(3)
+    server_status = kube.get("pod", "server")["status"]
+    assert _pod_ready(kube, "server"), f"the server lost Ready under the policy: {server_status.get('conditions')}"
+    assert _ready_endpoints(kube, "server")
+
+    t0 = time.monotonic()
+    kube("delete", "networkpolicy", "server-allowed-only")
+    kube.wait("the policy lifted", lambda: _connect(kube, "denied", pod_ip, 8554, 1.0) == "connected", 60, 0.2)
+    print(f"[e2e] netpol: lifted {time.monotonic() - t0:.1f}s after kubectl delete", flush=True)
+
+
 def test_the_bridge_keeps_its_address_while_pods_come_and_go(node: NodeCluster, kube: Kube) -> None:
     """Runs after the others (pods created and deleted by the dozen): the pods' gateway
     kept one MAC. A bridge whose address was never set takes its lowest port's, and each
