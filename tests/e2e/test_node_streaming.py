@@ -649,6 +649,71 @@ def test_network_policy_is_enforced_on_the_node(node: NodeCluster, kube: Kube) -
     print(f"[e2e] netpol: lifted {time.monotonic() - t0:.1f}s after kubectl delete", flush=True)
 
 
+def test_only_the_outputs_of_an_input_reach_its_router(node: NodeCluster, kube: Kube, tmp_path: Path) -> None:
+    """The NetworkPolicy rendered with each router, enforced by the node: pods that are
+    not outputs of the input cannot reach its router's RTSP, API or metrics port (at the
+    pod IP or through the Service), not even a pod of another namespace carrying the very
+    labels of the input's output pods; the input's output keeps streaming and reaches the
+    RTSP port only. This host (the operator's health poll in these tests) is let in."""
+    from streamdist.render import API_PORT, METRICS_PORT, RTSP_PORT, output_labels_of
+
+    other = Kube(node, f"{kube.ns}-other"[:63])
+    node.kubectl("create", "namespace", other.ns)
+    try:
+        with ProcessGroup(tmp_path / "logs") as group:
+            recv = Receiver(tmp_path / "recv", group)
+            node.host_service(kube.ns, "recv", recv.service_ports())
+            _start_live_input(kube, group)
+            kube.apply(_output("out", "cam", f"rtmp://recv.{kube.ns}.svc:{recv.ports['rtmp']}/live/out"))
+            kube.wait("out Streaming", lambda: _phase(kube, "out") == "Streaming", 240)
+            kube.wait("the receiver gets out", lambda: recv.ready("live/out"), 60)
+            client = {"command": ["sleep", "3600"]}
+            kube.apply(_pod("stranger", "localhost/streamdist/ffmpeg:dev", {"app": "stranger"}, **client))
+            # the labels the router's policy admits (not streamdist.io/output: the operator
+            # would delete a pod of an output that does not exist, as an orphan)
+            lookalike = _pod("lookalike", "localhost/streamdist/ffmpeg:dev", output_labels_of("cam"), **client)
+            other.apply(lookalike)
+            for k, name in ((kube, "stranger"), (other, "lookalike")):
+                k.wait(f"pod {name} Ready", lambda k=k, n=name: _pod_ready(k, n), 180)
+            router = kube.get("pods", "-l", "app.kubernetes.io/name=mediamtx,streamdist.io/input=cam")["items"]
+            assert len(router) == 1, [p["metadata"]["name"] for p in router]
+            router_ip, svc_ip = router[0]["status"]["podIP"], kube.service_ip("cam")
+            out_pod = kube.status("so", "out")["pod"]
+
+            t0 = time.monotonic()
+            kube.wait(
+                "the stranger refused", lambda: _connect(kube, "stranger", router_ip, RTSP_PORT, 1) == "refused", 60
+            )
+            waited = time.monotonic() - t0
+            targets = {
+                "RTSP": (router_ip, RTSP_PORT),
+                "API": (router_ip, API_PORT),
+                "metrics": (router_ip, METRICS_PORT),
+                "RTSP via Service": (svc_ip, RTSP_PORT),
+                "API via Service": (svc_ip, API_PORT),
+            }
+            got = {("stranger", t): _connect(kube, "stranger", *a) for t, a in targets.items()}
+            got |= {(f"lookalike in {other.ns}", t): _connect(other, "lookalike", *a) for t, a in targets.items()}
+            got |= {("output", t): _connect(kube, out_pod, *a) for t, a in targets.items()}
+            got |= {("this host", t): _host_connect(*a) for t, a in targets.items()}
+            print(
+                f"[e2e] router policy: stranger refused {waited:.1f}s after it was Ready; connects: {got}", flush=True
+            )
+            want = {(who, t): "refused" for who, t in got if who != "this host"}
+            want |= {("output", "RTSP"): "connected", ("output", "RTSP via Service"): "connected"}
+            want |= {("this host", t): "connected" for t in targets}
+            assert got == want
+
+            status = kube.status("so", "out")
+            assert status.get("phase") == "Streaming" and status.get("pod") == out_pod, status
+            assert not status.get("reconnects"), f"the output reconnected under the policy: {status}"
+            rec = recv.record("live/out", tmp_path / "after.ts", 6)
+            rec.wait(30)
+            print(f"[e2e] router policy: {_probe_ok(tmp_path / 'after.ts', 'the output under the policy')}", flush=True)
+    finally:
+        node.kubectl("delete", "namespace", other.ns, "--wait=false", check=False)
+
+
 def test_the_bridge_keeps_its_address_while_pods_come_and_go(node: NodeCluster, kube: Kube) -> None:
     """Runs after the others (pods created and deleted by the dozen): the pods' gateway
     kept one MAC. A bridge whose address was never set takes its lowest port's, and each
