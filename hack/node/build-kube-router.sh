@@ -22,34 +22,13 @@
 #   local test node (a host process started and stopped by tests/harness/node.py). It
 #   is never shipped: not in the chart, not in manifests/, not in any image.
 #
-# Built with the module's own go.mod and go.sum (`go install module/cmd@version`,
-# checked against the Go checksum database), like CoreDNS.
+# Built with the module's own go.mod and go.sum (hack/lib/go-install.sh), like CoreDNS.
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=../versions.env
 source "$REPO_ROOT/hack/versions.env"
 : "${KUBE_ROUTER_VERSION:?missing in hack/versions.env}"
-CACHE_ROOT=${STREAMDIST_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamdist/bin}
-DEST="$CACHE_ROOT/kube-router-$KUBE_ROUTER_VERSION/kube-router"
-if [[ -x "$DEST" ]]; then
-  echo "build-kube-router: kube-router $KUBE_ROUTER_VERSION already built" >&2
-  echo "$DEST"; exit 0
-fi
-command -v go >/dev/null || { echo "build-kube-router: go not found" >&2; exit 1; }
-mkdir -p "$CACHE_ROOT"
-exec 9>"$CACHE_ROOT/.lock-kube-router"
-flock 9
-if [[ ! -x "$DEST" ]]; then
-  SCRATCH=$(mktemp -d "$CACHE_ROOT/.build-kube-router.XXXXXX")
-  trap 'rm -rf "$SCRATCH"' EXIT
-  mod=github.com/cloudnativelabs/kube-router/v2
-  echo "build-kube-router: building $mod/cmd/kube-router@$KUBE_ROUTER_VERSION (a few minutes cold)" >&2
-  t0=$(date +%s)
-  (cd "$SCRATCH" && CGO_ENABLED=0 GOBIN="$SCRATCH/bin" nice -n 10 go install -trimpath \
-    -ldflags "-s -w -X $mod/pkg/version.Version=$KUBE_ROUTER_VERSION" \
-    "$mod/cmd/kube-router@$KUBE_ROUTER_VERSION")
-  mkdir -p "$(dirname "$DEST")"
-  mv -f "$SCRATCH/bin/kube-router" "$DEST.tmp" && mv -f "$DEST.tmp" "$DEST"
-  echo "build-kube-router: took $(( $(date +%s) - t0 ))s" >&2
-fi
-echo "$DEST"
+mod=github.com/cloudnativelabs/kube-router/v2
+# shellcheck source=../lib/go-install.sh
+source "$REPO_ROOT/hack/lib/go-install.sh"
+go_install_cached kube-router "$KUBE_ROUTER_VERSION" "$mod/cmd/kube-router" "-s -w -X $mod/pkg/version.Version=$KUBE_ROUTER_VERSION"
