@@ -76,7 +76,10 @@ def up() -> int:
 def _node_demo() -> int:
     """The real single-node cluster: video flows from a test pattern to three receivers."""
     started = time.monotonic()
-    step("building or reusing the parts and starting the local node (containerd, kubelet, kube-proxy, CoreDNS)")
+    step(
+        "building or reusing the parts and starting the local node "
+        "(containerd, kubelet, kube-proxy, CoreDNS, kube-router enforcing NetworkPolicy)"
+    )
     cleanup_host(STATE / "node", quiet=True)
     shutil.rmtree(STATE / "node", ignore_errors=True)
     with NodeCluster(STATE / "node") as nc:

@@ -5,6 +5,7 @@
 #   containernetworking-plugins  CNI plugins: bridge, host-local, portmap, loopback
 #   iptables                     kube-proxy (iptables mode), the CNI bridge/portmap plugins
 #   conntrack                    kube-proxy flushes UDP conntrack entries with it
+#   ipset                        kube-router's NetworkPolicy controller (the node's enforcer)
 #   debootstrap                  builds the FFmpeg and operator image rootfs from Debian
 #   ebtables, ethtool, socat, util-linux, iproute2, kmod: kubelet/kube-proxy helpers
 #   (socat for port-forward, nsenter from util-linux, ip/modprobe for the bridge)
@@ -14,7 +15,7 @@
 # Idempotent: installs only what is missing (hack/lib/apt.sh).
 set -euo pipefail
 
-PKGS=(containerd runc containernetworking-plugins iptables conntrack debootstrap
+PKGS=(containerd runc containernetworking-plugins iptables ipset conntrack debootstrap
       ebtables ethtool socat util-linux iproute2 kmod gcc libc6-dev jq ffmpeg)
 
 # shellcheck source=lib/apt.sh

@@ -11,26 +11,7 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=../versions.env
 source "$REPO_ROOT/hack/versions.env"
 COREDNS_VERSION=${COREDNS_VERSION:-v1.12.1}
-CACHE_ROOT=${STREAMDIST_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamdist/bin}
-DEST="$CACHE_ROOT/coredns-$COREDNS_VERSION/coredns"
-if [[ -x "$DEST" ]]; then
-  echo "build-coredns: coredns $COREDNS_VERSION already built" >&2
-  echo "$DEST"; exit 0
-fi
-command -v go >/dev/null || { echo "build-coredns: go not found" >&2; exit 1; }
-mkdir -p "$CACHE_ROOT"
-exec 9>"$CACHE_ROOT/.lock-coredns"
-flock 9
-if [[ ! -x "$DEST" ]]; then
-  SCRATCH=$(mktemp -d "$CACHE_ROOT/.build-coredns.XXXXXX")
-  trap 'rm -rf "$SCRATCH"' EXIT
-  echo "build-coredns: building github.com/coredns/coredns@$COREDNS_VERSION (a few minutes cold)" >&2
-  t0=$(date +%s)
-  (cd "$SCRATCH" && CGO_ENABLED=0 GOBIN="$SCRATCH/bin" nice -n 10 go install -trimpath \
-    -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
-    "github.com/coredns/coredns@$COREDNS_VERSION")
-  mkdir -p "$(dirname "$DEST")"
-  mv -f "$SCRATCH/bin/coredns" "$DEST.tmp" && mv -f "$DEST.tmp" "$DEST"
-  echo "build-coredns: took $(( $(date +%s) - t0 ))s" >&2
-fi
-echo "$DEST"
+# shellcheck source=../lib/go-install.sh
+source "$REPO_ROOT/hack/lib/go-install.sh"
+go_install_cached coredns "$COREDNS_VERSION" github.com/coredns/coredns \
+  "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stops the local node started by hack/node/up.sh and removes every trace of it from
 # the host: processes, mounts (they lived in the node's own mount namespace), the
-# bridge, iptables rules and chains (KUBE-*, CNI-*, STREAMDIST-NODE), the cgroup tree
+# bridge, iptables rules and chains (KUBE-*, CNI-*, STREAMDIST-NODE), kube-router's
+# ipsets, the routing rule for the service CIDR, the cgroup tree
 # /streamdist-node, and restores the sysctls it changed. Then checks that nothing is
 # left and says so. The state dir (logs) stays for reading; up.sh starts a fresh one.
 set -euo pipefail
@@ -30,6 +31,8 @@ if pgrep -f -- "$STATE" >/dev/null; then log "processes left:"; pgrep -af -- "$S
 if grep -q -- "$STATE" /proc/mounts; then log "mounts left:"; grep -- "$STATE" /proc/mounts >&2; left=1; fi
 if ip link show sdbr0 >/dev/null 2>&1; then log "bridge sdbr0 left"; left=1; fi
 if iptables-save 2>/dev/null | grep -qE '(KUBE-|CNI-|STREAMDIST-NODE)'; then log "iptables rules left"; left=1; fi
+if ipset list -n 2>/dev/null | grep -qE '^(KUBE-(SRC|DST)-|TMP-)'; then log "kube-router ipsets left"; left=1; fi
+if ip rule show pref 10244 2>/dev/null | grep -q .; then log "routing rule 10244 (service CIDR) left"; left=1; fi
 if ls -d /sys/fs/cgroup/*/streamdist-node >/dev/null 2>&1; then log "cgroups left"; left=1; fi
 if ((left)); then exit 1; fi
-log "stopped; no process, mount, bridge, iptables rule or cgroup of the node is left"
+log "stopped; no process, mount, bridge, iptables rule, ipset, routing rule or cgroup of the node is left"

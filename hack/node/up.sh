@@ -7,7 +7,7 @@
 #   hack/node/up.sh            # state dir: $STREAMDIST_NODE_STATE or <repo>/.state/node
 #   hack/node/down.sh          # stops it and removes every trace from the host
 #
-# Builds or reuses: the kube binaries (hack/build-bins.sh), MediaMTX, CoreDNS and the
+# Builds or reuses: the kube binaries (hack/build-bins.sh), MediaMTX, CoreDNS, kube-router and the
 # images (hack/build-images.sh). Needs root. A node already running is left as it is.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -27,6 +27,7 @@ bash "$ROOT/hack/install-node-debs.sh"
 log "building or reusing the kube binaries, CoreDNS and the images"
 bash "$ROOT/hack/build-bins.sh" >/dev/null
 bash "$ROOT/hack/node/build-coredns.sh" >/dev/null
+bash "$ROOT/hack/node/build-kube-router.sh" >/dev/null
 bash "$ROOT/hack/build-images.sh" pause mediamtx ffmpeg >/dev/null
 # a previous node: stop it, clean the host, start from an empty state dir
 if [[ -d "$STATE" ]]; then

@@ -11,13 +11,18 @@ kube-controller-manager, kube-scheduler on loopback; no KWOK) and one real node:
 - kube-proxy in iptables mode, so ClusterIPs work from pods and from this host;
 - CoreDNS as a host process on 10.244.0.1:53 (the pods' nameserver), answering for
   ``cluster.local`` only (no forwarding: pods cannot resolve or reach the outside);
+- NetworkPolicy enforced by kube-router's network policy controller (only that part of
+  kube-router: no routing, no service proxy), a host process programming iptables and
+  ipsets; traffic from this host itself to pods is always let through (see
+  ``_start_kube_router``); hack/NODE.md says why this enforcer and not another;
 - the images of ``hack/build-images.sh`` (pause, MediaMTX, FFmpeg, operator) imported
   into containerd's ``k8s.io`` namespace: no registry anywhere.
 
 containerd and the kubelet run in a mount + PID namespace of their own, whose PID 1 is
 ``hack/node/init.py``: every mount they make and every container process dies with it.
-The host-side changes (bridge, iptables rules of kube-proxy, kubelet and portmap, our
-guard chain, a few sysctls, the cgroup tree ``/streamdist-node``) are undone by
+The host-side changes (bridge, iptables rules of kube-proxy, kubelet, portmap and
+kube-router, kube-router's ipsets, our guard chain and routing rule, a few sysctls, the
+cgroup tree ``/streamdist-node``) are undone by
 ``stop()``, and by ``cleanup_host()`` after a crash (``hack/node/down.sh``).
 
     with NodeCluster(tmp / "node") as nc:
@@ -80,9 +85,19 @@ CGROUP_ROOT = "streamdist-node"
 GUARD_CHAIN = "STREAMDIST-NODE"
 LOCK_FILE = Path("/run/lock/streamdist-node.lock")
 KUBELET_PORT = 10250
-# Chains the node's parts make in the host's iptables: kube-proxy and the kubelet
-# (KUBE-*), the CNI portmap/bridge plugins (CNI-*), and ours.
+# Chains the node's parts make in the host's iptables: kube-proxy, the kubelet and
+# kube-router (KUBE-*: KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-*), the CNI
+# portmap/bridge plugins (CNI-*), and ours.
 CHAIN_PREFIXES = ("KUBE-", "CNI-", GUARD_CHAIN)
+# kube-router's ipsets: KUBE-SRC-*/KUBE-DST-* per policy, and the TMP-<16 base32> sets
+# of its atomic swaps (left behind if it dies mid-sync).
+IPSET_NAMES = re.compile(r"^(KUBE-(SRC|DST)-[A-Z2-7]+|TMP-[A-Z2-7]{16})$")
+# Pods reach Services through this host; a Service without ready endpoints is not
+# DNATed by kube-proxy. kube-proxy REJECTs such traffic in filter FORWARD, but
+# kube-router's chain comes first there and ACCEPTs pod traffic its policies allow, so
+# a routing rule refuses it instead (ICMP "prohibited": the client fails at once, as
+# with kube-proxy's REJECT, rather than waiting for a timeout).
+SERVICE_RULE_PREF = "10244"
 # sysctls the kubelet (with protectKernelDefaults false) or we set: restored on stop.
 SYSCTLS = (
     "net.ipv4.ip_forward",
@@ -106,7 +121,7 @@ def node_supported() -> str:
     """'' when this machine can run the node, else why not (for pytest.skip)."""
     if os.geteuid() != 0:
         return "the local node needs root"
-    for tool in ("containerd", "runc", "ctr", "iptables", "ip", "unshare", "conntrack"):
+    for tool in ("containerd", "runc", "ctr", "iptables", "ipset", "ip", "unshare", "conntrack"):
         if shutil.which(tool) is None:
             return f"{tool} not installed (run {NODE_DEBS_SCRIPT})"
     for plugin in ("bridge", "host-local", "portmap", "loopback"):
@@ -138,12 +153,21 @@ def build_images(names: Sequence[str] = ()) -> dict[str, Path]:
     return out
 
 
-def coredns_bin() -> Path:
-    script = repo_root() / "hack" / "node" / "build-coredns.sh"
+def _node_bin(script_name: str) -> Path:
+    """Runs hack/node/<script_name> (a cached build) and returns the path it prints last."""
+    script = repo_root() / "hack" / "node" / script_name
     proc = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, stderr=None, text=True)
     if proc.returncode != 0:
         raise ControlPlaneError(f"{script} failed with exit code {proc.returncode}")
     return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def coredns_bin() -> Path:
+    return _node_bin("build-coredns.sh")
+
+
+def kube_router_bin() -> Path:
+    return _node_bin("build-kube-router.sh")
 
 
 # --------------------------------------------------------------- host cleanup
@@ -200,6 +224,23 @@ def _iptables_cleanup() -> None:
                 subprocess.run([tool, "-t", table, "-F", chain], capture_output=True)
             for chain in ours:
                 subprocess.run([tool, "-t", table, "-X", chain], capture_output=True)
+
+
+def _ipset_cleanup() -> list[str]:
+    """Destroys kube-router's ipsets (after the iptables rules that used them are gone)."""
+    if shutil.which("ipset") is None:
+        return []
+    names = subprocess.run(["ipset", "list", "-n"], capture_output=True, text=True).stdout.split()
+    left = []
+    for name in filter(IPSET_NAMES.match, names):
+        if subprocess.run(["ipset", "destroy", name], capture_output=True).returncode != 0:
+            left.append(f"ipset left: {name}")
+    return left
+
+
+def _service_rule_cleanup() -> None:
+    while subprocess.run(["ip", "rule", "del", "pref", SERVICE_RULE_PREF], capture_output=True).returncode == 0:
+        pass
 
 
 def _cgroup_dirs() -> list[Path]:
@@ -272,6 +313,8 @@ def cleanup_host(state_dir: Path | str, quiet: bool = False) -> list[str]:
     if kp.exists():
         subprocess.run([str(kp), "--cleanup", "--v=0"], capture_output=True, timeout=60)
     _iptables_cleanup()
+    problems += _ipset_cleanup()
+    _service_rule_cleanup()
     if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0:
         subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
     # veths left behind (their pod netns died with the node's mount namespace)
@@ -328,6 +371,7 @@ class _ControlPlaneForNode(ControlPlane):
             ("kubelet", f"/O=system:nodes/CN=system:node:{NODE_NAME}"),
             ("kube-proxy", "/CN=system:kube-proxy"),
             ("coredns", "/CN=system:coredns"),
+            ("kube-router", "/CN=system:kube-router"),
         ):
             (self.pki_dir / f"{name}.ext").write_text(client)
             self._openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj)
@@ -338,32 +382,37 @@ class _ControlPlaneForNode(ControlPlane):
         (self.pki_dir / "node-done").write_text("")
 
 
-COREDNS_RBAC = {
-    "apiVersion": "v1",
-    "kind": "List",
-    "items": [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": "system:coredns"},
-            "rules": [
-                {
-                    "apiGroups": [""],
-                    "resources": ["endpoints", "services", "pods", "namespaces"],
-                    "verbs": ["list", "watch"],
-                },
-                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": "system:coredns"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:coredns"}],
-        },
+def _cluster_reader(user: str, rules: list[dict]) -> dict:
+    """A ClusterRole named like ``user`` with these rules, bound to that user."""
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": user},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": user},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": user}}
+    return {"apiVersion": "v1", "kind": "List", "items": [{**role, "rules": rules}, binding]}
+
+
+_WATCH = ["get", "list", "watch"]
+COREDNS_RBAC = _cluster_reader(
+    "system:coredns",
+    [
+        {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
     ],
-}
+)
+# kube-router starts informers for all of these (even with only its policy controller
+# on) and waits for them to sync; it writes nothing.
+KUBE_ROUTER_RBAC = _cluster_reader(
+    "system:kube-router",
+    [
+        {"apiGroups": [""], "resources": ["namespaces", "pods", "services", "endpoints", "nodes"], "verbs": _WATCH},
+        {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": _WATCH},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": _WATCH},
+    ],
+)
 
 
 class NodeCluster:
@@ -514,6 +563,7 @@ class NodeCluster:
         steps = [
             ("images", self._prepare_images),
             ("coredns-build", self._prepare_coredns),
+            ("kube-router-build", self._prepare_kube_router),
             ("control-plane", self.cp.start),
             ("host-network", self._setup_host),
             ("configs", self._write_configs),
@@ -522,6 +572,7 @@ class NodeCluster:
             ("node-ready", self._wait_node_ready),
             ("kube-proxy", self._start_kube_proxy),
             ("coredns", self._start_coredns),
+            ("kube-router", self._start_kube_router),
         ]
         t_all = time.monotonic()
         for name, step in steps:
@@ -535,7 +586,7 @@ class NodeCluster:
 
     def stop(self) -> None:
         """Stops everything and undoes every host change; safe to call twice."""
-        for name in ("coredns", "kube-proxy", "node"):
+        for name in ("kube-router", "coredns", "kube-proxy", "node"):
             comp = self.components.get(name)
             if comp is None or comp.proc is None or comp.proc.poll() is not None:
                 continue
@@ -564,6 +615,9 @@ class NodeCluster:
     def _prepare_coredns(self) -> None:
         self._coredns = coredns_bin()
 
+    def _prepare_kube_router(self) -> None:
+        self._kube_router = kube_router_bin()
+
     def _setup_host(self) -> None:
         saved = self.state_dir / "sysctl.json"
         if not saved.exists():
@@ -582,12 +636,19 @@ class NodeCluster:
         _run("ip", "link", "set", BRIDGE, "up")
         # Guard: forwarding is on (pods <-> services), but nothing from or to the pod
         # network may cross any interface but the bridge: pods reach this host only.
-        _run("iptables", "-N", GUARD_CHAIN, check=False)
-        _run("iptables", "-F", GUARD_CHAIN)
-        _run("iptables", "-A", GUARD_CHAIN, "-s", POD_CIDR, "!", "-o", BRIDGE, "-j", "DROP")
-        _run("iptables", "-A", GUARD_CHAIN, "-d", POD_CIDR, "!", "-i", BRIDGE, "-j", "DROP")
-        if _run("iptables", "-C", "FORWARD", "-j", GUARD_CHAIN, check=False).returncode != 0:
-            _run("iptables", "-I", "FORWARD", "1", "-j", GUARD_CHAIN)
+        # In the mangle table, which filter's FORWARD follows: kube-router puts its own
+        # chain first in filter FORWARD (at every sync) and ACCEPTs there what its
+        # policies allow, so a guard in filter would come too late.
+        mangle = ("iptables", "-t", "mangle")
+        _run(*mangle, "-N", GUARD_CHAIN, check=False)
+        _run(*mangle, "-F", GUARD_CHAIN)
+        _run(*mangle, "-A", GUARD_CHAIN, "-s", POD_CIDR, "!", "-o", BRIDGE, "-j", "DROP")
+        _run(*mangle, "-A", GUARD_CHAIN, "-d", POD_CIDR, "!", "-i", BRIDGE, "-j", "DROP")
+        if _run(*mangle, "-C", "FORWARD", "-j", GUARD_CHAIN, check=False).returncode != 0:
+            _run(*mangle, "-I", "FORWARD", "1", "-j", GUARD_CHAIN)
+        # A Service without endpoints: refused at routing (see SERVICE_RULE_PREF).
+        _service_rule_cleanup()
+        _run("ip", "rule", "add", "pref", SERVICE_RULE_PREF, "iif", BRIDGE, "to", SERVICE_CLUSTER_IP_RANGE, "prohibit")
         # The cgroup root of every pod (kubelet's cgroupRoot), in each v1 hierarchy.
         base = Path("/sys/fs/cgroup")
         for hier in sorted(base.iterdir()):
@@ -753,6 +814,7 @@ state = "{cd / "state"}"
         self._kubeconfig("kubelet")
         self._kubeconfig("kube-proxy")
         self._kubeconfig("coredns")
+        self._kubeconfig("kube-router")
         kp_cfg = {
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
             "kind": "KubeProxyConfiguration",
@@ -909,6 +971,39 @@ state = "{cd / "state"}"
     def _start_coredns(self) -> None:
         comp = self._spawn("coredns", [str(self._coredns), "-conf", str(self.state_dir / "Corefile")])
         self._wait_http(comp, f"http://127.0.0.1:{self.ports['coredns-ready']}/ready")
+
+    def _start_kube_router(self) -> None:
+        """kube-router's NetworkPolicy controller only, IPv4, no listening port.
+
+        How it treats traffic (v2.1.0, pkg/controllers/netpol): every local pod gets a
+        chain, reached first from filter INPUT/FORWARD/OUTPUT; a packet to or from a pod
+        that no policy allows is REJECTed (ICMP port unreachable: a TCP connect is
+        refused at once). Traffic whose source is an address of this host (``addrtype
+        --src-type LOCAL``: the operator and receivers running here, the kubelet's
+        probes) is always accepted: NetworkPolicy cannot keep this host from a pod.
+        A pod is enforced only once a sync has seen it Running with its IP (a sync
+        follows each pod and policy event; see the e2e tests for how long it takes).
+        """
+        self.apply(KUBE_ROUTER_RBAC)
+        args = [
+            str(self._kube_router),
+            f"--kubeconfig={self.state_dir / 'kube-router.kubeconfig'}",
+            f"--hostname-override={NODE_NAME}",
+            "--run-firewall=true", "--run-router=false", "--run-service-proxy=false",
+            "--enable-ipv4=true", "--enable-ipv6=false",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            # no health or metrics listener: they would bind every address of this host
+            "--health-port=0", "--metrics-port=0",
+            "--v=1",  # logs "sync iptables took ..." after each full sync
+        ]  # fmt: skip
+        comp = self._spawn("kube-router", args)
+
+        def synced() -> bool:
+            if "sync iptables took" not in _read(comp.log):
+                return False
+            return _run("iptables", "-t", "filter", "-S", "KUBE-ROUTER-FORWARD", check=False).returncode == 0
+
+        self.wait_for("kube-router's first NetworkPolicy sync", synced, self.start_timeout, 0.2)
 
     def _wait_http(self, comp: Component, url: str) -> None:
         import urllib.request
