@@ -70,9 +70,13 @@ WORKLOAD = {
     ("", "configmaps", "get", ""), ("", "configmaps", "create", ""), ("", "configmaps", "patch", ""),
     ("", "services", "get", ""), ("", "services", "create", ""), ("", "services", "patch", ""),
     ("", "services", "delete", ""),
-    ("", "secrets", "get", ""),
+    ("", "secrets", "get", ""), ("", "secrets", "create", ""), ("", "secrets", "patch", ""),
+    ("networking.k8s.io", "networkpolicies", "get", ""), ("networking.k8s.io", "networkpolicies", "create", ""),
+    ("networking.k8s.io", "networkpolicies", "patch", ""),
     ("", "events", "create", ""),
 }
+# In the release namespace only: the installation key Secret (created once, then read by name).
+KEY_ROLE = {("", "secrets", "create", ""), ("", "secrets", "get", "streamdist-key")}
 KOPF_CLUSTER = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "list", ""),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch", ""),
@@ -115,7 +119,7 @@ def test_install_yaml_is_complete():
     kinds = sorted({o["kind"] for o in objs})
     assert kinds == sorted({
         "ClusterKopfPeering", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Namespace",
-        "PodDisruptionBudget", "Service", "ServiceAccount", "StatefulSet",
+        "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount", "StatefulSet",
     })
     (ns,) = find(objs, "Namespace")
     assert ns["metadata"]["name"] == "streamdist"
@@ -281,7 +285,10 @@ def test_rbac_cluster_wide_is_exactly_what_the_operator_uses():
         ("kopf.dev", "clusterkopfpeerings", "list", ""), ("kopf.dev", "clusterkopfpeerings", "watch", ""),
         ("kopf.dev", "clusterkopfpeerings", "patch", "streamdist"),
     }
-    assert not find(objs, "Role") and not find(objs, "RoleBinding")
+    (key_role,) = find(objs, "Role")
+    assert key_role["metadata"]["namespace"] == "streamdist" and _flat(key_role["rules"]) == KEY_ROLE
+    (key_binding,) = find(objs, "RoleBinding")
+    assert key_binding["roleRef"]["name"] == key_role["metadata"]["name"]
     for binding in find(objs, "ClusterRoleBinding"):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "streamdist", "namespace": "streamdist"}]
     (sa,) = find(objs, "ServiceAccount")
@@ -295,12 +302,14 @@ def test_rbac_with_watch_namespaces_grants_nothing_namespaced_cluster_wide():
     assert _flat(_rules(objs, "ClusterRole")) == KOPF_CLUSTER | {
         ("", "namespaces", "list", ""), ("", "namespaces", "watch", ""),
     }
+    assert _flat(_rules(objs, "Role", "streamdist-key", "streamdist")) == KEY_ROLE
     for ns in ("live", "studio"):
         assert _flat(_rules(objs, "Role", "streamdist", ns)) == WORKLOAD | {
             ("kopf.dev", "kopfpeerings", "list", ""), ("kopf.dev", "kopfpeerings", "watch", ""),
             ("kopf.dev", "kopfpeerings", "patch", "streamdist"),
         }
-        (rb,) = [b for b in find(objs, "RoleBinding") if b["metadata"]["namespace"] == ns]
+        (rb,) = [b for b in find(objs, "RoleBinding") if b["metadata"]["namespace"] == ns
+                 and b["metadata"]["name"] == "streamdist"]
         assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "streamdist"}
         (peering,) = [p for p in find(objs, "KopfPeering") if p["metadata"]["namespace"] == ns]
         assert peering["metadata"]["name"] == "streamdist"
@@ -308,11 +317,13 @@ def test_rbac_with_watch_namespaces_grants_nothing_namespaced_cluster_wide():
     assert _env(objs)["STREAMDIST_NAMESPACES"]["value"] == "live,studio"
 
 
-def test_secrets_are_only_read_by_name():
+def test_secrets_are_never_listed_watched_or_deleted():
+    """A Secret is read by name (its metadata first: the opt-in label), and the operator
+    creates and applies only its own (each input's credentials, the installation key)."""
     for args in ([], ["--set", "watchNamespaces={live}"]):
         objs = rendered(*args)
         grants = _flat(_rules(objs, "ClusterRole") + _rules(objs, "Role"))
-        assert {g for g in grants if g[1] == "secrets"} == {("", "secrets", "get", "")}
+        assert {g[2] for g in grants if g[1] == "secrets"} == {"get", "create", "patch"}
 
 
 # --- values.schema.json --------------------------------------------------------------------

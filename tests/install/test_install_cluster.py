@@ -176,7 +176,9 @@ CAN = [
     ("patch", "deployments.apps"),
     ("get", "configmaps"), ("create", "configmaps"), ("patch", "configmaps"),
     ("get", "services"), ("create", "services"), ("patch", "services"), ("delete", "services"),
-    ("get", "secrets/youtube-primary"),
+    ("get", "secrets/youtube-primary"), ("create", "secrets"), ("patch", "secrets"),
+    ("get", "networkpolicies.networking.k8s.io"), ("create", "networkpolicies.networking.k8s.io"),
+    ("patch", "networkpolicies.networking.k8s.io"),
     ("create", "events"),
     ("list", "customresourcedefinitions.apiextensions.k8s.io", "--all-namespaces"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io", "--all-namespaces"),
@@ -186,8 +188,9 @@ CAN = [
     ("list", "pods", "--all-namespaces"), ("watch", "deployments.apps", "--all-namespaces"),
 ]
 CANNOT = [
-    ("list", "secrets"), ("watch", "secrets"), ("create", "secrets"), ("update", "secrets"), ("patch", "secrets"),
-    ("delete", "secrets"), ("list", "secrets", "--all-namespaces"),
+    ("list", "secrets"), ("watch", "secrets"), ("update", "secrets"), ("delete", "secrets"),
+    ("deletecollection", "secrets"), ("list", "secrets", "--all-namespaces"),
+    ("list", "networkpolicies.networking.k8s.io"), ("delete", "networkpolicies.networking.k8s.io"),
     ("create", "pods", "--subresource=exec"), ("create", "pods", "--subresource=attach"),
     ("create", "pods", "--subresource=portforward"), ("get", "pods", "--subresource=log"),
     ("update", "pods"), ("patch", "pods"), ("get", "pods"), ("deletecollection", "pods"),
@@ -256,6 +259,7 @@ class Operators:
                 continue
             path = e["valueFrom"]["fieldRef"]["fieldPath"]
             env[e["name"]] = {"metadata.name": f"{self.fullname}-{ordinal}",
+                              "metadata.namespace": self.namespace,
                               "metadata.labels['apps.kubernetes.io/pod-index']": str(ordinal)}[path]
         env.pop("STREAMDIST_LIVENESS")  # the harness serves it on a free loopback port
         env["STREAMDIST_METRICS_PORT"] = str(free_ports(1)[0])
