@@ -33,6 +33,8 @@ DESTINATION_ENV = "STREAMDIST_DESTINATION"
 # The read credential of an output's input, from the input's credentials Secret.
 READ_USER_ENV = "STREAMDIST_READ_USER"
 READ_PASSWORD_ENV = "STREAMDIST_READ_PASSWORD"
+# host:port of the input's router: the entrypoint waits for it before starting FFmpeg.
+INPUT_ADDRESS_ENV = "STREAMDIST_INPUT_ADDRESS"
 CREDENTIALS_SUFFIX = "-credentials"
 # `streamdist render` has no cluster and no installation key: it derives the router
 # credentials it shows from this fixed key, which no running operator uses.
@@ -505,7 +507,8 @@ def _output_env(out: StreamOutput, dest: urls.Destination, secret_ref: dict[str,
     ]  # fmt: skip
     if secret_ref:
         env.append({"name": DESTINATION_ENV, "valueFrom": {"secretKeyRef": secret_ref}})
-    return [*env, {"name": MASKED_DESTINATION_ENV, "value": dest.masked}]
+    address = f"{out.spec.input}.{out.metadata.namespace}.svc:{RTSP_PORT}"
+    return [*env, {"name": MASKED_DESTINATION_ENV, "value": dest.masked}, {"name": INPUT_ADDRESS_ENV, "value": address}]
 
 
 def pod_name(out: StreamOutput, revision: str) -> str:

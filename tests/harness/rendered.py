@@ -515,7 +515,7 @@ def prepare_output(
     pod = _only(docs, "Pod")
     (container,) = pod["spec"]["containers"]
     env = resolve_env(container, secrets)
-    plain = {render.MASKED_DESTINATION_ENV, render.READ_USER_ENV, render.READ_PASSWORD_ENV}
+    plain = {render.MASKED_DESTINATION_ENV, render.READ_USER_ENV, render.READ_PASSWORD_ENV, render.INPUT_ADDRESS_ENV}
     assert set(env) == (plain | {render.DESTINATION_ENV} if out.spec.url_from is not None else plain), env
     argv = [k8s_expand(a, env) for a in [*container["command"], *container.get("args", [])]]
 
@@ -523,6 +523,8 @@ def prepare_output(
     hits = [i for i, a in enumerate(argv) if service in a]
     assert len(hits) == 1, f"expected the input service {service} once in {argv}"
     argv[hits[0]] = argv[hits[0]].replace(service, f"{LOOPBACK}:{router_rtsp_port}")
+    assert env[render.INPUT_ADDRESS_ENV] == service
+    env[render.INPUT_ADDRESS_ENV] = f"{LOOPBACK}:{router_rtsp_port}"
     assert raw_url in argv, "the destination reaches FFmpeg as one argv element"
     return RenderedOutput(model=out, plan=plan, docs=copy.deepcopy(docs), argv=argv, env=env, group=group)
 

@@ -37,6 +37,8 @@ from tests.harness import media, rendered
 pytestmark = pytest.mark.media
 
 CANARY_KEY = "canary-stream-key-7Hq2"
+# The FFmpeg image's entrypoint waits this long for the router before it runs FFmpeg.
+INPUT_WAIT_SECONDS = 5.0
 CANARY_PASS = "canary-passphrase-9Xw4"
 CANARIES = (CANARY_KEY, CANARY_PASS)
 EXIT_BOUND = 10.0  # destination failures: seconds until FFmpeg exits
@@ -412,7 +414,9 @@ def router_goes_away(how: str, tmp_path: Path, group: media.ProcessGroup, media_
             )
             problems += check_error_line(form, first)
 
-        time.sleep(3.0)  # down for a while: restarts fail, with a readable reason
+        # Down for a while: a restart first waits for the router (the entrypoint's bounded
+        # wait), then FFmpeg fails with a readable reason.
+        time.sleep(3.0 + INPUT_WAIT_SECONDS)
         down_exits = {form: loop.exits_since(t0)[1:] for form, loop in loops.items()}
         for form, exits in down_exits.items():
             if not exits:
@@ -424,6 +428,8 @@ def router_goes_away(how: str, tmp_path: Path, group: media.ProcessGroup, media_
             )
             if failed.returncode == 0:
                 problems.append(f"{form}: a restart with no router exited 0")
+            if failed.ran_for < INPUT_WAIT_SECONDS - 1:
+                problems.append(f"{form}: a restart did not wait for the router ({failed.ran_for:.1f}s)")
             problems += check_error_line(f"{form} (router down)", failed)
 
         t1, t1_wall = time.monotonic(), time.time()

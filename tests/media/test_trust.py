@@ -56,7 +56,13 @@ def _refused(proc: media.ManagedProcess, router: rendered.RenderedInput, path: s
     with contextlib.suppress(Exception):  # still running: judged by the path below
         proc.wait(REFUSED_WITHIN)
     sample = router.mediamtx.path(path) if router.mediamtx else None
-    return not (sample and sample.online and proc.alive())
+    return not (_on_air(sample) and proc.alive())
+
+
+def _on_air(sample: media.PathSample | None) -> bool:
+    """A source really feeds the path: `ready` (MediaMTX's `available`) alone is always
+    true with a slate, `online` alone is true for a static UDP source that got nothing."""
+    return bool(sample and sample.ready and sample.online)
 
 
 def _reader(url: str, group: media.ProcessGroup, name: str, seconds: float = 2.0) -> media.ManagedProcess:
@@ -222,7 +228,7 @@ def _rtsp_publish(router: rendered.RenderedInput, path: str, source: str, pair: 
     proc = media.start_source("rtsp", f"rtsp://{userinfo}{media.LOOPBACK}:{relay}/{path}", group=group, name=name)
     accepted = not _refused(proc, router, path)
     proc.stop()
-    media.wait_for(lambda: not ((s := router.mediamtx.path(path)) and s.online), 15, what=f"{path} free again")
+    media.wait_for(lambda: not _on_air(router.mediamtx.path(path)), 15, what=f"{path} free again")
     return accepted
 
 

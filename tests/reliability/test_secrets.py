@@ -134,12 +134,16 @@ def test_canary_appears_nowhere(rk: Kubectl, operator, control_plane):
     assert not found, f"canary leaked: {found}"
 
     # Pod specs: the key reaches FFmpeg and MediaMTX only as env from a secretKeyRef; the
-    # one plain value is the masked destination the FFmpeg image's entrypoint shows instead.
+    # plain values are the masked destination the FFmpeg image's entrypoint shows instead,
+    # and the address of the router it waits for.
     for p in pods(k, "app.kubernetes.io/managed-by=streamdist"):
         for c in p["spec"]["containers"]:
             for env in c.get("env") or []:
                 if env["name"] == "STREAMDIST_MASKED_DESTINATION":
                     assert "***" in env["value"] and not leaks(env["value"]), env
+                    continue
+                if env["name"] == "STREAMDIST_INPUT_ADDRESS":
+                    assert env["value"].endswith(".svc:8554"), env
                     continue
                 assert "value" not in env and set(env["valueFrom"]) == {"secretKeyRef"}, env
             if c["name"] == "ffmpeg":

@@ -127,6 +127,7 @@ def test_secret_destination_goes_through_env():
          "valueFrom": {"secretKeyRef": {"name": "in-udp-credentials", "key": "readPassword"}}},
         {"name": "STREAMDIST_DESTINATION", "valueFrom": {"secretKeyRef": {"name": "yt", "key": "url"}}},
         {"name": "STREAMDIST_MASKED_DESTINATION", "value": urls.mask(SECRET_URL)},
+        {"name": "STREAMDIST_INPUT_ADDRESS", "value": "in-udp.live.svc:8554"},
     ]
     assert "CANARY" not in urls.mask(SECRET_URL)
 
