@@ -300,13 +300,26 @@ def _router_env(inp: StreamInput, plan: RouterPlan, secret: str) -> list[dict[st
 def render_input(
     inp: StreamInput, port: int, settings: Settings, plan: RouterPlan | None = None
 ) -> list[dict[str, Any]]:
-    """Secret, ConfigMap, Deployment, the two Services and the NetworkPolicy of one input."""
+    """Secret, ConfigMap, NetworkPolicy, Deployment and the two Services of one input."""
     plan = plan or RouterPlan.for_render(inp)
+    values = _input_values(inp, port, settings, plan)
+    # Apply order: what the router reads and what guards it exist before it starts.
+    docs = [*_docs("input-secret.yaml.j2", **values), *_docs("input-configmap.yaml.j2", **values)]
+    if settings.network_policies:
+        docs += _docs("input-networkpolicy.yaml.j2", **values, **_policy_values(inp, settings, ingests(inp, port)))
+    docs += [*_docs("input-deployment.yaml.j2", **values), *_docs("input-services.yaml.j2", **values)]
+    # What was applied, on the Deployment (which the operator indexes): after a restart
+    # an unchanged input is adopted as it is instead of applied again.
+    find(docs, "Deployment")["metadata"].setdefault("annotations", {})[APPLIED_DIGEST_ANNOTATION] = digest(docs)
+    return docs
+
+
+def _input_values(inp: StreamInput, port: int, settings: Settings, plan: RouterPlan) -> dict[str, Any]:
+    """What the input templates are rendered from."""
     meta = inp.metadata
     config = mediamtx_config(inp, port, plan)
     secret_data = _credentials_data(inp, plan)
-    all_ingests = ingests(inp, port)
-    values = {
+    return {
         "name": meta.name,
         "namespace": meta.namespace,
         "labels": input_labels(meta.name),
@@ -320,7 +333,7 @@ def render_input(
         "env": _router_env(inp, plan, credentials_secret_name(meta.name)),
         "image": settings.mediamtx_image,
         "pull_policy": settings.image_pull_policy,
-        "ingests": [i for i in all_ingests if i.listener],
+        "ingests": [i for i in ingests(inp, port) if i.listener],
         "switch": _switch_container(inp, settings),
         "service_type": inp.spec.service.type,
         "local_traffic": bool(inp.spec.allowed_sources) and inp.spec.service.type != "ClusterIP",
@@ -330,15 +343,6 @@ def render_input(
         "pod_security": POD_SECURITY,
         "container_security": CONTAINER_SECURITY,
     }
-    # Apply order: what the router reads and what guards it exist before it starts.
-    docs = [*_docs("input-secret.yaml.j2", **values), *_docs("input-configmap.yaml.j2", **values)]
-    if settings.network_policies:
-        docs += _docs("input-networkpolicy.yaml.j2", **values, **_policy_values(inp, settings, all_ingests))
-    docs += [*_docs("input-deployment.yaml.j2", **values), *_docs("input-services.yaml.j2", **values)]
-    # What was applied, on the Deployment (which the operator indexes): after a restart
-    # an unchanged input is adopted as it is instead of applied again.
-    find(docs, "Deployment")["metadata"].setdefault("annotations", {})[APPLIED_DIGEST_ANNOTATION] = digest(docs)
-    return docs
 
 
 def _policy_values(inp: StreamInput, settings: Settings, all_ingests: list[Ingest]) -> dict[str, Any]:

@@ -47,3 +47,37 @@ def test_render_reports_bad_spec(tmp_path, capsys):
                    "spec: {input: a, url: 'http://nope'}\n")
     assert main(["render", "-f", str(bad)]) == 1
     assert "scheme must be one of" in capsys.readouterr().err
+
+
+SECRET = "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}{labels}}}\ntype: Opaque\nstringData: {{{data}}}\n---\n"
+RTMP_INPUT = ("apiVersion: streamdist.io/v1alpha1\nkind: StreamInput\nmetadata: {name: cam}\n"
+              "spec: {protocol: rtmp, publishSecretRef: {name: pub, key: credential}}\n")
+KEYED_OUTPUT = ("---\napiVersion: streamdist.io/v1alpha1\nkind: StreamOutput\nmetadata: {name: yt}\n"
+                "spec: {input: cam, urlFrom: {secretKeyRef: {name: yt, key: url}}}\n")
+
+
+@pytest.mark.parametrize(("label", "ok"), [("", False), (", labels: {streamdist.io/secret-usage: destination}", False),
+                                           (", labels: {streamdist.io/secret-usage: publish}", True)])
+def test_render_uses_a_secret_only_when_it_opted_in(tmp_path, capsys, label, ok):
+    path = tmp_path / "in.yaml"
+    path.write_text(SECRET.format(name="pub", labels=label, data="credential: 'enc:RenderCanary123'") + RTMP_INPUT)
+    out = io.StringIO()
+    assert render_files([path], Settings(), out) == (0 if ok else 1)
+    if not ok:
+        err = capsys.readouterr().err
+        assert "SecretNotAllowed" in err and "streamdist.io/secret-usage=publish" in err and "RenderCanary" not in err
+        return
+    assert "RenderCanary123" not in out.getvalue(), "render never prints a Secret's value"
+    (secret,) = [d for d in yaml.safe_load_all(out.getvalue()) if d and d["kind"] == "Secret"]
+    assert set(secret["stringData"].values()) == {"<set by the operator>"}
+
+
+def test_render_refuses_a_destination_secret_without_its_label(tmp_path, capsys):
+    path = tmp_path / "out.yaml"
+    path.write_text(SECRET.format(name="pub", labels=", labels: {streamdist.io/secret-usage: publish}",
+                                  data="credential: 'enc:longenough1'")
+                    + SECRET.format(name="yt", labels="", data="url: 'rtmp://h.example/app/RenderKey42'")
+                    + RTMP_INPUT + KEYED_OUTPUT)
+    assert render_files([path], Settings(), io.StringIO()) == 1
+    err = capsys.readouterr().err
+    assert "spec.urlFrom.secretKeyRef" in err and "RenderKey42" not in err
