@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import base64
 import dataclasses
+import getpass
 import logging
 import os
+import secrets
+import socket
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -42,9 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     return run_operator(args)
 
 
+def identity() -> str:
+    """Who this replica is in kopf's peering object: the pod's name (POD_ID) in a
+    cluster, else user@host/started/random, the form kopf gives itself."""
+    started = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    return f"{getpass.getuser()}@{socket.gethostname()}/{started}/{secrets.token_hex(2)}"
+
+
 def run_operator(args: argparse.Namespace) -> int:
     import kopf
-    from kopf._core.engines import peering as kopf_peering
 
     from .handlers import registry
     from .handlers.context import Context
@@ -52,7 +62,7 @@ def run_operator(args: argparse.Namespace) -> int:
 
     settings = from_env()
     if not settings.identity:
-        settings = dataclasses.replace(settings, identity=str(kopf_peering.detect_own_id(manual=False)))
+        settings = dataclasses.replace(settings, identity=identity())
     namespaces = list(args.namespace) or list(settings.namespaces)
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON)
     if not args.verbose:
@@ -64,7 +74,7 @@ def run_operator(args: argparse.Namespace) -> int:
         standalone=not settings.peering,
         peering_name=settings.peering or None,
         priority=settings.priority,
-        identity=kopf_peering.Identity(settings.identity),
+        identity=settings.identity,  # type: ignore[arg-type]  # kopf's Identity is a NewType of str
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=args.liveness,

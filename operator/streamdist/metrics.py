@@ -53,8 +53,9 @@ class StatusCollector(Collector):
         in_phase = GaugeMetricFamily(
             "streamdist_input_phase", "1 for the phase an input is in.", labels=["namespace", "input", "phase"]
         )
-        for (ns, name), store in list(self.ctx.idx.outputs.items()):
-            body = _first(store)
+        idx = self.ctx.idx
+        for (ns, name), bodies in idx.items(idx.outputs):
+            body = _first(bodies)
             status = body.get("status") or {}
             spec = body.get("spec") or {}
             reconnects.add_metric([ns, name, spec.get("input", "")], float(status.get("reconnects") or 0))
@@ -62,8 +63,8 @@ class StatusCollector(Collector):
                 out_phase.add_metric([ns, name, phase], 1.0 if status.get("phase") == phase else 0.0)
             if status.get("bitrateKbps") is not None:
                 out_rate.add_metric([ns, name], float(status["bitrateKbps"]))
-        for (ns, name), store in list(self.ctx.idx.inputs.items()):
-            status = _first(store).get("status") or {}
+        for (ns, name), bodies in idx.items(idx.inputs):
+            status = _first(bodies).get("status") or {}
             in_rate.add_metric([ns, name], float(status.get("bitrateKbps") or 0))
             in_readers.add_metric([ns, name], float(status.get("readers") or 0))
             for phase in INPUT_PHASES:

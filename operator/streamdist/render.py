@@ -47,6 +47,8 @@ LOOPBACK_NETS = ("127.0.0.1/32", "::1/128")
 # occurrence of its last argument (the destination) in its log replaced by this env's value.
 FFMPEG_COMMAND = "streamdist-ffmpeg"
 APPLIED_DIGEST_ANNOTATION = "streamdist.io/applied-digest"
+# On an output's pod: the resourceVersion of the destination's Secret it was made with.
+SECRET_VERSION_ANNOTATION = "streamdist.io/secret-version"
 # The same image's backup switch (images/ffmpeg/streamdist_switch.py).
 SWITCH_COMMAND = "streamdist-switch"
 MASKED_DESTINATION_ENV = "STREAMDIST_MASKED_DESTINATION"
@@ -526,16 +528,8 @@ def render_output(out: StreamOutput, plan: OutputPlan, settings: Settings) -> li
     destination_arg = f"$({DESTINATION_ENV})" if secret_ref else str(out.spec.url)
     args = ffmpeg_args(input_read_url(meta.namespace, out.spec.input), destination_arg, plan)
     listen_port = plan.destination.port if plan.destination.listener else None
-    revision = digest(
-        {
-            "command": FFMPEG_COMMAND,
-            "args": args,
-            "secret": secret_ref,
-            "image": settings.ffmpeg_image,
-            "replacement": plan.replacement,
-            "secretVersion": plan.secret_version,
-        }
-    )
+    revision = digest({"command": FFMPEG_COMMAND, "args": args, "secret": secret_ref, "image": settings.ffmpeg_image,
+                       "replacement": plan.replacement, "secretVersion": plan.secret_version})  # fmt: skip
     labels = output_labels(out.spec.input, meta.name)
     values = {
         "name": meta.name,
@@ -543,7 +537,10 @@ def render_output(out: StreamOutput, plan: OutputPlan, settings: Settings) -> li
         "pod_name": pod_name(out, revision),
         "labels": labels,
         "selector": {"streamdist.io/output": meta.name, **MANAGED_BY},
-        "annotations": {"streamdist.io/revision": revision},
+        "annotations": {
+            "streamdist.io/revision": revision,
+            **({SECRET_VERSION_ANNOTATION: plan.secret_version} if secret_ref else {}),
+        },
         "owner": owner_reference("StreamOutput", meta.name, meta.uid),
         "image": settings.ffmpeg_image,
         "pull_policy": settings.image_pull_policy,

@@ -231,6 +231,11 @@ def quantize_bitrate(previous: int | None, current: float | None) -> int | None:
     return value
 
 
+# Replacements that follow a failure: the new pod is a reconnect. Any other replacement
+# (the spec, a rotated Secret, the input's tracks or the image changed) is planned.
+FORCED_REPLACEMENTS = frozenset({"BackoffReplaced", "Stalled", "PodDeleted"})
+
+
 @dataclass
 class OutputStatus:
     """Inputs to one status write of a StreamOutput."""
@@ -295,14 +300,17 @@ def carry_reconnects(previous: dict[str, Any] | None, pod_name: str, restart_cou
     """(reconnects, carried) so the count never goes down when the pod changes.
 
     `status.pod` names the pod the stored count refers to: a different pod now means
-    the old one was replaced (back-off, spec change, deleted by hand), which is itself
-    a reconnect, and its restarts are already inside the stored count. Re-running with
-    the same inputs gives the same answer, so a handler may run twice.
+    the old one was replaced and its restarts are already inside the stored count. The
+    replacement itself is a reconnect only when it followed a failure
+    (status.lastReplacement names a FORCED_REPLACEMENTS reason); a planned one (spec,
+    Secret, input tracks) is not. Re-running with the same inputs gives the same
+    answer, so a handler may run twice.
     """
     prev = previous or {}
     before = int(prev.get("reconnects") or 0)
     carried = int(prev.get("reconnectsCarried") or 0)
     old_pod = prev.get("pod") or ""
     if pod_name and old_pod and pod_name != old_pod:
-        carried = before + (0 if prev.get("phase") == "Suspended" else 1)
+        failed = (prev.get("lastReplacement") or {}).get("reason") in FORCED_REPLACEMENTS
+        carried = before + (1 if failed and prev.get("phase") != "Suspended" else 0)
     return max(before, carried + restart_count), carried

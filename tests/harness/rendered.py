@@ -394,10 +394,10 @@ def start_input(
 def audio_tracks(sample: media.PathSample | None) -> tuple[str, ...]:
     """The audio codecs the operator would pass in ``OutputPlan.input_audio``: the
     input status' tracks (MediaMTX's names) minus video (handlers.outputs)."""
-    from streamdist.handlers.outputs import _audio_tracks
+    from streamdist.output_plan import audio_tracks as planned_audio
 
     tracks = list(sample.tracks) if sample and sample.ready else []
-    return _audio_tracks({"status": {"tracks": tracks}})
+    return planned_audio({"tracks": tracks})
 
 
 # -------------------------------------------------------------------------- outputs

@@ -6,8 +6,8 @@ import yaml
 from pydantic import ValidationError
 
 from streamdist import mediamtx, render
-from streamdist.handlers.context import InputObservation
-from streamdist.handlers.inputs import active_source, ingest_endpoint, on_air
+from streamdist.handlers.memory import InputObservation
+from streamdist.input_plan import active_source, ingest_endpoint, on_air
 from streamdist.models import parse_input
 from streamdist.settings import Settings
 
@@ -144,10 +144,10 @@ def test_active_source_with_a_backup():
 
 
 def test_outputs_see_which_source_of_their_input_is_on_air():
-    from streamdist.handlers.outputs import _input_ready
+    from streamdist.output_plan import input_ready_condition
 
-    assert _input_ready({"status": {"activeSource": "backup", "phase": "Live"}}).reason == "BackupOnAir"
-    assert _input_ready({"status": {"activeSource": "fallback", "phase": "Live"}}).reason == "FallbackOnAir"
+    assert input_ready_condition({"activeSource": "backup", "phase": "Live"}).reason == "BackupOnAir"
+    assert input_ready_condition({"activeSource": "fallback", "phase": "Live"}).reason == "FallbackOnAir"
     recv = {"type": "Receiving", "status": "True", "reason": "SourceLive", "message": "m"}
-    primary = _input_ready({"status": {"activeSource": "primary", "phase": "Live", "conditions": [recv]}})
+    primary = input_ready_condition({"activeSource": "primary", "phase": "Live", "conditions": [recv]})
     assert (primary.status, primary.reason) == ("True", "SourceLive")

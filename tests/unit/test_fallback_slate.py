@@ -3,8 +3,8 @@
 import yaml
 
 from streamdist import mediamtx, render
-from streamdist.handlers.context import InputObservation
-from streamdist.handlers.inputs import active_source, on_air
+from streamdist.handlers.memory import InputObservation
+from streamdist.input_plan import active_source, on_air
 from streamdist.models import parse_input
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from streamdist import mediamtx
-from streamdist.handlers.context import Flow, InputObservation
 from streamdist.handlers.health import next_flow, stalled_for
-from streamdist.handlers.inputs import health_fields
+from streamdist.handlers.memory import Flow, InputObservation
+from streamdist.input_plan import health_fields
 from streamdist.status import PodView, backoff_overdue, input_phase, quantize_bitrate
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mediamtx"

@@ -109,9 +109,18 @@ def test_status_changed_only_on_difference():
         ({"pod": "o-a", "reconnects": 2, "reconnectsCarried": 0}, "o-a", 3, (3, 0)),
         # same pod, restart count read stale: never goes down
         ({"pod": "o-a", "reconnects": 5, "reconnectsCarried": 0}, "o-a", 3, (5, 0)),
-        # replaced pod (back-off, deleted by hand): old count plus the replacement itself
-        ({"pod": "o-a", "reconnects": 5, "reconnectsCarried": 0}, "o-b", 0, (6, 6)),
-        ({"pod": "o-a", "reconnects": 5, "reconnectsCarried": 0}, "o-b", 2, (8, 6)),
+        # replaced after a failure (back-off, stall, deleted by hand): old count plus the replacement
+        ({"pod": "o-a", "reconnects": 5, "reconnectsCarried": 0, "lastReplacement": {"reason": "BackoffReplaced"}},
+         "o-b", 0, (6, 6)),
+        ({"pod": "o-a", "reconnects": 5, "reconnectsCarried": 0, "lastReplacement": {"reason": "Stalled"}},
+         "o-b", 2, (8, 6)),
+        ({"pod": "o-a", "reconnects": 5, "reconnectsCarried": 0, "lastReplacement": {"reason": "PodDeleted"}},
+         "o-b", 0, (6, 6)),
+        # a planned replacement (spec, Secret, the input's tracks changed) is no reconnect
+        ({"pod": "o-a", "reconnects": 0, "reconnectsCarried": 0, "lastReplacement": {"reason": "Updated"}},
+         "o-b", 0, (0, 0)),
+        ({"pod": "o-a", "reconnects": 5, "reconnectsCarried": 0, "lastReplacement": {"reason": "SecretRotated"}},
+         "o-b", 1, (6, 5)),
         # running twice with the same inputs gives the same answer
         ({"pod": "o-b", "reconnects": 8, "reconnectsCarried": 6}, "o-b", 2, (8, 6)),
         # after a suspend the count resumes from where it stood

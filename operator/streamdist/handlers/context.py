@@ -1,4 +1,5 @@
-"""What every handler shares: the API wrapper, settings, kopf's live indexes, locks.
+"""What every handler shares: the API wrapper, settings, kopf's live indexes, the memory
+of each object (memory.py), the Secret cache and the per-object locks.
 
 kopf fills the indexes from its watches before it calls any handler, so a handler that
 runs right after an operator restart already sees every input, output and pod; the
@@ -18,10 +19,10 @@ from typing import Any
 
 from .. import credentials, secret_policy
 from ..kube import Kube
-from ..mediamtx import InputHealth, PathSample
 from ..models import SecretKeyRef
 from ..secret_policy import Refusal, Usage
 from ..settings import Settings
+from .memory import Memory, ObjectKey
 
 log = logging.getLogger("streamdist")
 SECRET_TTL = 30.0
@@ -30,23 +31,32 @@ Key = tuple[str, str]
 
 @dataclass
 class Indexes:
-    """kopf.Index objects (live mappings of key -> Store of values)."""
+    """kopf.Index objects (live mappings of key -> Store of values).
+
+    kopf changes them on its event loop while handlers read them in other threads:
+    whole-index reads go through `keys` (one C-level copy of the key list, which a
+    concurrent insert cannot interrupt) and single lookups, never a Python-level
+    iteration of the mapping.
+    """
 
     inputs: Mapping[Key, Any] = field(default_factory=dict)
     outputs: Mapping[Key, Any] = field(default_factory=dict)
     outputs_by_input: Mapping[Key, Any] = field(default_factory=dict)
     pods: Mapping[Key, Any] = field(default_factory=dict)
     routers: Mapping[Key, Any] = field(default_factory=dict)
+    # (namespace, pod name) the index still lists but that are gone: kopf keeps
+    # entries of objects deleted while this replica was paused.
+    stale: set[tuple[str, str]] = field(default_factory=set)
+
+    @staticmethod
+    def keys(index: Mapping[Key, Any]) -> list[Key]:
+        return list(index)
 
     def one(self, index: Mapping[Key, Any], key: Key) -> dict[str, Any] | None:
         store = index.get(key)
         if not store:
             return None
-        return next(iter(store))  # type: ignore[no-any-return]
-
-    # (namespace, pod name) the index still lists but that are gone: kopf keeps
-    # entries of objects deleted while this replica was paused.
-    stale: set[tuple[str, str]] = field(default_factory=set)
+        return next(iter(store), None)
 
     def all(self, index: Mapping[Key, Any], key: Key) -> list[dict[str, Any]]:
         items = list(index.get(key) or [])
@@ -54,37 +64,40 @@ class Indexes:
             items = [p for p in items if (p["metadata"]["namespace"], p["metadata"]["name"]) not in self.stale]
         return items
 
-
-Endpoints = tuple[str, ...]  # where encoders send: the primary's, then the backup's
-
-
-@dataclass(frozen=True)
-class Applied:
-    digest: str
-    endpoints: Endpoints
-    api_host: str  # ClusterIP of the input's in-cluster Service (control API)
-    service_ips: frozenset[str] = frozenset()  # ClusterIPs of both Services: never a destination
-    api_auth: tuple[str, str] = ("", "")  # the operator's control-API user and password
+    def items(self, index: Mapping[Key, Any]) -> list[tuple[Key, list[dict[str, Any]]]]:
+        """A snapshot of (key, values) for every key present now."""
+        return [(key, self.all(index, key)) for key in self.keys(index)]
 
 
-@dataclass(frozen=True)
-class InputObservation:
-    """One poll of a router: health, or why it could not be read."""
+@dataclass
+class SecretCache:
+    """Secrets that opted in, read at most every SECRET_TTL seconds: (read at, value).
 
-    health: InputHealth | None
-    sample: PathSample | None
-    error: str = ""
-    relay: str | None = None  # with a backup: whose relay feeds the readers' path (primary, backup)
+    Watching Secrets would need list/watch on every Secret of the cluster; a short
+    cache keeps the operator at `get` on the ones it is pointed at, and a rotation
+    shows within the TTL. A refusal is not cached: a label added shows at once. The
+    label is checked on metadata alone before any value is fetched.
+    """
 
+    _values: dict[tuple[str, str, str, str], tuple[float, tuple[str, str]]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-@dataclass(frozen=True)
-class Flow:
-    """Bytes MediaMTX sent to one output's FFmpeg, to measure bitrate and stalls."""
-
-    bytes_sent: int
-    at: float  # monotonic seconds of the sample
-    grew_at: float  # last time the counter moved
-    bitrate_kbps: int | None = None
+    def read(self, kube: Kube, namespace: str, ref: SecretKeyRef, usage: Usage) -> tuple[str, str] | Refusal:
+        """(value, resourceVersion) of a Secret key that opted in to `usage`; else why not."""
+        cache_key = (namespace, ref.name, ref.key, usage)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._values.get(cache_key)
+        if cached and now - cached[0] < SECRET_TTL:
+            return cached[1]
+        refused = secret_policy.refusal(kube.secret_meta(namespace, ref.name), usage)
+        found = None if refused else kube.read_secret_key(namespace, ref.name, ref.key)
+        with self._lock:
+            if found is None:
+                self._values.pop(cache_key, None)
+            else:
+                self._values[cache_key] = (now, found)
+        return found or refused or secret_policy.missing_key(usage)
 
 
 @dataclass
@@ -92,66 +105,26 @@ class Context:
     kube: Kube
     settings: Settings
     idx: Indexes = field(default_factory=Indexes)
-    # Ports handed out but not yet visible in an input's status (two creates at once).
-    assigned: dict[Key, int] = field(default_factory=dict)
-    port_lock: threading.Lock = field(default_factory=threading.Lock)
-    # What was last applied per input: skip identical applies, remember the API host.
-    applied: dict[Key, Applied] = field(default_factory=dict)
-    # Latest MediaMTX health per input, and per output what flows to its FFmpeg.
-    health: dict[Key, InputObservation] = field(default_factory=dict)
-    flow: dict[Key, Flow] = field(default_factory=dict)
-    # Secrets that opted in, read at most every SECRET_TTL seconds: (read at, value).
-    secrets: dict[tuple[str, str, str, str], tuple[float, tuple[str, str]]] = field(default_factory=dict)
+    memory: Memory = field(default_factory=Memory)
+    secrets: SecretCache = field(default_factory=SecretCache)
     # The installation key every router credential is derived from (read at start-up).
     key: str = ""
-    # Digest of the extra children (SRT listener Service) last applied per output.
-    applied_extras: dict[Key, str] = field(default_factory=dict)
-    # Status last written per (kind, namespace, name): (uid, status).
-    written: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    # Consecutive failures per output (kubelet restarts + replacements) since it streamed.
-    failures: dict[Key, int] = field(default_factory=dict)
+    # Ports are handed out one input at a time (two creates at once must not share one).
+    port_lock: threading.Lock = field(default_factory=threading.Lock)
     paused: bool = False
-    _locks: defaultdict[tuple[str, Key], threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
+    _locks: defaultdict[ObjectKey, threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     @contextmanager
-    def lock(self, kind: str, key: Key) -> Iterator[None]:
+    def lock(self, key: ObjectKey) -> Iterator[None]:
         """Serialise work on one object across kopf's workers and the resync loop."""
         with self._guard:
-            lock = self._locks[(kind, key)]
+            lock = self._locks[key]
         with lock:
             yield
 
-    def forget(self, kind: str, key: Key) -> None:
-        """An object is gone: drop what memory holds about it."""
-        self.written.pop((kind, *key), None)
-        self.applied_extras.pop(key, None)
-        self.flow.pop(key, None)
-        self.failures.pop(key, None)
-
     def read_secret(self, namespace: str, ref: SecretKeyRef, usage: Usage) -> tuple[str, str] | Refusal:
-        """(value, resourceVersion) of a Secret key that opted in to `usage`, read again
-        only after SECRET_TTL; else why it may not be used.
-
-        Watching Secrets would need list/watch on every Secret of the cluster; a short
-        cache keeps the operator at `get` on the ones it is pointed at, and a rotation
-        shows within the TTL. A refusal is not cached: a label added shows at once.
-        The label is checked on metadata alone before any value is fetched.
-        """
-        cache_key = (namespace, ref.name, ref.key, usage)
-        now = time.monotonic()
-        cached = self.secrets.get(cache_key)
-        if cached and now - cached[0] < SECRET_TTL:
-            return cached[1]
-        refused = secret_policy.refusal(self.kube.secret_meta(namespace, ref.name), usage)
-        if refused:
-            self.secrets.pop(cache_key, None)
-            return refused
-        found = self.kube.read_secret_key(namespace, ref.name, ref.key)
-        if found is None:
-            return secret_policy.missing_key(usage)
-        self.secrets[cache_key] = (now, found)
-        return found
+        return self.secrets.read(self.kube, namespace, ref, usage)
 
     def router_credentials(self, namespace: str, name: str, uid: str) -> credentials.RouterCredentials:
         """The credentials an input's router accepts, derived from the installation key."""

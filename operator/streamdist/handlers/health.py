@@ -1,8 +1,8 @@
 """Polling each router's control API: input health, per-output flow and stalls.
 
 Runs from the resync loop, not from watch events: health changes without any
-Kubernetes object changing. The results live in memory; the reconcilers turn them
-into status, writing only what really moved.
+Kubernetes object changing. The results go to each object's memory; the reconcilers
+turn them into status, writing only what really moved.
 """
 
 from __future__ import annotations
@@ -13,70 +13,74 @@ from typing import Any
 
 from .. import render
 from ..mediamtx import MediaMTXAPIError, MediaMTXClient, PathSample, Session, relay_role
-from .context import Context, Flow, InputObservation, Key, logline
+from .context import Context, logline
+from .memory import Applied, Flow, InputKey, InputObservation, OutputKey
 
 POLL_TIMEOUT = 2.0
 
 
-def poll_all(ctx: Context) -> list[Key]:
+def poll_all(ctx: Context) -> list[InputKey]:
     """Poll every running router; returns the inputs whose observation changed."""
     if not ctx.settings.health_poll:
         return []
-    keys = [key for key, applied in ctx.applied.items() if applied.api_host and ctx.idx.one(ctx.idx.inputs, key)]
-    if not keys:
+    routers = [
+        (key, record.applied)
+        for key, record in ctx.memory.inputs()
+        if record.applied and record.applied.api_host and (key.namespace, key.name) in ctx.idx.inputs
+    ]
+    if not routers:
         return []
-    with ThreadPoolExecutor(max_workers=min(8, len(keys))) as pool:
-        return [key for key, changed in zip(keys, pool.map(lambda k: poll(ctx, k), keys), strict=True) if changed]
+    with ThreadPoolExecutor(max_workers=min(8, len(routers))) as pool:
+        changed = pool.map(lambda r: poll(ctx, *r), routers)
+        return [key for (key, _), moved in zip(routers, changed, strict=True) if moved]
 
 
-def poll(ctx: Context, key: Key) -> bool:
+def poll(ctx: Context, key: InputKey, applied: Applied) -> bool:
     """One poll of one router; True when what the status shows may have changed."""
-    applied = ctx.applied[key]
     user, password = applied.api_auth
     client = MediaMTXClient(
         f"http://{applied.api_host}:{render.API_PORT}", timeout=POLL_TIMEOUT, username=user, password=password
     )
-    before = ctx.health.get(key)
+    memory = ctx.memory.input(key)
+    before = memory.observation
     try:
-        health, sample = client.health(key[1], before.sample if before else None)
+        health, sample = client.health(key.name, before.sample if before else None)
         rtsp = _relay_sessions(ctx, key, client, sample)
         known = {"rtspSession": rtsp} if rtsp is not None else None
         readers = client.readers_of(sample, known) if sample and sample.readers else []
         relay = relay_role(sample, rtsp) if sample and rtsp is not None else None
     except MediaMTXAPIError as exc:
-        ctx.health[key] = InputObservation(None, None, error=str(exc)[:200])
+        memory.observation = InputObservation(None, None, error=str(exc)[:200])
         if before is None or before.health is not None:
-            logline("router-unreachable", namespace=key[0], input=key[1], error=str(exc)[:200])
+            logline("router-unreachable", namespace=key.namespace, input=key.name, error=str(exc)[:200])
             return True
         return False
-    ctx.health[key] = InputObservation(health, sample, relay=relay)
+    memory.observation = InputObservation(health, sample, relay=relay)
     _measure_outputs(ctx, key, readers)
     return before is None or before.health != health or before.relay != relay
 
 
 def _relay_sessions(
-    ctx: Context, key: Key, client: MediaMTXClient, sample: PathSample | None
+    ctx: Context, key: InputKey, client: MediaMTXClient, sample: PathSample | None
 ) -> list[Session] | None:
     """With a backup on air: the RTSP sessions, to see whose relay publishes into the
     readers' path (fetched once, and reused for the outputs' reader sessions)."""
-    body = ctx.idx.one(ctx.idx.inputs, key)
+    body = ctx.idx.one(ctx.idx.inputs, (key.namespace, key.name))
     if sample is None or not sample.online or not ((body or {}).get("spec") or {}).get("backup"):
         return None
     return client.sessions("rtspSession")
 
 
-def _measure_outputs(ctx: Context, input_key: Key, readers: list[Session]) -> None:
+def _measure_outputs(ctx: Context, input_key: InputKey, readers: list[Session]) -> None:
     """Match MediaMTX reader sessions to output pods by pod IP; record bytes sent."""
     by_ip = {s.remote_addr.rsplit(":", 1)[0].strip("[]"): s for s in readers}
     now = time.monotonic()
-    for sibling in ctx.idx.all(ctx.idx.outputs_by_input, input_key):
-        key = (input_key[0], sibling["name"])
+    for sibling in ctx.idx.all(ctx.idx.outputs_by_input, (input_key.namespace, input_key.name)):
+        key = OutputKey(input_key.namespace, sibling["name"])
         ip = _pod_ip(ctx, key)
         session = by_ip.get(ip) if ip else None
-        if session is None:
-            ctx.flow.pop(key, None)
-            continue
-        ctx.flow[key] = next_flow(ctx.flow.get(key), session.bytes_sent, now)
+        memory = ctx.memory.output(key)
+        memory.flow = next_flow(memory.flow, session.bytes_sent, now) if session else None
 
 
 def next_flow(previous: Flow | None, bytes_sent: int, now: float) -> Flow:
@@ -89,8 +93,8 @@ def next_flow(previous: Flow | None, bytes_sent: int, now: float) -> Flow:
     return Flow(bytes_sent, now, grew, rate)
 
 
-def _pod_ip(ctx: Context, key: Key) -> str:
-    for pod in ctx.idx.all(ctx.idx.pods, key):
+def _pod_ip(ctx: Context, key: OutputKey) -> str:
+    for pod in ctx.idx.all(ctx.idx.pods, (key.namespace, key.name)):
         status: dict[str, Any] = pod.get("status") or {}
         if not pod["metadata"].get("deletionTimestamp") and status.get("podIP"):
             return str(status["podIP"])

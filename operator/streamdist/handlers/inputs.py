@@ -1,68 +1,79 @@
-"""StreamInput: parse, take a port, render the router, apply it, report."""
+"""StreamInput reconcile: parse, resolve its Secrets, take a port, apply the router's
+children (or adopt them), then decide status and Events (input_plan, pure) and act."""
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from .. import credentials, ports, render
+from ..input_plan import SeenInput, ingest_endpoint, plan_failure, plan_input
 from ..kube import NameConflict
 from ..metrics import RECONCILE_SECONDS
 from ..models import SecretKeyRef, StreamInput, explain, parse_input
 from ..secret_policy import Refusal, Usage
-from ..status import Cond, conditions, input_phase, now_iso, quantize_bitrate
-from .context import Applied, Context, Endpoints, InputObservation, Key, logline
-from .reporting import previous_status, report
+from . import executor, status_writes
+from .context import Context, Key, logline
+from .memory import Applied, InputKey
 
 KIND = "StreamInput"
 
 
 def reconcile(ctx: Context, key: Key) -> None:
     """Level-triggered: safe to run on every event and on every resync tick."""
+    ikey = InputKey(*key)
     body = ctx.idx.one(ctx.idx.inputs, key)
     if body is None:
-        forget(ctx, key)
+        ctx.memory.forget(ikey)  # its port is free again; children go by garbage collection
         return
-    with ctx.lock("si", key), RECONCILE_SECONDS.labels(KIND).time():
-        _reconcile(ctx, key, body)
+    with ctx.lock(ikey), RECONCILE_SECONDS.labels(KIND).time():
+        applied = _run(ctx, ikey, body)
+        previous = status_writes.previous_status(ctx, ikey, body)
+        if isinstance(applied, Refusal):
+            decision = plan_failure(body, previous, applied.reason, applied.message)
+        else:
+            decision = plan_input(observe(ctx, ikey, body, *applied, previous))
+        executor.act_input(ctx, ikey, body, decision)
 
 
-def forget(ctx: Context, key: Key) -> None:
-    """An input is gone: its port is free again (children go by garbage collection)."""
-    with ctx.port_lock:
-        ctx.assigned.pop(key, None)
-    ctx.applied.pop(key, None)
-    ctx.health.pop(key, None)
-    ctx.forget(KIND, key)
-
-
-def _reconcile(ctx: Context, key: Key, body: dict[str, Any]) -> None:
-    meta = body["metadata"]
+def _run(ctx: Context, key: InputKey, body: dict[str, Any]) -> tuple[StreamInput, int, Applied] | Refusal:
+    """The router applied (or adopted, or unchanged), or why it cannot be."""
     try:
         inp = parse_input(body)
     except ValidationError as exc:
-        _fail(ctx, body, "InvalidSpec", explain(exc))
-        return
+        return Refusal("InvalidSpec", explain(exc))
     plan = router_plan(ctx, inp)
     if isinstance(plan, Refusal):
-        _fail(ctx, body, plan.reason, plan.message)
-        return
-    assignment = _take_port(ctx, key, inp, meta.get("creationTimestamp", ""), body.get("status") or {})
+        return plan
+    assignment = _take_port(ctx, key, inp, body["metadata"].get("creationTimestamp", ""))
     if assignment.port is None:
         if assignment.conflict_with:
             other = "/".join(assignment.conflict_with)
-            _fail(ctx, body, "PortConflict", f"port {inp.spec.port} is already used by StreamInput {other}")
-        else:
-            _fail(ctx, body, "NoFreePort", f"no free port left in {ctx.settings.port_min}-{ctx.settings.port_max}")
-        return
+            return Refusal("PortConflict", f"port {inp.spec.port} is already used by StreamInput {other}")
+        return Refusal("NoFreePort", f"no free port left in {ctx.settings.port_min}-{ctx.settings.port_max}")
     try:
-        applied = _apply_children(ctx, key, inp, assignment.port, plan)
+        return inp, assignment.port, _apply_children(ctx, key, inp, assignment.port, plan)
     except NameConflict as exc:
-        _fail(ctx, body, "NameConflict", f"{exc}; rename this StreamInput")
-        return
-    _report(ctx, body, inp, assignment.port, applied.endpoints)
+        return Refusal("NameConflict", f"{exc}; rename this StreamInput")
+
+
+def observe(
+    ctx: Context, key: InputKey, body: dict[str, Any], inp: StreamInput, port: int, applied: Applied,
+    previous: dict[str, Any],
+) -> SeenInput:  # fmt: skip
+    router = ctx.idx.one(ctx.idx.routers, (key.namespace, key.name)) or {}
+    return SeenInput(
+        body=body,
+        input=inp,
+        port=port,
+        endpoints=applied.endpoints,
+        router_ready=int(router.get("readyReplicas") or 0) >= 1,
+        observation=ctx.memory.input(key).observation,
+        previous=previous,
+        now=datetime.now(UTC),
+    )
 
 
 def router_plan(ctx: Context, inp: StreamInput) -> render.RouterPlan | Refusal:
@@ -98,29 +109,31 @@ def _secret(ctx: Context, ns: str, ref: SecretKeyRef, usage: Usage, invalid: str
     return got[0]
 
 
-def _take_port(ctx: Context, key: Key, inp: StreamInput, created: str, status: dict[str, Any]) -> ports.Assignment:
+def _take_port(ctx: Context, key: InputKey, inp: StreamInput, created: str) -> ports.Assignment:
+    """A port for the input, handed out one input at a time (remembered until in status)."""
     with ctx.port_lock:
-        claims = list(_claims(ctx))
-        mine = next((c for c in claims if c.key == key), None)
-        result = ports.assign(mine, key, created, inp.spec.port, claims, ctx.settings.port_range)
+        claims = _claims(ctx)
+        me = (key.namespace, key.name)
+        mine = next((c for c in claims if c.key == me), None)
+        result = ports.assign(mine, me, created, inp.spec.port, claims, ctx.settings.port_range)
         if result.port is not None:
-            ctx.assigned[key] = result.port
+            ctx.memory.input(key).port = result.port
         return result
 
 
 def _claims(ctx: Context) -> list[ports.Claim]:
     """Every port held: in statuses, fixed in specs, or just handed out in memory."""
     out: dict[Key, ports.Claim] = {}
-    for key, store in ctx.idx.inputs.items():
-        for body in store:
-            status = body.get("status") or {}
-            spec_port = (body.get("spec") or {}).get("port")
-            failed = status.get("phase") == "Failed"
-            port = spec_port or (None if failed else status.get("port")) or ctx.assigned.get(key)
+    remembered = {(k.namespace, k.name): record.port for k, record in ctx.memory.inputs()}
+    for key, bodies in ctx.idx.items(ctx.idx.inputs):
+        for body in bodies:
+            spec, status = body.get("spec") or {}, body.get("status") or {}
+            held = None if status.get("phase") == "Failed" else status.get("port")
+            port = spec.get("port") or held or remembered.get(key)
             created = body["metadata"].get("creationTimestamp", "")
             if port:
                 out[key] = ports.Claim(key, int(port), created)
-            backup_port = ((body.get("spec") or {}).get("backup") or {}).get("port")
+            backup_port = (spec.get("backup") or {}).get("port")
             if backup_port:
                 # A backup's own listener: never handed out to anyone, this input included.
                 backup_key = (key[0], f"{key[1]} (backup)")
@@ -128,142 +141,36 @@ def _claims(ctx: Context) -> list[ports.Claim]:
     return list(out.values())
 
 
-def _apply_children(ctx: Context, key: Key, inp: StreamInput, port: int, plan: render.RouterPlan) -> Applied:
+def _apply_children(ctx: Context, key: InputKey, inp: StreamInput, port: int, plan: render.RouterPlan) -> Applied:
     """Apply the Secret, ConfigMap, NetworkPolicy, Deployment and Services; remember them."""
     docs = render.render_input(inp, port, ctx.settings, plan)
     digest = render.applied_digest(docs)
-    last = ctx.applied.get(key)
-    if last and last.digest == digest:
-        return last
+    memory = ctx.memory.input(key)
+    if memory.applied and memory.applied.digest == digest:
+        return memory.applied
     services = _adopt(ctx, key, docs, digest)
     if services is None:
         stored = {(d["kind"], d["metadata"]["name"]): ctx.kube.apply_owned(d) for d in docs}
         inside, ingest = (stored[("Service", s["metadata"]["name"])] for s in render.input_services(docs))
-        logline("router-applied", namespace=key[0], input=key[1], digest=digest)
+        logline("router-applied", namespace=key.namespace, input=key.name, digest=digest)
     else:
         inside, ingest = services
-        logline("router-adopted", namespace=key[0], input=key[1], digest=digest)
+        logline("router-adopted", namespace=key.namespace, input=key.name, digest=digest)
     endpoints = tuple(ingest_endpoint(inp, i, ingest) for i in render.ingests(inp, port))
     ips = frozenset(ip for s in (inside, ingest) if (ip := (s.get("spec") or {}).get("clusterIP")) and ip != "None")
     creds = plan.credentials
     api_host = (inside.get("spec") or {}).get("clusterIP") or ""
-    applied = Applied(digest, endpoints, api_host, ips, (creds.api_user, creds.api_password))
-    ctx.applied[key] = applied
-    return applied
+    memory.applied = Applied(digest, endpoints, api_host, ips, (creds.api_user, creds.api_password))
+    return memory.applied
 
 
 def _adopt(
-    ctx: Context, key: Key, docs: list[dict[str, Any]], digest: str
+    ctx: Context, key: InputKey, docs: list[dict[str, Any]], digest: str
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """After a restart: children an earlier run applied, unchanged (the digest on the
     Deployment says so), need only their two Services read, not everything re-applied."""
-    router = ctx.idx.one(ctx.idx.routers, key) or {}
+    router = ctx.idx.one(ctx.idx.routers, (key.namespace, key.name)) or {}
     if router.get("appliedDigest") != digest:
         return None
     inside, ingest = (ctx.kube.get(doc) for doc in render.input_services(docs))
     return (inside, ingest) if inside and ingest else None
-
-
-def ingest_endpoint(inp: StreamInput, ingest: render.Ingest, service: dict[str, Any]) -> str:
-    """Where to send a source, as the Service type exposes it."""
-    meta = inp.metadata
-    kind = inp.spec.service.type
-    if kind == "NodePort":
-        ports_ = (service.get("spec") or {}).get("ports") or []
-        name = ingest.port_name if ingest.listener else "ingest"
-        node_port = next((p.get("nodePort") for p in ports_ if p.get("name") == name), None)
-        return render.ingest_url(ingest.protocol, "<node-address>", int(node_port or ingest.port), ingest.path)
-    if kind == "LoadBalancer":
-        ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-        host = (ingress[0].get("ip") or ingress[0].get("hostname")) if ingress else "<pending-load-balancer>"
-        return render.ingest_url(ingest.protocol, host, ingest.port, ingest.path)
-    return render.ingest_url(ingest.protocol, f"{meta.name}-ingest.{meta.namespace}.svc", ingest.port, ingest.path)
-
-
-def _report(ctx: Context, body: dict[str, Any], inp: StreamInput, port: int, endpoints: Endpoints) -> None:
-    key = (inp.metadata.namespace, inp.metadata.name)
-    router = ctx.idx.one(ctx.idx.routers, key) or {}
-    router_ready = int(router.get("readyReplicas") or 0) >= 1
-    previous = previous_status(ctx, KIND, body)
-    seen = ctx.health.get(key) if router_ready else None
-    phase, ready, recv = input_phase(router_ready, _receiving(seen))
-    active = active_source(inp, seen)
-    conds = [ready, recv] + ([on_air(active)] if inp.spec.slate else [])
-    status = {
-        "observedGeneration": inp.metadata.generation,
-        "phase": phase,
-        "port": port,
-        "endpoint": endpoints[0],
-        **({"backupEndpoint": endpoints[1]} if len(endpoints) > 1 else {}),
-        **health_fields(previous, seen),
-        **({"activeSource": active} if active else {}),
-        "conditions": conditions(previous.get("conditions"), conds, inp.metadata.generation, now_iso()),
-    }
-    reason = {"Live": "SourceLive", "Waiting": "Waiting" if previous.get("phase") != "Live" else "SourceLost"}.get(
-        phase, ready.reason
-    )
-    report(ctx, KIND, body, status, reason, recv.message if phase in ("Live", "Waiting") else ready.message)
-    switched = previous.get("activeSource")
-    if active and switched and switched != active:
-        cond = on_air(active)
-        ctx.kube.event(
-            {**body, "kind": KIND}, "Normal" if active == "primary" else "Warning", cond.reason, cond.message
-        )
-
-
-def active_source(inp: StreamInput, seen: InputObservation | None) -> str | None:
-    """primary, backup or fallback: what readers of an input with a slate get now.
-
-    With a backup, the readers' path is fed by the switch's relay, whose RTSP session
-    names its role; anything else online there counts as the primary."""
-    if not inp.spec.slate or seen is None or seen.sample is None:
-        return None
-    if not seen.sample.online:
-        return "fallback"
-    return "backup" if inp.spec.backup and seen.relay == "backup" else "primary"
-
-
-def on_air(active: str | None) -> Cond:
-    if active == "primary":
-        return Cond("OnAir", "True", "SwitchedToPrimary", "the source is on air")
-    if active == "backup":
-        return Cond("OnAir", "True", "SwitchedToBackup", "the primary source is gone: the backup is on air")
-    if active == "fallback":
-        return Cond("OnAir", "True", "SwitchedToFallback", "no source: the fallback slate is on air")
-    return Cond("OnAir", "Unknown", "HealthUnknown", "MediaMTX's control API has not answered yet")
-
-
-def _receiving(seen: InputObservation | None) -> bool | None:
-    """A source publishes (with a fallback, the path is always available: ask `online`)."""
-    if seen is None or seen.health is None:
-        return None
-    return seen.health.ready and (seen.sample.online if seen.sample else True)
-
-
-def health_fields(previous: dict[str, Any], seen: InputObservation | None) -> dict[str, Any]:
-    """status.tracks/bitrateKbps/readers/lastSourceTime from the latest poll."""
-    if seen is None or seen.health is None:
-        return {}
-    health = seen.health
-    last = health.last_source_time
-    when = last.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if last else previous.get("lastSourceTime")
-    return {
-        "tracks": list(health.tracks),
-        "bitrateKbps": quantize_bitrate(previous.get("bitrateKbps"), health.bitrate_kbps) if health.ready else 0,
-        "readers": health.readers,
-        "lastSourceTime": when,
-    }
-
-
-def _fail(ctx: Context, body: dict[str, Any], reason: str, message: str) -> None:
-    generation = body["metadata"].get("generation", 0)
-    previous = previous_status(ctx, KIND, body)
-    conds = [Cond("Ready", "False", reason, message), Cond("Receiving", "Unknown", reason, "router not running")]
-    status = {
-        "observedGeneration": generation,
-        "phase": "Failed",
-        "port": None,
-        "endpoint": "",
-        "conditions": conditions(previous.get("conditions"), conds, generation, now_iso()),
-    }
-    report(ctx, KIND, body, status, reason, message)

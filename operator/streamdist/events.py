@@ -1,0 +1,52 @@
+"""Which Event a change deserves: one pure policy for every Event the operator posts.
+
+Events mark what a person watching `kubectl describe` needs to see: failures, a
+recovery, a switch of source, a replacement. Steps on the way up (Pending, Connecting,
+Waiting) post nothing: an Event each would triple the writes per new output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+WARNING_PHASES = frozenset({"Failed", "Invalid", "Reconnecting"})
+QUIET_PHASES = frozenset({"Pending", "Connecting", "Waiting"})
+UP_PHASES = frozenset({"Streaming", "Live"})
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+def transition(previous: dict[str, Any], status: dict[str, Any], reason: str, message: str) -> Event | None:
+    """An Event when the phase moved (or a failure's reason changed); None otherwise."""
+    phase, before = status.get("phase"), previous.get("phase")
+    if phase == before and (phase not in WARNING_PHASES or ready_reason(previous) == ready_reason(status)):
+        return None
+    lost = before in UP_PHASES and phase not in UP_PHASES
+    if phase in QUIET_PHASES and not lost:
+        return None
+    return Event("Warning" if phase in WARNING_PHASES or lost else "Normal", reason, message)
+
+
+def switched(previous_source: str | None, source: str | None, reason: str, message: str) -> Event | None:
+    """An input's readers now get another source (primary, backup, fallback slate)."""
+    if not source or not previous_source or previous_source == source:
+        return None
+    return Event("Normal" if source == "primary" else "Warning", reason, message)
+
+
+def replaced(reason: str, message: str, planned: bool) -> Event:
+    """The operator replaced an output's pod: a failure (Warning) or a change (Normal)."""
+    return Event("Normal" if planned else "Warning", reason, message)
+
+
+def ready_reason(status: dict[str, Any]) -> str | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return cond.get("reason")  # type: ignore[no-any-return]
+    return None

@@ -1,0 +1,122 @@
+"""What the operator remembers about each object between reconciles: one record each.
+
+Keys carry the kind: a StreamInput and a StreamOutput of the same namespace and name
+are two objects, and forgetting one never touches the other. `Memory.forget` is the
+only place a record goes (the object is gone from kopf's index).
+
+Threads. Reconciles run in kopf's worker threads and in the resync thread, one object
+at a time (Context.lock). The health poll (resync thread) writes
+`InputMemory.observation` and `OutputMemory.flow`; the object's own reconcile writes
+every other field. Fields are replaced whole by immutable values, never changed in
+place, so a reader in another thread sees the old value or the new one. The maps of
+records change under Memory's lock, and whole-memory reads take a snapshot under it:
+no reader iterates a map another thread is inserting into.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..mediamtx import InputHealth, PathSample
+
+Endpoints = tuple[str, ...]  # where encoders send: the primary's, then the backup's
+
+
+@dataclass(frozen=True)
+class InputKey:
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class OutputKey:
+    namespace: str
+    name: str
+
+
+ObjectKey = InputKey | OutputKey
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The router children last applied (or adopted) for an input."""
+
+    digest: str
+    endpoints: Endpoints
+    api_host: str  # ClusterIP of the input's in-cluster Service (control API)
+    service_ips: frozenset[str] = frozenset()  # ClusterIPs of both Services: never a destination
+    api_auth: tuple[str, str] = ("", "")  # the operator's control-API user and password
+
+
+@dataclass(frozen=True)
+class InputObservation:
+    """One poll of a router: health, or why it could not be read."""
+
+    health: InputHealth | None
+    sample: PathSample | None
+    error: str = ""
+    relay: str | None = None  # with a backup: whose relay feeds the readers' path (primary, backup)
+
+
+@dataclass(frozen=True)
+class Flow:
+    """Bytes MediaMTX sent to one output's FFmpeg, to measure bitrate and stalls."""
+
+    bytes_sent: int
+    at: float  # monotonic seconds of the sample
+    grew_at: float  # last time the counter moved
+    bitrate_kbps: int | None = None
+
+
+@dataclass(frozen=True)
+class Written:
+    """The status last written for one object (uid: a re-created object starts afresh)."""
+
+    uid: str
+    status: dict[str, Any]
+
+
+@dataclass
+class InputMemory:
+    port: int | None = None  # handed out, maybe not yet visible in status
+    applied: Applied | None = None
+    observation: InputObservation | None = None
+    written: Written | None = None
+
+
+@dataclass
+class OutputMemory:
+    flow: Flow | None = None
+    failures: int = 0  # consecutive failures (kubelet restarts + replacements) since it streamed
+    extras: str = ""  # digest of the extra children (SRT listener Service) last applied
+    written: Written | None = None
+
+
+@dataclass
+class Memory:
+    _inputs: dict[InputKey, InputMemory] = field(default_factory=dict)
+    _outputs: dict[OutputKey, OutputMemory] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def input(self, key: InputKey) -> InputMemory:
+        with self._lock:
+            return self._inputs.setdefault(key, InputMemory())
+
+    def output(self, key: OutputKey) -> OutputMemory:
+        with self._lock:
+            return self._outputs.setdefault(key, OutputMemory())
+
+    def forget(self, key: ObjectKey) -> None:
+        """The object is gone: everything remembered about it goes, nothing else."""
+        with self._lock:
+            if isinstance(key, InputKey):
+                self._inputs.pop(key, None)
+            else:
+                self._outputs.pop(key, None)
+
+    def inputs(self) -> list[tuple[InputKey, InputMemory]]:
+        """A snapshot of every input's record."""
+        with self._lock:
+            return list(self._inputs.items())

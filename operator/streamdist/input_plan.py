@@ -1,0 +1,137 @@
+"""Deciding a StreamInput's status and Events from what was seen: pure, table-tested.
+
+The input's reconcile applies its router first (handlers.inputs); what the router, its
+Services and the latest health poll then show arrives here as `SeenInput`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import events, render
+from .events import Event
+from .handlers.memory import Endpoints, InputObservation
+from .models import StreamInput
+from .status import Cond, conditions, input_phase, now_iso, quantize_bitrate
+
+
+@dataclass(frozen=True)
+class SeenInput:
+    body: dict[str, Any]
+    input: StreamInput
+    port: int
+    endpoints: Endpoints
+    router_ready: bool
+    observation: InputObservation | None  # the latest health poll (None while the router is not ready)
+    previous: dict[str, Any] = field(default_factory=dict)
+    now: datetime | None = None
+
+
+@dataclass(frozen=True)
+class InputDecision:
+    status: dict[str, Any]
+    events: tuple[Event, ...] = ()
+
+
+def plan_input(seen: SeenInput) -> InputDecision:
+    """Phase, endpoints, health and conditions of an input whose router was applied."""
+    inp, previous = seen.input, seen.previous
+    observation = seen.observation if seen.router_ready else None
+    phase, ready, recv = input_phase(seen.router_ready, receiving(observation))
+    active = active_source(inp, observation)
+    conds = [ready, recv] + ([on_air(active)] if inp.spec.slate else [])
+    status = {
+        "observedGeneration": inp.metadata.generation,
+        "phase": phase,
+        "port": seen.port,
+        "endpoint": seen.endpoints[0],
+        **({"backupEndpoint": seen.endpoints[1]} if len(seen.endpoints) > 1 else {}),
+        **health_fields(previous, observation),
+        **({"activeSource": active} if active else {}),
+        "conditions": conditions(previous.get("conditions"), conds, inp.metadata.generation, now_iso(seen.now)),
+    }
+    lost = "Waiting" if previous.get("phase") != "Live" else "SourceLost"
+    reason = {"Live": "SourceLive", "Waiting": lost}.get(phase, ready.reason)
+    message = recv.message if phase in ("Live", "Waiting") else ready.message
+    cond = on_air(active)
+    found = (events.transition(previous, status, reason, message),
+             events.switched(previous.get("activeSource"), active, cond.reason, cond.message))  # fmt: skip
+    return InputDecision(status, tuple(e for e in found if e))
+
+
+def plan_failure(body: dict[str, Any], previous: dict[str, Any], reason: str, message: str,
+                 now: datetime | None = None) -> InputDecision:  # fmt: skip
+    """An input that cannot have its router: Failed, with why."""
+    generation = body["metadata"].get("generation", 0)
+    conds = [Cond("Ready", "False", reason, message), Cond("Receiving", "Unknown", reason, "router not running")]
+    status = {
+        "observedGeneration": generation,
+        "phase": "Failed",
+        "port": None,
+        "endpoint": "",
+        "conditions": conditions(previous.get("conditions"), conds, generation, now_iso(now)),
+    }
+    event = events.transition(previous, status, reason, message)
+    return InputDecision(status, (event,) if event else ())
+
+
+def active_source(inp: StreamInput, seen: InputObservation | None) -> str | None:
+    """primary, backup or fallback: what readers of an input with a slate get now.
+
+    With a backup, the readers' path is fed by the switch's relay, whose RTSP session
+    names its role; anything else online there counts as the primary."""
+    if not inp.spec.slate or seen is None or seen.sample is None:
+        return None
+    if not seen.sample.online:
+        return "fallback"
+    return "backup" if inp.spec.backup and seen.relay == "backup" else "primary"
+
+
+def on_air(active: str | None) -> Cond:
+    if active == "primary":
+        return Cond("OnAir", "True", "SwitchedToPrimary", "the source is on air")
+    if active == "backup":
+        return Cond("OnAir", "True", "SwitchedToBackup", "the primary source is gone: the backup is on air")
+    if active == "fallback":
+        return Cond("OnAir", "True", "SwitchedToFallback", "no source: the fallback slate is on air")
+    return Cond("OnAir", "Unknown", "HealthUnknown", "MediaMTX's control API has not answered yet")
+
+
+def receiving(seen: InputObservation | None) -> bool | None:
+    """A source publishes (with a fallback, the path is always available: ask `online`)."""
+    if seen is None or seen.health is None:
+        return None
+    return seen.health.ready and (seen.sample.online if seen.sample else True)
+
+
+def health_fields(previous: dict[str, Any], seen: InputObservation | None) -> dict[str, Any]:
+    """status.tracks/bitrateKbps/readers/lastSourceTime from the latest poll."""
+    if seen is None or seen.health is None:
+        return {}
+    health = seen.health
+    last = health.last_source_time
+    when = last.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if last else previous.get("lastSourceTime")
+    return {
+        "tracks": list(health.tracks),
+        "bitrateKbps": quantize_bitrate(previous.get("bitrateKbps"), health.bitrate_kbps) if health.ready else 0,
+        "readers": health.readers,
+        "lastSourceTime": when,
+    }
+
+
+def ingest_endpoint(inp: StreamInput, ingest: render.Ingest, service: dict[str, Any]) -> str:
+    """Where to send a source, as the Service type exposes it."""
+    meta = inp.metadata
+    kind = inp.spec.service.type
+    if kind == "NodePort":
+        ports_ = (service.get("spec") or {}).get("ports") or []
+        name = ingest.port_name if ingest.listener else "ingest"
+        node_port = next((p.get("nodePort") for p in ports_ if p.get("name") == name), None)
+        return render.ingest_url(ingest.protocol, "<node-address>", int(node_port or ingest.port), ingest.path)
+    if kind == "LoadBalancer":
+        ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        host = (ingress[0].get("ip") or ingress[0].get("hostname")) if ingress else "<pending-load-balancer>"
+        return render.ingest_url(ingest.protocol, host, ingest.port, ingest.path)
+    return render.ingest_url(ingest.protocol, f"{meta.name}-ingest.{meta.namespace}.svc", ingest.port, ingest.path)
