@@ -24,7 +24,15 @@ ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
 
 # Kubernetes object names used as label values and Service names: a DNS-1035 label.
 # Shorter than 63 so that derived names ("<input>-ingest", "<output>-<hash>") fit too.
-NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+NAME_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+# What the API server takes for a namespace (DNS-1123 label), a Secret's or ConfigMap's
+# name (DNS-1123 subdomain) and a data key: checked with fullmatch, never `$` (which
+# lets a trailing newline through) before any template sees them.
+NAMESPACE_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+DATA_KEY = r"[-._a-zA-Z0-9]+"
+# The router's own ports: an ingest on one of them would collide with RTSP, API or metrics.
+ROUTER_PORTS = frozenset({8554, 9997, 9998})
 MAX_INPUT_NAME = 56
 MAX_OUTPUT_NAME = 54
 MIN_PORT = 1024
@@ -40,6 +48,14 @@ class _Model(BaseModel):
 class SecretKeyRef(_Model):
     name: str = Field(min_length=1, max_length=253)
     key: str = Field(min_length=1, max_length=253)
+
+    @model_validator(mode="after")
+    def _names(self) -> SecretKeyRef:
+        if not re.fullmatch(SUBDOMAIN, self.name):
+            raise ValueError("name must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.')")
+        if not re.fullmatch(DATA_KEY, self.key):
+            raise ValueError("key must be letters, digits, '-', '_' and '.'")
+        return self
 
 
 class ServiceSpec(_Model):
@@ -90,6 +106,13 @@ class StreamInputSpec(_Model):
     def protocols(self) -> frozenset[str]:
         """Every protocol a source may arrive with: the primary's and the backup's."""
         return frozenset({self.protocol, *([self.backup.protocol] if self.backup else [])})
+
+    @model_validator(mode="after")
+    def _ports(self) -> StreamInputSpec:
+        ports = [self.port, self.backup.port if self.backup else None]
+        if any(p in ROUTER_PORTS for p in ports):
+            raise ValueError("port and backup.port must not be 8554, 9997 or 9998 (the router's RTSP, API and metrics)")
+        return self
 
     @model_validator(mode="after")
     def _cidrs(self) -> StreamInputSpec:
@@ -145,6 +168,28 @@ def backup_shares_listener(primary: str, backup: str) -> bool:
     return primary == backup and backup != "udp"
 
 
+class ConfigMapKeyRef(SecretKeyRef):
+    """A ConfigMap's key: the same naming rules as a Secret's."""
+
+
+class CAFrom(_Model):
+    config_map_key_ref: ConfigMapKeyRef = Field(alias="configMapKeyRef")
+
+
+class TLSSpec(_Model):
+    """RTMPS only: the server's certificate is verified against the system CAs, or the
+    CA bundle of `caFrom`, unless `insecureSkipVerify`."""
+
+    insecure_skip_verify: bool = Field(default=False, alias="insecureSkipVerify")
+    ca_from: CAFrom | None = Field(default=None, alias="caFrom")
+
+    @model_validator(mode="after")
+    def _one(self) -> TLSSpec:
+        if self.insecure_skip_verify and self.ca_from is not None:
+            raise ValueError("tls.caFrom and tls.insecureSkipVerify exclude each other")
+        return self
+
+
 class UrlFrom(_Model):
     secret_key_ref: SecretKeyRef = Field(alias="secretKeyRef")
 
@@ -167,6 +212,7 @@ class StreamOutputSpec(_Model):
     suspend: bool = False
     service: ServiceSpec = ServiceSpec()
     reconnect: ReconnectSpec = ReconnectSpec()
+    tls: TLSSpec = TLSSpec()
 
     @model_validator(mode="after")
     def _one_destination(self) -> StreamOutputSpec:
@@ -183,6 +229,12 @@ class Meta(_Model):
     namespace: str = "default"
     uid: str = ""
     generation: int = 0
+
+    @model_validator(mode="after")
+    def _namespace(self) -> Meta:
+        if not NAMESPACE_RE.fullmatch(self.namespace):
+            raise ValueError("metadata.namespace must be a DNS-1123 label of at most 63 characters")
+        return self
 
 
 class StreamInput(_Model):
@@ -208,9 +260,9 @@ class StreamOutput(_Model):
 
 
 def _check_name(name: str, limit: int) -> None:
-    if len(name) > limit or not NAME_RE.match(name):
+    if len(name) > limit or not NAME_RE.fullmatch(name):
         raise ValueError(
-            f"name {name[:70]!r} must be a DNS-1035 label of at most {limit} characters "
+            f"metadata.name must be a DNS-1035 label of at most {limit} characters "
             "(lowercase letters, digits and '-', starting with a letter)"
         )
 

@@ -277,6 +277,9 @@ def _running(seen: SeenOutput, view: PodView | None) -> tuple[dict[str, Any], tu
     pod = view.name if view else str(seen.previous.get("pod") or "")
     reconnects, carried = carry_reconnects(seen.previous, pod, view.restart_count if view else 0)
     rate = seen.flow.bitrate_kbps if seen.flow else None
+    extra = {"bitrateKbps": quantize_bitrate(seen.previous.get("bitrateKbps"), rate)} if rate is not None else {}
+    if seen.destination.scheme == "rtmps":
+        extra["tlsVerification"] = "Skipped" if seen.output.spec.tls.insecure_skip_verify else "Verified"
     status = OutputStatus(
         generation=seen.output.metadata.generation,
         phase=state.phase,
@@ -291,7 +294,7 @@ def _running(seen: SeenOutput, view: PodView | None) -> tuple[dict[str, Any], tu
         replacements=int(seen.previous.get("replacements") or 0),
         last_error=(last_error(view) if view else "") or seen.previous.get("lastError", ""),
         input_ready=input_ready,
-        extra={"bitrateKbps": quantize_bitrate(seen.previous.get("bitrateKbps"), rate)} if rate is not None else {},
+        extra=extra,
     ).render(seen.previous, now_iso(seen.now))
     streaming = state.phase == "Streaming" and view is not None and view.restart_count == 0
     event = events.transition(seen.previous, status, state.reason, state.message)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from . import credentials, urls
 from .credentials import Publisher, RouterCredentials
-from .models import API_VERSION, CREDENTIAL_PROTOCOLS, StreamInput, StreamOutput, backup_shares_listener
+from .models import API_VERSION, CREDENTIAL_PROTOCOLS, StreamInput, StreamOutput, TLSSpec, backup_shares_listener
 from .settings import Settings
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "streamdist"}
@@ -470,7 +471,21 @@ def muxer_args(dest: urls.Destination) -> list[str]:
     return ["-f", "mpegts"]
 
 
-def ffmpeg_args(source: str, destination_arg: str, plan: OutputPlan) -> list[str]:
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"  # Debian's ca-certificates, in the FFmpeg image
+CA_DIR = "/etc/streamdist/ca"
+CA_FILE = "ca.crt"
+
+
+def tls_args(dest: urls.Destination, tls: TLSSpec) -> list[str]:
+    """RTMPS verifies the server's certificate (FFmpeg's default is not to)."""
+    if dest.scheme != "rtmps":
+        return []
+    if tls.insecure_skip_verify:
+        return ["-tls_verify", "0"]
+    return ["-tls_verify", "1", "-ca_file", f"{CA_DIR}/{CA_FILE}" if tls.ca_from else SYSTEM_CA]
+
+
+def ffmpeg_args(source: str, destination_arg: str, plan: OutputPlan, tls: Sequence[str] = ()) -> list[str]:
     """FFmpeg's argv (after the program name): pull RTSP/TCP, copy video, push.
 
     The destination is one argv element, the last (the image's masking entrypoint
@@ -498,6 +513,7 @@ def ffmpeg_args(source: str, destination_arg: str, plan: OutputPlan) -> list[str
         "copy",
         *audio_codec_args(plan.destination, plan.input_audio),
         *muxer_args(plan.destination),
+        *tls,
         destination_arg,
     ]
 
@@ -526,10 +542,13 @@ def render_output(out: StreamOutput, plan: OutputPlan, settings: Settings) -> li
     meta = out.metadata
     secret_ref = out.spec.url_from.secret_key_ref.model_dump() if out.spec.url_from else None
     destination_arg = f"$({DESTINATION_ENV})" if secret_ref else str(out.spec.url)
-    args = ffmpeg_args(input_read_url(meta.namespace, out.spec.input), destination_arg, plan)
+    tls = tls_args(plan.destination, out.spec.tls)
+    args = ffmpeg_args(input_read_url(meta.namespace, out.spec.input), destination_arg, plan, tls)
+    ca_ref = out.spec.tls.ca_from.config_map_key_ref.model_dump() if out.spec.tls.ca_from and tls else None
     listen_port = plan.destination.port if plan.destination.listener else None
     revision = digest({"command": FFMPEG_COMMAND, "args": args, "secret": secret_ref, "image": settings.ffmpeg_image,
-                       "replacement": plan.replacement, "secretVersion": plan.secret_version})  # fmt: skip
+                       "replacement": plan.replacement, "secretVersion": plan.secret_version,
+                       **({"ca": ca_ref} if ca_ref else {})})  # fmt: skip
     labels = output_labels(out.spec.input, meta.name)
     values = {
         "name": meta.name,
@@ -547,6 +566,7 @@ def render_output(out: StreamOutput, plan: OutputPlan, settings: Settings) -> li
         "command": [FFMPEG_COMMAND],
         "args": args,
         "env": _output_env(out, plan.destination, secret_ref),
+        "ca": {"configMap": ca_ref, "dir": CA_DIR, "file": CA_FILE} if ca_ref else None,
         "listen_port": listen_port,
         "service_type": out.spec.service.type,
         "pod_security": POD_SECURITY,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from .destinations import DestinationPolicy
+
 # The official MediaMTX image clusters use; the same release hack/build-mediamtx.sh
 # builds for tests (tests/unit/test_settings.py keeps the two in step).
 MEDIAMTX_IMAGE = "docker.io/bluenviron/mediamtx:1.20.1"
@@ -48,6 +50,14 @@ class Settings:
     operator_namespace: str = ""
     operator_labels: tuple[tuple[str, str], ...] = ()
     cluster_domain: str = "cluster.local"
+    # The destination policy (destinations.DestinationPolicy): CIDRs and host names
+    # refused on top of the defaults, and defaults allowed back.
+    destination_deny: tuple[str, ...] = ()
+    destination_allow: tuple[str, ...] = ()
+
+    @property
+    def destination_policy(self) -> DestinationPolicy:
+        return DestinationPolicy(self.destination_deny, self.destination_allow, self.cluster_domain)
 
     @property
     def port_range(self) -> range:
@@ -77,7 +87,13 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         operator_namespace=env.get("POD_NAMESPACE", ""),
         operator_labels=_labels(env.get("STREAMDIST_OPERATOR_SELECTOR", "")),
         cluster_domain=env.get("STREAMDIST_CLUSTER_DOMAIN", "cluster.local"),
+        destination_deny=_list(env.get("STREAMDIST_DESTINATION_DENY", "")),
+        destination_allow=_list(env.get("STREAMDIST_DESTINATION_ALLOW", "")),
     )
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
 def _flag(value: str) -> bool:

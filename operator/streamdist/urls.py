@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlsplit
 
 Scheme = Literal["srt", "rtmp", "rtmps", "udp", "rtsp"]
 SCHEMES: tuple[Scheme, ...] = ("srt", "rtmp", "rtmps", "udp", "rtsp")
@@ -54,12 +55,48 @@ OPAQUE_QUERY = frozenset({"rtmp", "rtmps", "rtsp"})
 
 SECRET_PARAM = re.compile(r"(pass|key|token|secret|auth|sig|pwd|streamid|cred)", re.I)
 _LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
-HOST_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
-FORBIDDEN_CHARS = re.compile(r"[\x00-\x20\x7f\\\"'`$;|<>]")
+HOST_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
+# Shell and quoting characters: never part of a destination, always a mistake or worse.
+SHELL_CHARS = frozenset("\\\"'`$;|<>")
+MAX_URL = 2048
+# What libsrt accepts (FFmpeg passes these options to it unchanged): refused here instead
+# of by a crash-looping FFmpeg. (low, high) inclusive; None: no bound on that side.
+SRT_RANGES: dict[str, tuple[int | None, int | None]] = {
+    "latency": (0, 60_000_000),  # microseconds in FFmpeg's srt options
+    "rcvlatency": (0, 60_000_000),
+    "peerlatency": (0, 60_000_000),
+    "maxbw": (-1, None),
+    "oheadbw": (5, 100),
+    "payload_size": (1, 1456),
+    "pkt_size": (1, 1456),
+    "tlpktdrop": (0, 1),
+    "nakreport": (0, 1),
+    "enforced_encryption": (0, 1),
+    "kmrefreshrate": (0, None),
+    "kmpreannounce": (0, None),
+}
+SRT_PBKEYLEN = frozenset({"0", "16", "24", "32"})
+SRT_PASSPHRASE = range(10, 80)
+SRT_STREAMID_MAX = 512
+UDP_RANGES: dict[str, tuple[int | None, int | None]] = {
+    "pkt_size": (1, 65507),
+    "ttl": (0, 255),
+    "buffer_size": (0, None),
+    "bitrate": (0, None),
+    "burst_bits": (0, None),
+    "connect": (0, 1),
+}
+# What inet_aton (and so getaddrinfo) reads as an IPv4 address: one to four parts, each
+# decimal, octal (leading 0) or hex (0x).
+NUMERIC_HOST = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}\.?", re.I)
 
 
 class URLError(ValueError):
-    """A destination a user wrote that streamdist cannot send to; message is safe to show."""
+    """A destination a user wrote that streamdist cannot send to.
+
+    The message names the part of the URL and the rule, never any text of the URL:
+    a destination often is a secret.
+    """
 
 
 @dataclass(frozen=True)
@@ -82,17 +119,12 @@ class Destination:
 
 def parse(url: str) -> Destination:
     """Validate a destination URL and return what the renderer and status need."""
-    if FORBIDDEN_CHARS.search(url):
-        raise URLError("url contains whitespace, control or shell characters")
+    _check_text(url)
     scheme, sep, _ = url.partition("://")
-    if not sep or scheme.lower() not in SCHEMES:
-        raise URLError(f"url scheme must be one of {', '.join(SCHEMES)}")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise URLError(f"url is malformed: {_safe_reason(exc)}") from None
-    scheme_l: Scheme = scheme.lower()  # type: ignore[assignment]
+    if not sep or scheme not in SCHEMES:
+        raise URLError(f"url scheme must be one of {', '.join(SCHEMES)} (lowercase)")
+    scheme_l: Scheme = scheme  # type: ignore[assignment]
+    parts, port = _split(url)
     if scheme_l not in OPAQUE_QUERY and "#" in url:
         raise URLError(f"{scheme_l} url cannot contain '#': FFmpeg would read it as part of its options")
     query = _query(scheme_l, parts.query)
@@ -103,9 +135,33 @@ def parse(url: str) -> Destination:
         port = DEFAULT_PORTS.get(scheme_l, 0)
     if not 1 <= port <= 65535:
         raise URLError(f"{scheme_l} url needs a port between 1 and 65535")
+    if mode == "listener" and port < 1024:
+        raise URLError("srt listener url needs a port between 1024 and 65535 (the pod runs as non-root)")
     if scheme_l in ("udp", "srt") and parts.username is not None:
         raise URLError(f"{scheme_l} url cannot carry user credentials")
     return Destination(scheme_l, host, port, mode, mask(url))
+
+
+def _check_text(url: str) -> None:
+    """Length and characters: control, invisible (bidi, zero-width) and separator
+    characters reach printer columns as terminal escapes or spoofed text."""
+    if len(url) > MAX_URL:
+        raise URLError(f"url must be at most {MAX_URL} characters")
+    for char in url:
+        if char in SHELL_CHARS or unicodedata.category(char)[0] in ("C", "Z"):
+            raise URLError("url contains whitespace, control or shell characters, or invisible formatting characters")
+
+
+def _split(url: str) -> tuple[SplitResult, int | None]:
+    """urlsplit, and its port; urllib's messages quote the URL, so they are replaced."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise URLError("url is malformed: Invalid IPv6 URL (brackets around the host do not match)") from None
+    try:
+        return parts, parts.port
+    except ValueError:
+        raise URLError("url is malformed: its port must be a number between 1 and 65535") from None
 
 
 def mask(url: str) -> str:
@@ -160,12 +216,35 @@ def _query(scheme: Scheme, query: str) -> dict[str, str]:
     if len(keys) != len(set(keys)):
         raise URLError(f"{scheme} url repeats a query parameter; FFmpeg and streamdist would read different values")
     allowed = ALLOWED_QUERY[scheme]
-    unknown = sorted(set(keys) - allowed)
-    if unknown:
-        listed = ", ".join(repr(k[:40]) for k in unknown[:5])
-        allowed_text = ", ".join(sorted(allowed))
-        raise URLError(f"{scheme} url has unsupported query parameter(s) {listed}; allowed: {allowed_text}")
-    return dict(pairs)  # type: ignore[arg-type]
+    if set(keys) - allowed:
+        raise URLError(f"{scheme} url has an unsupported query parameter; allowed: {', '.join(sorted(allowed))}")
+    options: dict[str, str] = dict(pairs)  # type: ignore[arg-type]
+    _check_values(scheme, options)
+    return options
+
+
+def _check_values(scheme: Scheme, options: dict[str, str]) -> None:
+    """Option values in the ranges libsrt (and FFmpeg's udp protocol) accept."""
+    ranges = SRT_RANGES if scheme == "srt" else UDP_RANGES
+    for name, (low, high) in ranges.items():
+        if name in options and not _in_range(options[name], low, high):
+            bounds = f"{low if low is not None else ''}..{high if high is not None else ''}"
+            raise URLError(f"{scheme} url option {name} must be an integer in {bounds}")
+    if scheme != "srt":
+        return
+    if "pbkeylen" in options and options["pbkeylen"] not in SRT_PBKEYLEN:
+        raise URLError("srt url option pbkeylen must be 0, 16, 24 or 32")
+    if "passphrase" in options and len(options["passphrase"]) not in SRT_PASSPHRASE:
+        raise URLError("srt url option passphrase must be 10 to 79 characters (libsrt's rule)")
+    if len(options.get("streamid", "")) > SRT_STREAMID_MAX:
+        raise URLError(f"srt url option streamid must be at most {SRT_STREAMID_MAX} characters")
+
+
+def _in_range(value: str, low: int | None, high: int | None) -> bool:
+    if not re.fullmatch(r"-?[0-9]{1,12}", value):
+        return False
+    number = int(value)
+    return (low is None or number >= low) and (high is None or number <= high)
 
 
 def _mode(scheme: Scheme, query: dict[str, str]) -> Literal["caller", "listener"] | None:
@@ -182,16 +261,23 @@ def _check_host(host: str, *, listener: bool) -> None:
         if listener:
             return
         raise URLError("url needs a host")
-    try:
-        ipaddress.ip_address(host)
+    if ip_literal(host) is not None:
         return
-    except ValueError:
-        pass
-    if not HOST_RE.match(host):
+    if NUMERIC_HOST.fullmatch(host):
+        # 2852039166, 0251.0376.0251.0376, 0x7f.1, 127.1: getaddrinfo reads them as
+        # addresses that no rule here would recognise.
+        raise URLError("url host is a number in a form other than a canonical dotted-quad IPv4 or an IPv6 address")
+    if not HOST_RE.fullmatch(host):
         raise URLError("url host is not a valid DNS name or IP address (use punycode for international names)")
 
 
-def _safe_reason(exc: Exception) -> str:
-    """urllib's messages quote the offending text; keep only the generic part."""
-    text = str(exc)
-    return text.split(":")[0][:80] if text else "invalid"
+def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host is, written canonically (dotted quad, or IPv6 with an optional
+    zone); None when it is not an IP literal."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv4Address) and str(address) != host:
+        return None
+    return address

@@ -609,6 +609,26 @@ def make_self_signed_cert(workdir: Path, cn: str = "localhost") -> tuple[Path, P
     return cert, key
 
 
+def make_ca_signed_cert(workdir: Path, cn: str = "localhost") -> tuple[Path, Path, Path]:
+    """A test CA and a server certificate it signed (SAN localhost and 127.0.0.1), made
+    with openssl. Returns (ca cert, server cert, server key)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = workdir / "ca.crt", workdir / "ca.key"
+    cert, key, csr, ext = workdir / "server.crt", workdir / "server.key", workdir / "server.csr", workdir / "san.ext"
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-sha256", "-nodes", "-days", "1", "-subj", "/CN=streamdist test CA",
+            "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-sha256", "-nodes", "-subj", f"/CN={cn}", "-keyout", str(key),
+            "-out", str(csr))  # fmt: skip
+    ext.write_text(f"subjectAltName=DNS:{cn},IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "1",
+            "-sha256", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
+    return ca, cert, key
+
+
 # ---------------------------------------------------------------------- sources
 
 SOURCE_PROTOCOLS = ("udp", "srt", "rtmp", "rtsp")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -410,8 +411,15 @@ def make_output(
     url: str | None = None,
     secret_ref: tuple[str, str] | None = None,
     namespace: str = NAMESPACE,
+    ca_config_map: tuple[str, str] | None = None,
+    insecure_skip_verify: bool = False,
 ) -> StreamOutput:
+    """A StreamOutput; `ca_config_map` (name, key) is its spec.tls.caFrom (RTMPS)."""
     spec: dict[str, Any] = {"input": input_name}
+    if ca_config_map is not None:
+        spec["tls"] = {"caFrom": {"configMapKeyRef": {"name": ca_config_map[0], "key": ca_config_map[1]}}}
+    if insecure_skip_verify:
+        spec["tls"] = {"insecureSkipVerify": True}
     if url is not None:
         spec["url"] = url
     if secret_ref is not None:
@@ -496,12 +504,14 @@ def prepare_output(
     *,
     router_rtsp_port: int,
     secrets: Secrets | None = None,
+    config_maps: Secrets | None = None,
     input_audio: tuple[str, ...] = (),
     group: ProcessGroup,
     settings: Settings = SETTINGS,
 ) -> RenderedOutput:
     """Render ``out`` (destination resolved from its url or Secret, as the operator
-    does) and turn its Pod into an argv and env. Start it with ``.start()``."""
+    does) and turn its Pod into an argv and env. Start it with ``.start()``.
+    ConfigMap volumes are laid out from ``config_maps`` as the kubelet mounts them."""
     secrets = {render.credentials_secret_name(out.spec.input): _ROUTER_SECRETS.get(
         (out.metadata.namespace, out.spec.input), {}), **(secrets or {})}
     if out.spec.url_from is not None:
@@ -518,6 +528,7 @@ def prepare_output(
     plain = {render.MASKED_DESTINATION_ENV, render.READ_USER_ENV, render.READ_PASSWORD_ENV, render.INPUT_ADDRESS_ENV}
     assert set(env) == (plain | {render.DESTINATION_ENV} if out.spec.url_from is not None else plain), env
     argv = [k8s_expand(a, env) for a in [*container["command"], *container.get("args", [])]]
+    argv = _mount_config_maps(pod, container, argv, config_maps or {})
 
     service = f"{out.spec.input}.{out.metadata.namespace}.svc:{render.RTSP_PORT}"
     hits = [i for i, a in enumerate(argv) if service in a]
@@ -527,6 +538,22 @@ def prepare_output(
     env[render.INPUT_ADDRESS_ENV] = f"{LOOPBACK}:{router_rtsp_port}"
     assert raw_url in argv, "the destination reaches FFmpeg as one argv element"
     return RenderedOutput(model=out, plan=plan, docs=copy.deepcopy(docs), argv=argv, env=env, group=group)
+
+
+def _mount_config_maps(pod: dict[str, Any], container: dict[str, Any], argv: list[str],
+                       config_maps: Secrets) -> list[str]:  # fmt: skip
+    """ConfigMap volumes written to a local directory (the items they select), and the
+    mount paths in argv pointed at it."""
+    volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
+    for mount in container.get("volumeMounts") or []:
+        source = volumes[mount["name"]]["configMap"]
+        data = config_maps[source["name"]]
+        local = Path(tempfile.mkdtemp(prefix="streamdist-mount-"))
+        for item in source.get("items") or [{"key": k, "path": k} for k in data]:
+            (local / item["path"]).write_text(data[item["key"]])
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        argv = [str(local / a[len(prefix):]) if a.startswith(prefix) else a for a in argv]
+    return argv
 
 
 # -------------------------------------------------------------------------- kubelet

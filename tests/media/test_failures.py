@@ -68,19 +68,23 @@ def output(
     url: str | None = None,
     secret_url: str | None = None,
     name: str | None = None,
+    ca: Path | None = None,
 ) -> rendered.RenderedOutput:
-    """A rendered output of ``router``; ``secret_url`` comes through a Secret."""
+    """A rendered output of ``router``; ``secret_url`` comes through a Secret; an
+    RTMPS one verifies the receiver against ``ca`` (spec.tls.caFrom)."""
     name = name or f"out-{form}"
     secrets = {}
+    ca_ref = ("rx-ca", "ca.crt") if ca else None
     if secret_url is not None:
         secrets[f"{name}-dest"] = {"url": secret_url}
-        out = rendered.make_output(name, router.name, secret_ref=(f"{name}-dest", "url"))
+        out = rendered.make_output(name, router.name, secret_ref=(f"{name}-dest", "url"), ca_config_map=ca_ref)
     else:
-        out = rendered.make_output(name, router.name, url=url)
+        out = rendered.make_output(name, router.name, url=url, ca_config_map=ca_ref)
     return rendered.prepare_output(
         out,
         router_rtsp_port=router.rtsp_port,
         secrets=secrets,
+        config_maps={"rx-ca": {"ca.crt": ca.read_text()}} if ca else None,
         input_audio=rendered.audio_tracks(sample),
         group=group,
     )
@@ -244,7 +248,7 @@ def test_destination_killed_or_frozen(tmp_path, group, media_report):
         ),
         "srt-listener": output("srt-listener", router, sample, group, url=srt_listener_url(listen_port)),
         "rtmp": output("rtmp", router, sample, group, secret_url=rx.rtmp_url(f"live/{CANARY_KEY}")),
-        "rtmps": output("rtmps", router, sample, group, url=rx.rtmps_url("live/k-rtmps")),
+        "rtmps": output("rtmps", router, sample, group, url=rx.rtmps_url("live/k-rtmps"), ca=rx.cert),
         "rtsp": output("rtsp", router, sample, group, url=rx.rtsp_url("k-rtsp")),
     }
     udp = output("udp", router, sample, group, url=f"udp://{media.LOOPBACK}:{udp_port}?pkt_size=1316")

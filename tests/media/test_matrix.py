@@ -129,12 +129,16 @@ def run_outputs(
             # the stream key comes from a Secret: $(STREAMDIST_DESTINATION) in the Pod
             secrets["rtmp-key"] = {"url": url}
             out = rendered.make_output(name, router.name, secret_ref=("rtmp-key", "url"))
+        elif form == "rtmps":
+            # the receiver's certificate is its own CA: given as spec.tls.caFrom, verified
+            out = rendered.make_output(name, router.name, url=url, ca_config_map=("rx-ca", "ca.crt"))
         else:
             out = rendered.make_output(name, router.name, url=url)
         leg = Leg(
             form,
             rendered.prepare_output(
-                out, router_rtsp_port=router.rtsp_port, secrets=secrets, input_audio=input_audio, group=group
+                out, router_rtsp_port=router.rtsp_port, secrets=secrets, input_audio=input_audio, group=group,
+                config_maps={"rx-ca": {"ca.crt": rx.cert.read_text()}},
             ),
             tmp_path / f"{form}.ts",
         )

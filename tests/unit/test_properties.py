@@ -68,7 +68,7 @@ def secret_url(draw: st.DrawFn) -> tuple[str, list[str]]:
         pairs = []
         if scheme == "srt":
             if draw(st.booleans()):
-                pairs.append(f"passphrase={s()}")
+                pairs.append(f"passphrase={s()}PASS")  # libsrt: 10 to 79 characters
             if draw(st.booleans()):
                 pairs.append(f"streamid={s()}")
             pairs += draw(st.lists(st.sampled_from(["latency=200000", "mode=caller", "pbkeylen=16"]), max_size=2,
@@ -307,10 +307,12 @@ input_specs = st.fixed_dictionaries(
         "allowedSources": st.lists(st.sampled_from(["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]), max_size=3),
     },
 )
+listen_port = st.integers(1024, 65535)  # a listener runs as non-root
 output_urls = st.one_of(
     secret_url().map(lambda c: c[0]),
-    st.builds(lambda p, extra: f"srt://:{p}?mode=listener{extra}", port, st.sampled_from(["", "&latency=200000"])),
-    st.builds(lambda h, p: f"srt://{h}:{p}?mode=listener", ipv4, port),
+    st.builds(lambda p, extra: f"srt://:{p}?mode=listener{extra}", listen_port,
+              st.sampled_from(["", "&latency=200000"])),
+    st.builds(lambda h, p: f"srt://{h}:{p}?mode=listener", ipv4, listen_port),
 )
 
 

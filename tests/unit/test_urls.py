@@ -20,7 +20,7 @@ CANARY = "CANARYsecret0042"
         ("udp://239.1.1.1:5000?pkt_size=1316", "udp", "239.1.1.1", 5000, None, "udp"),
         ("rtsp://user:pw@cam.example/stream", "rtsp", "cam.example", 554, None, "rtsp"),
         ("rtsp://[::1]:8554/program", "rtsp", "::1", 8554, None, "rtsp"),
-        ("RTMP://Live.Example/app/key", "rtmp", "live.example", 1935, None, "rtmp"),
+        ("rtmp://Live.Example/app/key", "rtmp", "live.example", 1935, None, "rtmp"),
     ],
 )
 def test_parse_every_form(url, scheme, host, port, mode, protocol):
@@ -32,6 +32,7 @@ def test_parse_every_form(url, scheme, host, port, mode, protocol):
     ("url", "message"),
     [
         ("http://example.com/x", "scheme must be one of"),
+        ("RTMP://live.example/app/key", "scheme must be one of"),
         ("ftp://example.com", "scheme must be one of"),
         ("example.com:1935", "scheme must be one of"),
         ("-f://x", "scheme must be one of"),

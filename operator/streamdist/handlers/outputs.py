@@ -97,6 +97,9 @@ def _destination(ctx: Context, out: StreamOutput) -> tuple[urls.Destination, str
         return Blocked("Invalid", "InvalidURL", str(exc))
     if _is_router(ctx, out.metadata.namespace, dest):
         return Blocked("Failed", "ForbiddenDestination", destinations.MESSAGE)
+    refused = None if dest.listener else ctx.settings.destination_policy.refusal(dest.host, dest.port)
+    if refused:
+        return Blocked("Failed", "ForbiddenDestination", refused)
     return dest, version
 
 
