@@ -87,7 +87,8 @@ class DestinationPolicy:
     def refusal(self, host: str, port: int) -> str | None:
         """Why the operator refuses to send to host:port; None when it may."""
         if port in CONTROL_PLANE_PORTS:
-            return "the destination port is a Kubernetes control-plane port (2379, 2380, 6443, 10250, 10255, 10257, 10259)"
+            ports = ", ".join(str(p) for p in sorted(CONTROL_PLANE_PORTS))
+            return f"the destination port is a Kubernetes control-plane port ({ports})"
         address = urls.ip_literal(host.strip("[]"))
         if address is not None:
             return self._address(address)
@@ -105,7 +106,10 @@ class DestinationPolicy:
         if _within(plain, _nets(self.deny)):
             return "the destination address is on the operator's deny list"
         if _within(plain, _nets(DEFAULT_DENY_NETS)) and not _within(plain, _nets(self.allow)):
-            return "the destination address is link-local, loopback, unspecified, link-local multicast or a metadata service"
+            return (
+                "the destination address is link-local, loopback, unspecified, link-local multicast "
+                "or a metadata service"
+            )
         return None
 
     @staticmethod

@@ -277,7 +277,9 @@ def _running(seen: SeenOutput, view: PodView | None) -> tuple[dict[str, Any], tu
     pod = view.name if view else str(seen.previous.get("pod") or "")
     reconnects, carried = carry_reconnects(seen.previous, pod, view.restart_count if view else 0)
     rate = seen.flow.bitrate_kbps if seen.flow else None
-    extra = {"bitrateKbps": quantize_bitrate(seen.previous.get("bitrateKbps"), rate)} if rate is not None else {}
+    extra: dict[str, Any] = {}
+    if rate is not None:
+        extra["bitrateKbps"] = quantize_bitrate(seen.previous.get("bitrateKbps"), rate)
     if seen.destination.scheme == "rtmps":
         extra["tlsVerification"] = "Skipped" if seen.output.spec.tls.insecure_skip_verify else "Verified"
     status = OutputStatus(
