@@ -123,7 +123,7 @@ def parse(url: str) -> Destination:
     scheme, sep, _ = url.partition("://")
     if not sep or scheme not in SCHEMES:
         raise URLError(f"url scheme must be one of {', '.join(SCHEMES)} (lowercase)")
-    scheme_l: Scheme = scheme  # type: ignore[assignment]
+    scheme_l: Scheme = scheme
     parts, port = _split(url)
     if scheme_l not in OPAQUE_QUERY and "#" in url:
         raise URLError(f"{scheme_l} url cannot contain '#': FFmpeg would read it as part of its options")
