@@ -27,13 +27,15 @@ releases.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import http.client
 import json
 import re
+import socket
+import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -291,6 +293,25 @@ def relay_role(path: PathSample, sessions: list[Session]) -> str | None:
 # ----------------------------------------------------------------- derived values
 
 
+def _read_bounded(resp: http.client.HTTPResponse, url: str) -> bytes:
+    """The body, read in chunks: refused past MAX_REPLY_BYTES."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := resp.read1(65536):
+        size += len(chunk)
+        if size > MAX_REPLY_BYTES:
+            raise MediaMTXAPIError(f"{url}: reply larger than {MAX_REPLY_BYTES} bytes", None, url)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _expire(conn: http.client.HTTPConnection, expired: threading.Event) -> None:
+    """The request's deadline passed: end its socket (a blocked read returns at once)."""
+    expired.set()
+    with contextlib.suppress(OSError, AttributeError):
+        conn.sock.shutdown(socket.SHUT_RDWR)
+
+
 def bitrate_kbps(previous: PathSample | None, current: PathSample) -> float | None:
     """Inbound bitrate of a path, in kilobits per second, between two samples.
 
@@ -350,17 +371,20 @@ def stalled_readers(previous: Sequence[Session], current: Sequence[Session]) -> 
 # ------------------------------------------------------------------------- I/O
 
 
-# Routers are reached inside the cluster: an HTTP proxy from the environment would
-# answer for them (or leak their addresses outside), so the client never uses one.
-_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# A router's reply is small (one path, a page of sessions): anything larger is refused,
+# and so are redirects and more pages than a router of one input can have.
+MAX_REPLY_BYTES = 4 * 1024 * 1024
+MAX_PAGES = 10
 
 
 class MediaMTXClient:
     """Fetches from one MediaMTX control API; all decoding is left to the parsers.
 
-    ``base_url`` is like ``http://10.1.2.3:9997``. ``timeout`` is per request and
-    short by default: a router that does not answer within it is reported as
-    unreachable rather than stalling the operator's handler.
+    ``base_url`` is like ``http://10.1.2.3:9997``. ``timeout`` is the deadline of one
+    whole request (connect, send, every read): a router that drip-feeds its reply, or
+    a pod that only pretends to be one, cannot hold the poll longer than that. No proxy
+    from the environment is used (routers are reached inside the cluster), and no
+    redirect is followed.
     """
 
     def __init__(
@@ -371,50 +395,63 @@ class MediaMTXClient:
         username: str | None = None,
         password: str | None = None,
     ) -> None:
+        parsed = urllib.parse.urlsplit(base_url.rstrip("/"))
         self.base_url = base_url.rstrip("/")
+        self._host, self._port = parsed.hostname or "", parsed.port or 80
         self.timeout = timeout
         self._clock = clock
         self._auth: str | None = None
         if username is not None:
-            import base64
-
             token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
             self._auth = f"Basic {token}"
 
     def get_json(self, path: str, query: Mapping[str, Any] | None = None) -> Any:
         """GET ``path`` and decode its JSON body; raise MediaMTXAPIError otherwise."""
-        url = self.base_url + path
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
-        req = urllib.request.Request(url, headers={"Accept": "application/json"})
-        if self._auth:
-            req.add_header("Authorization", self._auth)
-        try:
-            with _DIRECT.open(req, timeout=self.timeout) as resp:
-                body = resp.read()
-        except urllib.error.HTTPError as exc:
+        target = path + ("?" + urllib.parse.urlencode(query) if query else "")
+        url = self.base_url + target
+        status, body = self._get(target, url)
+        if not 200 <= status <= 299:
             detail = ""
-            with contextlib.suppress(ValueError, AttributeError):
-                detail = json.loads(exc.read() or b"{}").get("error", "")
-            raise MediaMTXAPIError(f"{url}: HTTP {exc.code}{': ' + detail if detail else ''}", exc.code, url) from None
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise MediaMTXAPIError(f"{url}: {reason}", None, url) from None
+            with contextlib.suppress(ValueError, AttributeError, TypeError):
+                detail = str(json.loads(body or b"{}").get("error", ""))[:200]
+            raise MediaMTXAPIError(f"{url}: HTTP {status}{': ' + detail if detail else ''}", status, url)
         try:
             return json.loads(body)
         except ValueError as exc:
             raise MediaMTXAPIError(f"{url}: invalid JSON: {exc}", None, url) from None
 
+    def _get(self, target: str, url: str) -> tuple[int, bytes]:
+        """(status, body) within one deadline for the whole request: when it passes, the
+        socket is shut down, which ends any read still waiting (a drip-feeding reply)."""
+        conn = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        expired = threading.Event()
+        timer = threading.Timer(self.timeout, _expire, args=(conn, expired))
+        timer.start()
+        try:
+            headers = {"Accept": "application/json", **({"Authorization": self._auth} if self._auth else {})}
+            conn.request("GET", target, headers=headers)
+            resp = conn.getresponse()
+            body = _read_bounded(resp, url)
+            if expired.is_set():  # the read ended because the socket was shut down
+                raise OSError("deadline")
+            return resp.status, body
+        except (OSError, http.client.HTTPException) as exc:
+            why = "no complete reply within the deadline" if expired.is_set() else str(exc) or type(exc).__name__
+            raise MediaMTXAPIError(f"{url}: {why}", None, url) from None
+        finally:
+            timer.cancel()
+            conn.close()
+
     def _list_all(self, path: str) -> list[Mapping[str, Any]]:
-        """All items of a paginated list endpoint (pages of 100, MediaMTX's default)."""
+        """All items of a paginated list endpoint (pages of 100, MediaMTX's default),
+        at most MAX_PAGES whatever pageCount says."""
         items: list[Mapping[str, Any]] = []
-        page = 0
-        while True:
+        for page in range(MAX_PAGES):
             doc = self.get_json(path, {"itemsPerPage": 100, "page": page})
             items.extend(doc.get("items") or [])
-            page += 1
-            if page >= int(doc.get("pageCount") or 0):
-                return items
+            if page + 1 >= int(doc.get("pageCount") or 0):
+                break
+        return items
 
     def paths(self) -> list[PathSample]:
         """Every path the router has now (configured or published)."""

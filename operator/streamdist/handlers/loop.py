@@ -67,19 +67,29 @@ def active(ctx: Context) -> bool:
 
 
 async def run(ctx: Context) -> None:
-    """Every second: the back-off check; every resync period: the full resync."""
-    loop = asyncio.get_running_loop()
-    last = loop.time()
+    """Two loops side by side: every second whether this replica acts and the back-off
+    check; every resync period the health poll and resync. A slow router delays only
+    the second."""
+    await asyncio.gather(_every(BACKOFF_CHECK_SECONDS, _backoff_tick, ctx), _every(ctx.settings.resync_seconds,
+                                                                                    _resync_tick, ctx))  # fmt: skip
+
+
+async def _every(seconds: float, tick: Any, ctx: Context) -> None:
     while True:
-        await asyncio.sleep(BACKOFF_CHECK_SECONDS)
+        await asyncio.sleep(seconds)
         try:
-            if not await loop.run_in_executor(None, active, ctx):
-                continue
-            if loop.time() - last >= ctx.settings.resync_seconds:
-                last = loop.time()
-                keys = ctx.idx.keys(ctx.idx.inputs), ctx.idx.keys(ctx.idx.outputs)
-                await loop.run_in_executor(None, resync, ctx, *keys)
-            else:
-                await loop.run_in_executor(None, check_backoff, ctx, crashlooping(ctx))
+            await tick(ctx)
         except Exception:  # keep the loop alive; the next tick retries
             log.exception("resync failed")
+
+
+async def _backoff_tick(ctx: Context) -> None:
+    loop = asyncio.get_running_loop()
+    if await loop.run_in_executor(None, active, ctx):
+        await loop.run_in_executor(None, check_backoff, ctx, crashlooping(ctx))
+
+
+async def _resync_tick(ctx: Context) -> None:
+    if not ctx.paused:
+        keys = ctx.idx.keys(ctx.idx.inputs), ctx.idx.keys(ctx.idx.outputs)
+        await asyncio.get_running_loop().run_in_executor(None, resync, ctx, *keys)
