@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from . import credentials, ports, render, secret_policy, urls
+from . import credentials, ports, render, secret_policy, urls, yaml_input
 from .models import SecretKeyRef, StreamInput, explain, parse_input, parse_output
 from .secret_policy import Usage
 from .settings import Settings, from_env
@@ -103,7 +103,12 @@ def load_docs(files: Iterable[Path]) -> list[dict[str, Any]]:
     for path in files:
         paths = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
         for p in paths:
-            docs.extend(d for d in yaml.safe_load_all(p.read_text()) if d)
+            try:
+                docs.extend(d for d in yaml_input.load_all(p.read_text()) if d)
+            except yaml_input.YAMLInputError as exc:
+                raise RenderError(f"{p}: {exc}") from None
+    if any(not isinstance(d, dict) or not isinstance((d.get("metadata") or {}).get("name"), str) for d in docs):
+        raise RenderError("every document must be a Kubernetes object (a mapping with metadata.name)")
     return docs
 
 
@@ -119,7 +124,7 @@ def render_docs(docs: list[dict[str, Any]], settings: Settings) -> list[tuple[st
         key = (inp.metadata.namespace, inp.metadata.name)
         got = ports.assign(None, key, str(len(claims)).zfill(6), inp.spec.port, claims, settings.port_range)
         if got.port is None:
-            raise SystemExit(f"StreamInput {'/'.join(key)}: port {inp.spec.port} clashes with {got.conflict_with}")
+            raise RenderError(f"StreamInput {'/'.join(key)}: spec.port clashes with an earlier StreamInput's")
         claims.append(ports.Claim(key, got.port, str(len(claims)).zfill(6)))
         router = _router_plan(secrets, inp)
         manifests = render.render_input(inp, got.port, settings, router)
