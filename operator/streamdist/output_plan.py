@@ -76,6 +76,8 @@ class SeenOutput:
     failures: int = 0
     extras: str = ""  # digest of the extra children last applied (or SERVICE_DELETED)
     conflict: str = ""  # a child's name is held by another owner
+    duplicate: bool = False  # an earlier output of the namespace sends to the same destination
+    settled: bool = True  # every output has claimed its destination since the start
     now: datetime | None = None
     settings: Settings = field(default_factory=Settings)
 
@@ -105,7 +107,7 @@ def plan_output(seen: SeenOutput) -> OutputDecision:
     out, dest = seen.output, seen.destination
     if out is None:
         return stop(seen, Blocked("Invalid", "InvalidSpec", seen.invalid))
-    blocked = seen.blocked or _suspended(out) or input_blocker(seen)
+    blocked = seen.blocked or _suspended(out) or _duplicate(seen) or input_blocker(seen)
     if blocked or dest is None:
         return stop(seen, blocked or Blocked("Failed", "InvalidURL", "no destination"))
     if seen.conflict:
@@ -115,6 +117,14 @@ def plan_output(seen: SeenOutput) -> OutputDecision:
         # Deleted under us (by hand, an eviction): a new revision, so the count carries.
         return replace(seen, "PodDeleted", "the FFmpeg pod was deleted; a new one replaces it")
     return _ensure(seen, docs[0], docs[1:])
+
+
+def _duplicate(seen: SeenOutput) -> Blocked | None:
+    """Two outputs to one destination would kick each other off it: the older keeps it."""
+    if not seen.duplicate:
+        return None
+    return Blocked("Failed", "DuplicateDestination",
+                   "an earlier StreamOutput of this namespace sends to the same destination")  # fmt: skip
 
 
 def _suspended(out: StreamOutput) -> Blocked | None:
@@ -187,7 +197,9 @@ def _ensure(seen: SeenOutput, pod: dict[str, Any], extras: list[dict[str, Any]])
     digest = render.digest(extras)
     apply = tuple(extras) if extras and digest != seen.extras else ()
     if current is None and not others:
-        return OutputDecision(deletes, pod, apply, digest)  # its watch event brings the status
+        # Its watch event brings the status. Until every output has said where it sends
+        # (after a start), no new pod: it could be the newer of two duplicates.
+        return OutputDecision(deletes, pod if seen.settled else None, apply, digest)
     view = PodView.from_pod(current) if current else None
     why = _replacement_due(seen, view) if view else None
     if why:

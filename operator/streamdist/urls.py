@@ -8,6 +8,7 @@ so an unknown query parameter is refused rather than handed to FFmpeg.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 import unicodedata
@@ -281,3 +282,12 @@ def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
     if isinstance(address, ipaddress.IPv4Address) and str(address) != host:
         return None
     return address
+
+
+def destination_digest(url: str) -> str:
+    """Where a valid URL sends, as a digest: the scheme and host without case, the
+    port with its default, the rest as written (two such URLs reach one destination)."""
+    parts = urlsplit(url)
+    port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
+    where = "\0".join((parts.scheme, (parts.hostname or "").lower(), str(port), parts.path, parts.query))
+    return hashlib.sha256(where.encode()).hexdigest()[:16]

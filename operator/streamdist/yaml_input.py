@@ -28,7 +28,7 @@ class StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise YAMLInputError(f"a mapping repeats a key (line {key_node.start_mark.line + 1})")
             seen.add(key)
@@ -44,6 +44,8 @@ def load_all(text: str) -> list[Any]:
         docs = []
         while loader.check_node():
             node = loader.get_node()
+            if node is None:
+                break
             expanded_size(node)
             docs.append(loader.construct_document(node))
         return docs

@@ -118,6 +118,27 @@ def test_destination_that_is_a_router_is_forbidden(k: Kubectl):
     k.wait("the good output streams", lambda: _phase(k, "fine") == "Streaming")
 
 
+def test_two_outputs_to_one_destination_the_older_keeps_it(k: Kubectl, operator):
+    """The same destination, written two ways (a URL, and a Secret holding it with the
+    host's case changed): the newer output fails with DuplicateDestination and an Event;
+    an operator restart starts no pod for it; deleting the older lets it run."""
+    k.apply_file("examples/inputs/udp.yaml")
+    k("apply", "-f", "-", input=_output_yaml("first", url="rtmp://live.example/app/key-1"))
+    k.wait("first streams", lambda: _phase(k, "first") == "Streaming")
+    k("create", "secret", "generic", "same", "--from-literal=url=rtmp://LIVE.example:1935/app/key-1")
+    k("label", "secret", "same", "streamdist.io/secret-usage=destination")
+    k("apply", "-f", "-", input=("apiVersion: streamdist.io/v1alpha1\nkind: StreamOutput\nmetadata: {name: second}\n"
+                                 "spec: {input: studio-udp, urlFrom: {secretKeyRef: {name: same, key: url}}}\n"))
+    k.wait("DuplicateDestination", lambda: (c := k.condition("so", "second", "Ready")) and c["reason"] == "DuplicateDestination")
+    assert k.wait("event", lambda: [e for e in k.events("second") if e["reason"] == "DuplicateDestination"])
+    operator.kill()
+    operator.start()
+    time.sleep(8)  # the restarted operator has reconciled both (resync 5 s)
+    assert not _pods(k, "second") and _phase(k, "first") == "Streaming"
+    k("delete", "so", "first")
+    k.wait("second streams", lambda: _phase(k, "second") == "Streaming", timeout=40)
+
+
 def test_twenty_first_output_is_refused_and_heals(k: Kubectl):
     k("apply", "-f", "-", input=("apiVersion: streamdist.io/v1alpha1\nkind: StreamInput\nmetadata: {name: small}\n"
                                  "spec: {protocol: udp, maxOutputs: 20}\n"))

@@ -220,3 +220,32 @@ def test_a_pod_deleted_by_hand_is_replaced():
 def test_the_same_observation_gives_the_same_decision():
     seen = _seen(pods=(_pod("o-old", state=RUNNING),), previous={"pod": "o-old"})
     assert plan_output(seen) == plan_output(seen)
+
+
+# --- two outputs, one destination ----------------------------------------------------------
+
+
+def test_the_newer_of_two_outputs_to_one_destination_stops():
+    decision = plan_output(_seen(duplicate=True, pods=(_pod("o-1", state=RUNNING),)))
+    assert (decision.status["phase"], _ready(decision)["reason"]) == ("Failed", "DuplicateDestination")
+    assert [d.name for d in decision.deletes] == ["o-1"]
+
+
+def test_no_new_pod_until_every_output_has_claimed_its_destination():
+    assert plan_output(_seen(settled=False)).create is None
+    assert plan_output(_seen(settled=True)).create is not None
+
+
+def test_claims_pick_the_earliest_and_forget_the_gone():
+    from streamdist.handlers.memory import Memory, OutputKey
+
+    memory = Memory()
+    a, b, c = OutputKey("ns", "a"), OutputKey("ns", "b"), OutputKey("other", "c")
+    assert memory.claim(a, "d1", "2026-01-01T00:00:00Z") == []
+    assert [p.name for p in memory.claim(b, "d1", "2026-01-02T00:00:00Z")] == ["a"]
+    assert memory.claim(c, "d1", "2026-01-03T00:00:00Z") == [], "another namespace is another place"
+    assert not memory.claimed([a, b, OutputKey("ns", "new")]) and memory.claimed([a, b])
+    memory.forget(a)
+    assert memory.claim(b, "d1", "2026-01-02T00:00:00Z") == []
+    memory.claim(b, None, "2026-01-02T00:00:00Z")  # suspended: sends nowhere
+    assert memory.claim(OutputKey("ns", "d"), "d1", "2026-01-04T00:00:00Z") == []

@@ -94,11 +94,50 @@ class OutputMemory:
     written: Written | None = None
 
 
+@dataclass(frozen=True)
+class Claim:
+    """An output sending to a destination (its digest): the earliest keeps it."""
+
+    created: str  # creationTimestamp: RFC 3339 sorts as text
+    name: str
+
+
 @dataclass
 class Memory:
     _inputs: dict[InputKey, InputMemory] = field(default_factory=dict)
     _outputs: dict[OutputKey, OutputMemory] = field(default_factory=dict)
+    # (namespace, destination digest) -> the outputs that would send there; and the
+    # digest each output last claimed (None: it sends nowhere now).
+    _claims: dict[tuple[str, str], dict[OutputKey, Claim]] = field(default_factory=dict)
+    _claimed: dict[OutputKey, str | None] = field(default_factory=dict)
+    # Every output known to kopf has claimed once since the start: before that, none
+    # starts a new pod (a newer duplicate must not start before its older twin is seen).
+    settled: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def claim(self, key: OutputKey, digest: str | None, created: str) -> list[Claim]:
+        """Record where an output sends (None: nowhere); the other claims on that place."""
+        with self._lock:
+            self._release(key)
+            self._claimed[key] = digest
+            if digest is None:
+                return []
+            peers = self._claims.setdefault((key.namespace, digest), {})
+            peers[key] = Claim(created, key.name)
+            return [c for k, c in peers.items() if k != key]
+
+    def claimed(self, keys: list[OutputKey]) -> bool:
+        """Whether each of these outputs has said where it sends (after a start, not yet)."""
+        with self._lock:
+            return all(k in self._claimed for k in keys)
+
+    def _release(self, key: OutputKey) -> None:
+        digest = self._claimed.pop(key, None)
+        peers = self._claims.get((key.namespace, digest or ""))
+        if peers is not None:
+            peers.pop(key, None)
+            if not peers:
+                del self._claims[(key.namespace, digest or "")]
 
     def input(self, key: InputKey) -> InputMemory:
         with self._lock:
@@ -115,6 +154,7 @@ class Memory:
                 self._inputs.pop(key, None)
             else:
                 self._outputs.pop(key, None)
+                self._release(key)
 
     def inputs(self) -> list[tuple[InputKey, InputMemory]]:
         """A snapshot of every input's record."""

@@ -46,7 +46,10 @@ def observe(ctx: Context, key: OutputKey, body: dict[str, Any]) -> SeenOutput:
     except ValidationError as exc:
         return SeenOutput(body=body, output=None, invalid=explain(exc), previous=_previous(ctx, key, body))
     resolved = _destination(ctx, out)
-    dest, version = resolved if isinstance(resolved, tuple) else (None, "")
+    dest, version, where = resolved if isinstance(resolved, tuple) else (None, "", "")
+    created = body["metadata"].get("creationTimestamp", "")
+    running = dest is not None and not dest.listener and not out.spec.suspend
+    peers = ctx.memory.claim(key, where if running else None, created)
     memory = ctx.memory.output(key)
     input_key = (key.namespace, out.spec.input)
     input_body = ctx.idx.one(ctx.idx.inputs, input_key)
@@ -56,6 +59,8 @@ def observe(ctx: Context, key: OutputKey, body: dict[str, Any]) -> SeenOutput:
         destination=dest,
         secret_version=version,
         blocked=resolved if isinstance(resolved, Blocked) else None,
+        duplicate=any((p.created, p.name) < (created, key.name) for p in peers),
+        settled=_settled(ctx),
         input_body=input_body,
         input_status=status_writes.previous_status(ctx, InputKey(*input_key), input_body) if input_body else {},
         siblings=tuple((s["created"], s["name"]) for s in ctx.idx.all(ctx.idx.outputs_by_input, input_key)),
@@ -70,6 +75,13 @@ def observe(ctx: Context, key: OutputKey, body: dict[str, Any]) -> SeenOutput:
     )
 
 
+def _settled(ctx: Context) -> bool:
+    """Every output has claimed its destination once since the start (then it stays so)."""
+    if not ctx.memory.settled:
+        ctx.memory.settled = ctx.memory.claimed([OutputKey(*k) for k in ctx.idx.keys(ctx.idx.outputs)])
+    return ctx.memory.settled
+
+
 def _previous(ctx: Context, key: OutputKey, body: dict[str, Any]) -> dict[str, Any]:
     return status_writes.previous_status(ctx, key, body)
 
@@ -81,8 +93,9 @@ def _flowing(ctx: Context, key: OutputKey) -> Flowing | None:
     return Flowing(flow.bitrate_kbps, stalled_for(flow, time.monotonic()))
 
 
-def _destination(ctx: Context, out: StreamOutput) -> tuple[urls.Destination, str] | Blocked:
-    """The parsed destination and the version of the Secret it came from."""
+def _destination(ctx: Context, out: StreamOutput) -> tuple[urls.Destination, str, str] | Blocked:
+    """The parsed destination, the version of the Secret it came from, and a digest of
+    where it really sends (two outputs with the same one would fight)."""
     if out.spec.url is not None:
         url, version = out.spec.url, ""
     else:
@@ -100,7 +113,7 @@ def _destination(ctx: Context, out: StreamOutput) -> tuple[urls.Destination, str
     refused = None if dest.listener else ctx.settings.destination_policy.refusal(dest.host, dest.port)
     if refused:
         return Blocked("Failed", "ForbiddenDestination", refused)
-    return dest, version
+    return dest, version, urls.destination_digest(url)
 
 
 def _is_router(ctx: Context, namespace: str, dest: urls.Destination) -> bool:
