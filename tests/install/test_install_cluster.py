@@ -344,7 +344,7 @@ def _output(name: str) -> str:
 apiVersion: streamdist.io/v1alpha1
 kind: StreamOutput
 metadata: {{name: {name}}}
-spec: {{input: studio-udp, url: "udp://10.1.2.3:5000?pkt_size=1316"}}
+spec: {{input: studio-udp, url: "udp://{name}.playout.example:5000?pkt_size=1316"}}
 """
 
 

@@ -56,7 +56,8 @@ NODES = ("kwok-node-0", "kwok-node-1")
 # --- helpers ----------------------------------------------------------------------
 
 
-def _output(name: str, url: str = URL, delay: int = 2, max_delay: int = 30, input_name: str = "studio-udp") -> str:
+def _output(name: str, url: str | None = None, delay: int = 2, max_delay: int = 30, input_name: str = "studio-udp") -> str:
+    url = url or f"{URL}-{name}"  # one destination per output (two would be DuplicateDestination)
     return (
         "apiVersion: streamdist.io/v1alpha1\nkind: StreamOutput\n"
         f"metadata: {{name: {name}}}\n"

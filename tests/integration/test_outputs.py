@@ -7,7 +7,8 @@ from tests.integration.conftest import Kubectl
 CANARY = "CANARYstreamkey0042"
 
 
-def _output_yaml(name, input_name="studio-udp", url="udp://playout.example:5000", extra=""):
+def _output_yaml(name, input_name="studio-udp", url=None, extra=""):
+    url = url or f"udp://{name}.playout.example:5000"  # one destination each: two would be DuplicateDestination
     return (f"apiVersion: streamdist.io/v1alpha1\nkind: StreamOutput\nmetadata:\n  name: {name}\n"
             f"spec:\n  input: {input_name}\n  url: '{url}'\n{extra}")
 
