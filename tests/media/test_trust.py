@@ -262,3 +262,21 @@ def test_allowed_sources_enforced_by_mediamtx(tmp_path, group, media_report):
         media_report.note(f"allowedSources: {who}: {'accepted' if accepted else 'refused'}")
     assert got == {"RTSP publisher from an allowed source": True, "RTSP publisher from elsewhere": False,
                    "UDP from elsewhere": False, "UDP from the allowed source": True}  # fmt: skip
+
+
+def test_a_udp_primary_with_an_srt_backup_takes_the_passphrase_on_the_backup_only(tmp_path, group, media_report):
+    """MediaMTX refuses srtPublishPassphrase on a UDP-fed path: the rendered router
+    starts, and only the SRT backup asks for the passphrase."""
+    inp = rendered.make_input("cam", "udp", passphrase_ref=("pp", "passphrase"),
+                              backup={"protocol": "srt", "port": media.free_udp_port()})
+    router = rendered.prepare_input(inp, tmp_path / "router", secrets=SECRETS, group=group)
+    router.switch_argv = None
+    router.start()
+    without = media.start_source("srt", router.ingest_url(role="backup"), group=group, name="no-passphrase")
+    refused = _refused(without, router, "cam-backup")
+    without.stop()
+    media.start_source("srt", router.ingest_url(PASSPHRASE, role="backup"), group=group, name="with-passphrase")
+    accepted = bool(media.wait_for(lambda: _on_air(router.mediamtx.path("cam-backup")), 20, what="backup on air"))
+    media_report.note(f"SRT backup of a UDP primary: without the passphrase {'refused' if refused else 'ACCEPTED'}, "
+                      f"with it {'accepted' if accepted else 'refused'}")  # fmt: skip
+    assert refused and accepted

@@ -230,3 +230,18 @@ INPUTS = {("live", "cam"), ("other", "feed")}
 ])
 def test_router_destinations(host, forbidden):
     assert destinations.is_router(host, "live", INPUTS, {"10.96.0.10"}) is forbidden
+
+
+@pytest.mark.parametrize(("primary", "backup", "paths"), [
+    ("udp", {"protocol": "srt", "port": 21001}, ["CAM-BACKUP"]),
+    ("srt", {"protocol": "udp", "port": 21001}, ["CAM-PRIMARY"]),
+    ("srt", {"protocol": "srt"}, ["CAM-PRIMARY", "CAM-BACKUP"]),
+])
+def test_the_srt_passphrase_goes_only_to_srt_paths(primary, backup, paths):
+    """MediaMTX refuses srtPublishPassphrase on a path fed by UDP: never inherited."""
+    inp = _input({"protocol": primary, "backup": backup, "publishSecretRef": PUBLISH,
+                  "passphraseSecretRef": {"name": "p", "key": "k"}})
+    env = render.find(render.render_input(inp, 20001, Settings()), "Deployment")["spec"]["template"]["spec"]
+    names = [e["name"] for e in env["containers"][0]["env"]]
+    assert [n for n in names if n.endswith("_SRTPUBLISHPASSPHRASE")] == [f"MTX_PATHS_{p}_SRTPUBLISHPASSPHRASE" for p in paths]
+    assert "pathDefaults" not in yaml.safe_dump(_config(inp))
