@@ -1,4 +1,5 @@
-"""`streamdist run` (the operator) and `streamdist render -f FILE...` (no cluster)."""
+"""`streamdist run` (the operator), `streamdist render -f FILE...` (no cluster) and
+`streamdist ui` (the control room web page)."""
 
 from __future__ import annotations
 
@@ -40,9 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("--verbose", action="store_true")
     render_p = sub.add_parser("render", help="print every manifest the operator would apply, with no cluster")
     render_p.add_argument("-f", "--filename", action="append", required=True, type=Path)
+    add_ui_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "render":
         return render_files(args.filename, from_env(), sys.stdout)
+    if args.command == "ui":
+        return run_ui(args)
     return run_operator(args)
 
 
@@ -51,6 +55,36 @@ def identity() -> str:
     cluster, else user@host/started/random, the form kopf gives itself."""
     started = time.strftime("%Y%m%d%H%M%S", time.gmtime())
     return f"{getpass.getuser()}@{socket.gethostname()}/{started}/{secrets.token_hex(2)}"
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "false").lower() in ("true", "1", "yes", "on")
+
+
+def add_ui_parser(sub: Any) -> None:
+    ui_p = sub.add_parser("ui", help="serve the control room web page; it acts with each viewer's token")
+    ui_p.add_argument("--host", default=os.environ.get("STREAMDIST_UI_HOST", "0.0.0.0"))
+    ui_p.add_argument("--port", type=int, default=int(os.environ.get("STREAMDIST_UI_PORT", "8000")))
+    ui_p.add_argument("--kubeconfig", default=None, help="default: in-cluster ServiceAccount, else $KUBECONFIG")
+    ui_p.add_argument(
+        "--anonymous-read", action=argparse.BooleanOptionalAction, default=_env_flag("STREAMDIST_UI_ANONYMOUS_READ"),
+        help="without a token, read with the page's own ServiceAccount (default: off)",
+    )  # fmt: skip
+    ui_p.add_argument("--namespace", default=os.environ.get("STREAMDIST_UI_NAMESPACE", ""),
+                      help="namespace the page opens on (default: all the viewer may list)")
+
+
+def run_ui(args: argparse.Namespace) -> int:
+    from .ui import kubeapi, server
+
+    if not (server.STATIC / "vendor" / "bootstrap.min.css").is_file():
+        print("streamdist ui: the page's assets are not built (run hack/build-ui.sh)", file=sys.stderr)
+        return 1
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    api = kubeapi.Api(kubeapi.load_cluster(args.kubeconfig))
+    options = server.Options(anonymous_read=args.anonymous_read, namespace=args.namespace)
+    server.serve(api, options, args.host, args.port)
+    return 0
 
 
 def run_operator(args: argparse.Namespace) -> int:
