@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The third-party assets of `streamdist ui` (Bootstrap's CSS and JS), installed from the
+# The third-party assets of `streamdist ui` (Bootstrap's CSS; the page's script is its own), installed from the
 # npm registry at the versions pinned in ui/package-lock.json (`npm ci`, integrity
 # checked) and copied into operator/streamdist/ui/static/vendor/, so they ship inside the
 # Python package and the operator image: the page fetches nothing from anywhere else at
@@ -19,8 +19,8 @@ echo "build-ui: npm ci in ui/ and copying Bootstrap into $DEST" >&2
 rm -rf "$DEST"
 mkdir -p "$DEST"
 dist="$UI/node_modules/bootstrap/dist"
-cp "$dist/css/bootstrap.min.css" "$dist/js/bootstrap.bundle.min.js" "$DEST/"
+cp "$dist/css/bootstrap.min.css" "$DEST/"
 # no source maps ship: drop the comments that point at them
-sed -i "/sourceMappingURL=/d" "$DEST/bootstrap.min.css" "$DEST/bootstrap.bundle.min.js"
+sed -i "/sourceMappingURL=/d" "$DEST/bootstrap.min.css"
 cp "$UI/node_modules/bootstrap/LICENSE" "$DEST/bootstrap.LICENSE"
 echo "$stamp" >"$DEST/.stamp"

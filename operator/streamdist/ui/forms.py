@@ -101,7 +101,7 @@ def input_form(form: Mapping[str, Any], namespace: str) -> Outcome:
         "publishSecretRef": _secret_ref(form, "publish"),
         "allowedSources": [s.strip() for s in re.split(r"[\s,]+", _text(form, "allowedSources")) if s.strip()],
     }
-    spec.update({k: v for k, v in optional.items() if v})
+    spec.update({k: v for k, v in optional.items() if v not in (None, "", [])})
     if _text(form, "serviceType"):
         spec["service"] = {"type": _text(form, "serviceType")}
     manifest = _object("StreamInput", form, namespace, spec)
