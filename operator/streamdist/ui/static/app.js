@@ -340,6 +340,7 @@ async function submitOutput(form) {
     return showErrors(form, err.message, err.errors);
   }
   form.closest("dialog").close();
+  form.reset(); // the URL typed (a stream key, perhaps) does not stay in the page
   window.streamdistLastAdd = { name: data.name, namespace: ns, at: started };
   notice(`Output ${data.name} created; it appears below and goes live by itself.`, "success", "added");
 }
@@ -353,6 +354,7 @@ async function submitInput(form) {
     return showErrors(form, err.message, err.errors);
   }
   form.closest("dialog").close();
+  form.reset();
   notice(`Input ${data.name} created.`, "success", "added");
 }
 
