@@ -17,13 +17,20 @@ WORKDIR /src
 # Only what the wheel is built from (pyproject names README.md as the long description).
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
+# The control room's CSS (Bootstrap) from the npm registry at ui/package-lock.json's pins,
+# into the package (hack/build-ui.sh); Debian's npm is a build tool of this stage only.
+COPY ui/package.json ui/package-lock.json ui/
+COPY hack/build-ui.sh hack/
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null \
+ && bash hack/build-ui.sh
 # Dependencies only as binary wheels: nothing is compiled, so no compiler is needed even here.
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
  && /opt/venv/bin/pip install --only-binary=:all: /wheels/streamdist-*.whl \
  && /opt/venv/bin/pip uninstall --yes setuptools pip \
  && /opt/venv/bin/python -m compileall -q /opt/venv/lib \
- && /opt/venv/bin/python -c "import streamdist.cli, streamdist.handlers.registry" \
+ && /opt/venv/bin/python -c "import streamdist.cli, streamdist.handlers.registry, streamdist.ui.server" \
+ && test -s /opt/venv/lib/python3.11/site-packages/streamdist/ui/static/vendor/bootstrap.min.css \
  && /opt/venv/bin/streamdist --help >/dev/null
 
 FROM ${PYTHON_IMAGE}

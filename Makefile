@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 
-.PHONY: all venv deps node-deps bins demo demo-down test test-unit test-integration test-media lint bench clean
+.PHONY: all venv ui deps node-deps bins demo demo-down test test-unit test-integration test-media lint bench clean
 
 all: test
 
@@ -16,9 +16,13 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The control room's CSS (Bootstrap, from the npm registry) into the package; skipped when current.
+ui:
+	bash hack/build-ui.sh
+
 # Debian packages (FFmpeg with libsrt, srt-tools, openssl, lua) and the real parts
 # built from the Go module proxy into ~/.cache/streamdist (skipped when present).
-deps: venv
+deps: venv ui
 	bash hack/install-debs.sh
 	bash hack/build-bins.sh
 	bash hack/build-mediamtx.sh
@@ -44,7 +48,7 @@ lint: venv
 test: deps lint
 	bash hack/run-tests.sh
 
-test-unit: venv
+test-unit: venv ui
 	$(VENV)/bin/pytest -q tests/unit
 
 demo: deps

@@ -202,7 +202,8 @@ build_ffmpeg() {
 build_operator() {
   local out k src
   # the wheel is built from what the Dockerfile copies: pyproject.toml, README.md, operator/
-  src=$(cd "$REPO_ROOT" && { sha256sum pyproject.toml README.md; find operator -type f \( -name '*.py' -o -name '*.j2' -o -name '*.typed' \) -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-12)
+  bash "$REPO_ROOT/hack/build-ui.sh" # the control room's assets ship inside the package
+  src=$(cd "$REPO_ROOT" && { sha256sum pyproject.toml README.md; find operator -type f \( -name '*.py' -o -name '*.j2' -o -name '*.typed' -o -path '*/ui/static/*' \) -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-12)
   k=$(key "$src" "$OCI" "$SELF" "$SUITE")
   out="$CACHE/operator-$k.tar"
   if [[ ! -f "$out" ]]; then
@@ -226,7 +227,8 @@ build_operator() {
       /opt/venv/bin/pip install -q --only-binary=:all: /wheels/streamdist-*.whl
       /opt/venv/bin/pip uninstall -q --yes setuptools wheel pip
       /opt/venv/bin/python -m compileall -q /opt/venv/lib
-      /opt/venv/bin/python -c "import streamdist.cli, streamdist.handlers.registry"
+      /opt/venv/bin/python -c "import streamdist.cli, streamdist.handlers.registry, streamdist.ui.server"
+      test -s /opt/venv/lib/python3*/site-packages/streamdist/ui/static/vendor/bootstrap.min.css
       /opt/venv/bin/streamdist --help >/dev/null'
     rm -rf "$root/src" "$root/wheels"
     add_user "$root" streamdist

@@ -13,7 +13,11 @@ if [[ -f "$DEST/.stamp" && "$(cat "$DEST/.stamp")" == "$stamp" ]]; then
   echo "build-ui: assets up to date ($DEST)" >&2
   exit 0
 fi
-command -v npm >/dev/null || { echo "build-ui: npm missing (hack/install-debs.sh installs it)" >&2; exit 1; }
+if ! command -v npm >/dev/null; then
+  # shellcheck source=lib/apt.sh
+  source "$REPO_ROOT/hack/lib/apt.sh"
+  apt_install_missing build-ui nodejs npm
+fi
 echo "build-ui: npm ci in ui/ and copying Bootstrap into $DEST" >&2
 (cd "$UI" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
 rm -rf "$DEST"

@@ -32,6 +32,7 @@ from tests.harness.node import (  # noqa: E402
     start_demo_source,
 )
 from tests.harness.operator import OperatorProcess  # noqa: E402
+from tests.harness.ui import WRITE_RULES, UiProcess, page_kubeconfig, service_account  # noqa: E402
 
 STATE = ROOT / ".state" / "demo"
 NAMESPACE = "streamdist-demo"
@@ -92,7 +93,9 @@ def _node_demo() -> int:
             nc.kubectl("apply", "-n", NAMESPACE, "-f", str(ROOT / "examples" / "demo"))
             step("starting the local receivers and the test-pattern source")
             pieces = start_demo_receivers(nc, NAMESPACE, ROOT / "examples" / "demo" / "outputs.yaml", STATE / "rx")
+            ui: UiProcess | None = None
             try:
+                ui = _start_ui(nc.cp)
                 start_demo_source(nc, NAMESPACE, "demo", pieces)
                 step("waiting until the input is Live and every output Streaming")
                 nc.wait_for("the demo to stream", lambda: _settled(nc, live=True), timeout=300)
@@ -101,9 +104,11 @@ def _node_demo() -> int:
                 print("Watch each output:")
                 for name, command in sorted(pieces.watch.items()):
                     print(f"  {name:10s} {command}")
-                _footer(nc.kubeconfig, op.log)
+                _footer(nc.kubeconfig, op.log, ui)
                 _wait_for_interrupt()
             finally:
+                if ui is not None:
+                    ui.__exit__()
                 pieces.stop()
     cleanup_host(STATE / "node", quiet=True)
     step("stopped; the node is torn down")
@@ -128,8 +133,9 @@ def _kwok_demo() -> int:
             step(f"settled in {time.monotonic() - started:.1f}s; kubectl get streamdist -n {NAMESPACE}:")
             print(cp.kubectl("get", "streamdist", "-n", NAMESPACE).stdout)
             print("NOTE: the pods are played by KWOK (fake nodes): no video flows in this mode.")
-            _footer(cp.kubeconfig, op.log)
-            _wait_for_interrupt()
+            with _start_ui(cp) as ui:
+                _footer(cp.kubeconfig, op.log, ui)
+                _wait_for_interrupt()
     step("stopped")
     return 0
 
@@ -156,7 +162,24 @@ def _install_crds(cluster: Any) -> None:
     cluster.kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=streamdist")
 
 
-def _footer(kubeconfig: Path, operator_log: Path) -> None:
+def _start_ui(cluster: Any) -> UiProcess:
+    """The control room (streamdist ui) on loopback: read-only for anyone, as the chart's
+    page ServiceAccount; a token of ServiceAccount `demo-operator` (may change the two kinds
+    in the demo namespace) is written to a file to sign in with."""
+    step("starting the control room (streamdist ui)")
+    (STATE / "ui").mkdir(parents=True, exist_ok=True)
+    kubeconfig = page_kubeconfig(cluster, STATE / "ui", "streamdist-ui")
+    token = service_account(cluster.kubectl, NAMESPACE, "demo-operator", WRITE_RULES)
+    token_file = STATE / "ui" / "demo-operator.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    port = int(os.environ.get("STREAMDIST_DEMO_UI_PORT", "0"))
+    return UiProcess(kubeconfig, STATE / "ui", "--anonymous-read", "--namespace", NAMESPACE, port=port).__enter__()
+
+
+def _footer(kubeconfig: Path, operator_log: Path, ui: UiProcess) -> None:
+    token_file = STATE / "ui" / "demo-operator.token"
+    print(f"Control room: {ui.url}/   (read-only until you sign in with the token in {token_file})")
     print(f"      export KUBECONFIG={kubeconfig}   # to look around with kubectl")
     print(f"      operator log: {operator_log}")
     print("Ctrl-C (or `make demo-down`) stops everything.", flush=True)

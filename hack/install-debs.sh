@@ -9,11 +9,13 @@
 #   procps      `pkill`-free process inspection (ps) in debugging
 #   ca-certificates, curl: the media tests call the routers' control API with curl
 #   socat       relays a test client's TCP connection from another loopback address
+#   chromium    the headless browser the control room's tests (streamdist ui) drive with
+#               Playwright (which downloads no browser of its own)
 #
 # Idempotent: installs only what is missing (hack/lib/apt.sh).
 set -euo pipefail
 
-PKGS=(ffmpeg srt-tools openssl lua5.4 iproute2 procps ca-certificates curl socat)
+PKGS=(ffmpeg srt-tools openssl lua5.4 iproute2 procps ca-certificates curl socat chromium)
 
 # shellcheck source=lib/apt.sh
 source "$(dirname "$0")/lib/apt.sh"

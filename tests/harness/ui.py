@@ -99,11 +99,11 @@ def token_kubeconfig(path: Path, server: str, ca_file: Path, token: str) -> Path
 class UiProcess:
     """Starts and stops `python -m streamdist.cli ui` on a free loopback port."""
 
-    def __init__(self, kubeconfig: Path, state_dir: Path, *args: str) -> None:
+    def __init__(self, kubeconfig: Path, state_dir: Path, *args: str, port: int = 0) -> None:
         self.kubeconfig, self.state_dir, self.args = kubeconfig, state_dir, args
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = state_dir / "ui.log"
-        self.port = 0
+        self.port = port  # 0: a free one
 
     @property
     def url(self) -> str:
@@ -111,7 +111,8 @@ class UiProcess:
 
     def __enter__(self) -> UiProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        (self.port,) = free_ports(1)
+        if not self.port:
+            (self.port,) = free_ports(1)
         cmd = [sys.executable, "-m", "streamdist.cli", "ui", "--host", "127.0.0.1", "--port", str(self.port),
                "--kubeconfig", str(self.kubeconfig), *self.args]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
