@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import signal
 import subprocess
@@ -720,6 +721,57 @@ def test_only_the_outputs_of_an_input_reach_its_router(node: NodeCluster, kube: 
             print(f"[e2e] router policy: {_probe_ok(tmp_path / 'after.ts', 'the output under the policy')}", flush=True)
     finally:
         node.kubectl("delete", "namespace", other.ns, "--wait=false", check=False)
+
+
+def test_control_room_output_added_in_the_browser_streams(node: NodeCluster, kube: Kube, tmp_path: Path) -> None:
+    """The control room (streamdist ui) in Debian's chromium: an output added with the
+    page's form as a token-bearing ServiceAccount reaches Streaming and its destination
+    gets the stream; suspend turns it Suspended. Prints the time from the click."""
+    from playwright.sync_api import sync_playwright
+    from tests.harness.ui import WRITE_RULES, UiProcess, launch_chromium, page_kubeconfig, results_dir, service_account
+
+    with ProcessGroup(tmp_path / "logs") as group:
+        recv = Receiver(tmp_path / "recv", group)
+        node.host_service(kube.ns, "recv", recv.service_ports())
+        _start_live_input(kube, group)
+        editor = service_account(kube, kube.ns, "editor", WRITE_RULES)
+        (tmp_path / "page").mkdir()
+        page_kc = page_kubeconfig(node.cp, tmp_path / "page", "streamdist-ui-e2e")
+        with UiProcess(page_kc, tmp_path / "ui") as ui, sync_playwright() as pw:
+            browser = launch_chromium(pw)
+            try:
+                ctx = browser.new_context(viewport={"width": 1280, "height": 900},
+                                          extra_http_headers={"Authorization": f"Bearer {editor}"})  # fmt: skip
+                page = ctx.new_page()
+                page.goto(f"{ui.url}/?namespace={kube.ns}")
+                card = page.locator(f'[data-input="{kube.ns}/cam"]')
+                card.locator('[data-phase="Live"]').wait_for(timeout=60_000)
+                card.get_by_role("button", name="Add output").click()
+                dialog = page.locator("#output-dialog")
+                dialog.locator("#o-name").fill("web")
+                dialog.locator("#o-protocol").select_option("rtmp")
+                dialog.locator("#o-url").fill(f"rtmp://recv.{kube.ns}.svc:{recv.ports['rtmp']}/live/web")
+                t0 = time.monotonic()
+                dialog.get_by_role("button", name="Add output").click()
+                row = page.locator(f'[data-output="{kube.ns}/web"]')
+                row.wait_for(timeout=30_000)
+                shown = time.monotonic() - t0
+                row.locator('[data-phase="Streaming"]').wait_for(timeout=180_000)
+                streaming = time.monotonic() - t0
+                wait_for(lambda: recv.ready("live/web"), 60, interval=0.2, what="the receiver gets the stream")
+                received = time.monotonic() - t0
+                print(
+                    f"[e2e] control room: 'Add output' clicked -> row shown {shown:.2f}s, Streaming in the page "
+                    f"{streaming:.1f}s, the receiver has the stream {received:.1f}s (load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
+                page.screenshot(path=str(results_dir("ui") / "node-desktop.png"), full_page=True)
+                row.get_by_role("button", name="Suspend").click()
+                row.locator('[data-phase="Suspended"]').wait_for(timeout=60_000)
+                kube.wait("web's pod gone", lambda: not kube.get("pods", "-l", "streamdist.io/output=web")["items"], 60)
+            finally:
+                browser.close()
+                wait_for(lambda: not recv.ready("live/web"), 30, interval=0.2, what="the suspended output to stop publishing")
 
 
 def test_the_bridge_keeps_its_address_while_pods_come_and_go(node: NodeCluster, kube: Kube) -> None:

@@ -112,6 +112,10 @@ async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+async def no_icon(request: web.Request) -> web.Response:
+    return web.Response(status=204)  # browsers ask; the page has no icon to fetch
+
+
 async def whoami(caller: Caller) -> str:
     """The user name the API server sees for this caller (SelfSubjectReview, allowed to everyone)."""
     body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
@@ -267,6 +271,7 @@ def make_app(api: Api, options: Options) -> web.Application:
     app.add_routes([
         web.get("/", index),
         web.get("/healthz", healthz),
+        web.get("/favicon.ico", no_icon),
         web.get("/api/session", session_get),
         web.post("/api/session", session_post),
         web.delete("/api/session", session_delete),

@@ -268,7 +268,8 @@ function render() {
   }
   for (const d of root.querySelectorAll("details")) if (open.has(d.dataset.key)) d.open = true;
   if (focused && document.activeElement === document.body) root.querySelector(`[data-key="${CSS.escape(focused)}"]`)?.focus();
-  $("#empty").hidden = seen.size > 0 || state.errors.size > 0;
+  const reading = state.session.user || state.session.anonymousRead;
+  $("#empty").hidden = !reading || seen.size > 0 || state.errors.size > 0;
   renderErrors();
   $("#input-names").innerHTML = [...state.kinds.StreamInput.values()].map((i) => `<option value="${esc(i.name)}">`).join("");
 }
