@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -175,7 +176,8 @@ class EventStream:
         self._thread.start()
 
     def _read(self) -> None:
-        with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
+        # A hang-up from close() ends the read with any of these.
+        with contextlib.suppress(OSError, ValueError, AttributeError, http.client.HTTPException):
             while True:
                 line = self.resp.readline()
                 if not line:
@@ -202,10 +204,13 @@ class EventStream:
                 return msg
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.conn.sock and self.conn.sock.shutdown(2)  # type: ignore[func-returns-value]
-        self.conn.close()
+        """Hang up (the server sees the browser go), let the reader end, then close."""
+        sock = self.conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._thread.join(timeout=5)
+        self.conn.close()
 
     def __enter__(self) -> EventStream:
         return self

@@ -7,6 +7,7 @@ what the browser gets."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -116,7 +117,9 @@ def test_writes_are_made_as_the_viewer_and_refused_without_rights(k, ui):
     assert CANARIES[0].encode() not in raw, "the created object comes back without its URL"
     stored = k.get("so", "yt")
     assert stored["spec"]["url"] == url and stored["spec"]["reconnect"] == {"delaySeconds": 3, "maxDelaySeconds": 20}
-    assert any(m["manager"] == "streamdist-ui" for m in stored["metadata"]["managedFields"])
+    managed = json.loads(k("get", "so", "yt", "-o", "json", "--show-managed-fields").stdout)["metadata"]["managedFields"]
+    (mine,) = [m for m in managed if m["manager"] == "streamdist-ui"]
+    assert "f:url" in mine["fieldsV1"]["f:spec"], "the spec was written by the page (as the viewer)"
     k.wait("yt Streaming", lambda: k.status("so", "yt").get("phase") == "Streaming", timeout=40)
 
     assert ui.request("PATCH", f"{path}/yt", {"suspend": True}, token=reader)[0] == 403
@@ -224,7 +227,7 @@ def test_no_secret_reaches_the_browser(k, ui):
         with EventStream(ui, k.ns, token) as stream:
             for _ in range(3):
                 stream.until("SYNC", lambda m: m["type"] == "SYNC")
-            k("annotate", "so", "plain", f"touched={time.monotonic_ns()}")
+            k("annotate", "--overwrite", "so", "plain", f"touched={time.monotonic_ns()}")
             stream.until("MODIFIED plain", lambda m: m["type"] == "MODIFIED" and m["object"]["name"] == "plain")
             seen += stream.raw
     status, _, raw = ui.request("PATCH", f"/api/namespaces/{k.ns}/streamoutputs/plain", {"suspend": False}, token=everything)
