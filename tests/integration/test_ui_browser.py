@@ -53,8 +53,9 @@ def _open(browser, ui: UiProcess, ns: str, *, viewport=DESKTOP, scheme="light", 
     ctx = browser.new_context(viewport=viewport, color_scheme=scheme, extra_http_headers=headers or {},
                               is_mobile=mobile, has_touch=mobile)  # fmt: skip
     page = ctx.new_page()
-    foreign: list[str] = []
+    foreign: list[str] = []  # requests to anywhere but the page's server, and script errors
     page.on("request", lambda r: None if r.url.startswith(ui.url + "/") else foreign.append(r.url))
+    page.on("pageerror", lambda e: foreign.append(f"script error: {e}"))
     page.goto(f"{ui.url}/?namespace={ns}")
     return ctx, page, foreign
 
@@ -144,7 +145,7 @@ def test_the_control_room(k, page_ui, browser):
     _output_row(page, k.ns, "added").get_by_role("button", name="Delete").click()
     page.locator("#delete-dialog").get_by_role("button", name="Delete").click()
     _output_row(page, k.ns, "added").wait_for(state="detached")
-    assert not foreign, f"the page fetched from elsewhere: {foreign}"
+    assert not foreign, f"the page fetched from elsewhere, or its script failed: {foreign}"
     ctx.close()
 
     # a reader (behind an authenticating proxy that passes the token) sees, and is refused
@@ -155,6 +156,7 @@ def test_the_control_room(k, page_ui, browser):
     alert.wait_for()
     assert f'User "system:serviceaccount:{k.ns}:reader" cannot patch resource "streamoutputs"' in alert.inner_text()
     assert k.get("so", "studio")["spec"].get("suspend") is not True
+    assert not foreign, f"the page fetched from elsewhere, or its script failed: {foreign}"
     ctx.close()
 
     # phone width, in the system's dark mode
@@ -168,7 +170,7 @@ def test_the_control_room(k, page_ui, browser):
     page.click("#theme")  # auto -> light
     page.screenshot(path=str(shots / "phone-light.png"), full_page=True)
     ctx.close()
-    assert not foreign, f"the page fetched from elsewhere: {foreign}"
+    assert not foreign, f"the page fetched from elsewhere, or its script failed: {foreign}"
     for name in ("desktop-light", "desktop-dark", "phone-dark", "phone-light"):
         assert (shots / f"{name}.png").stat().st_size > 10_000, f"{name}.png is empty"
     print(f"[ui] screenshots: {shots}")

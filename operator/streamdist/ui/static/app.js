@@ -106,7 +106,7 @@ function setLive(text, tone) {
 
 function notice(text, tone = "danger", id = "") {
   const box = $("#alerts");
-  const same = id && box.querySelector(`[data-notice="${id}"]`);
+  const same = id ? box.querySelector(`[data-notice="${id}"]`) : null;
   if (same && same.firstElementChild.textContent === text) return;
   same?.remove();
   const div = document.createElement("div");
@@ -154,10 +154,13 @@ function eventsBlock(kind, ns, name) {
   return `<details class="small mt-1" data-key="events:${esc(kind)}:${esc(key(ns, name))}"><summary>Events (${events.length})</summary><ul class="list-unstyled mb-0 ms-2">${rows}</ul></details>`;
 }
 
-function problems(conditions) {
-  return (conditions || [])
+// Conditions that are not True, with their reason: False in red, Unknown (not known yet) muted.
+// A suspended output's are what suspending means: its phase says it already.
+function problems(obj) {
+  if (obj.suspend) return "";
+  return (obj.conditions || [])
     .filter((c) => c.status !== "True" && c.message)
-    .map((c) => `<div class="small text-danger-emphasis">${esc(c.type)}: ${esc(c.reason)}: ${esc(c.message)}</div>`)
+    .map((c) => `<div class="small ${c.status === "False" ? "text-danger-emphasis" : "text-body-secondary"}">${esc(c.type)}: ${esc(c.reason)}: ${esc(c.message)}</div>`)
     .join("");
 }
 
@@ -192,7 +195,7 @@ function outputItem(o) {
     </div>
     <div class="small text-body-secondary">${facts.join(" · ")}</div>
     ${o.lastError ? `<div class="small text-danger-emphasis text-break">Last error: ${esc(o.lastError)}</div>` : ""}
-    ${problems(o.conditions)}
+    ${problems(o)}
     ${eventsBlock("StreamOutput", o.namespace, o.name)}
   </li>`;
 }
@@ -214,7 +217,7 @@ function inputCard(ns, name, inp, outputs) {
   const details = inp ? `<dl class="row small mb-2">
       ${endpointBlock("Publish to", inp.endpoint)}${endpointBlock("Backup to", inp.backupEndpoint)}
       <dt class="col-sm-3">Figures</dt><dd class="col-sm-9">${facts.join(" · ") || "–"}</dd>
-    </dl>${problems(inp.conditions)}${eventsBlock("StreamInput", ns, name)}` : "";
+    </dl>${problems(inp)}${eventsBlock("StreamInput", ns, name)}` : "";
   const list = outputs.length
     ? `<ul class="list-group list-group-flush">${outputs.map(outputItem).join("")}</ul>`
     : `<p class="small text-body-secondary mb-0">No outputs yet.</p>`;
