@@ -33,7 +33,10 @@ def test_off_by_default():
 def test_deployment_runs_streamdist_ui_restricted():
     objs = rendered("--set", "ui.enabled=true")
     kinds = sorted(o["kind"] for o in _ui(objs))
-    assert kinds == ["Deployment", "Service", "ServiceAccount"], "no RBAC without anonymous reading"
+    assert kinds == ["Deployment", "NetworkPolicy", "Service", "ServiceAccount"], "no RBAC without anonymous reading"
+    (policy,) = find(objs, "NetworkPolicy", "streamdist-ui")
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    assert not find(rendered("--set", "ui.enabled=true", "--set", "networkPolicy.enabled=false"), "NetworkPolicy")
     (dep,) = find(objs, "Deployment", "streamdist-ui")
     spec = dep["spec"]["template"]["spec"]
     (c,) = spec["containers"]

@@ -31,7 +31,7 @@ from streamdist import urls
 from streamdist.ui import forms
 from streamdist.ui.kubeapi import Api, ApiError, load_cluster
 
-CANARIES = ("c4n4ry-url-key-1f3e", "c4n4ry-secret-url-9a7b", "c4n4ry-passphrase-5d2c")
+CANARIES = ("c4n4ry-url-key-1f3e", "c4n4ry-secret-url-9a7b", "c4n4ry-passphrase-5d2c", "c4n4ry-publish-3e8f")
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -49,6 +49,12 @@ def ui(page_kc, operator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 def _apply(k, *objs: dict[str, Any]) -> None:
     apply_all(k, *objs)
+
+
+def _secret(name: str, usage: str, **data: str) -> dict[str, Any]:
+    """A Secret that opts in to one use by streamdist (the label the operator requires)."""
+    meta = {"name": name, "labels": {"streamdist.io/secret-usage": usage}}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta, "stringData": data}
 
 
 def _names(got: dict[str, Any], kind: str) -> set[str]:
@@ -131,9 +137,11 @@ def test_writes_are_made_as_the_viewer_and_refused_without_rights(k, ui):
     assert ui.request("DELETE", f"{path}/yt", token=editor)[0] == 200
     k.wait("yt gone", lambda: not k.items("so"))
 
-    status, got, _ = ui.request("POST", f"/api/namespaces/{k.ns}/streaminputs", {"name": "cam2", "protocol": "srt"}, token=editor)
+    form = {"name": "cam2", "protocol": "srt", "publishName": "cam2-publish", "publishKey": "credential"}
+    status, got, _ = ui.request("POST", f"/api/namespaces/{k.ns}/streaminputs", form, token=editor)
     assert status == 201 and got["protocol"] == "srt"
-    assert k.get("si", "cam2")["spec"]["protocol"] == "srt"
+    assert got["publishSecret"] == {"name": "cam2-publish", "key": "credential"}, "a Secret is named, never read"
+    assert k.get("si", "cam2")["spec"]["publishSecretRef"] == {"name": "cam2-publish", "key": "credential"}
 
 
 def test_form_errors_are_the_operators_and_the_crds(k, ui, control_plane):
@@ -199,17 +207,17 @@ def test_the_stream_says_what_rbac_refused(k, ui):
 
 
 def test_no_secret_reaches_the_browser(k, ui):
-    """Canaries in a URL, a destination Secret and a passphrase Secret: the operator uses all
-    three, and a viewer who may read everything in the namespace (Secrets too) still gets
-    none of them through the page: not in reads, writes' answers, the stream or the page."""
-    label = {"streamdist.io/secret-usage": "destination"}
+    """Canaries in a URL, a destination Secret, a passphrase Secret and a publish credential
+    Secret: the operator uses all four, and a viewer who may read everything in the
+    namespace (Secrets too) still gets none of them through the page: not in reads,
+    writes' answers, the stream or the page."""
     _apply(
         k,
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dest", "labels": label},
-         "stringData": {"url": f"rtmps://live.example/app/{CANARIES[1]}"}},
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pp", "labels": {"streamdist.io/secret-usage": "passphrase"}},
-         "stringData": {"passphrase": CANARIES[2]}},
-        _input("cam", protocol="srt", passphraseSecretRef={"name": "pp", "key": "passphrase"}),
+        _secret("dest", "destination", url=f"rtmps://live.example/app/{CANARIES[1]}"),
+        _secret("pp", "passphrase", passphrase=CANARIES[2]),
+        _secret("pub", "publish", credential=f"encoder:{CANARIES[3]}"),
+        _input("cam", protocol="srt", passphraseSecretRef={"name": "pp", "key": "passphrase"},
+               publishSecretRef={"name": "pub", "key": "credential"}),
         _output("plain", url=f"rtmp://live.example/app/{CANARIES[0]}"),
         _output("keyed", urlFrom={"secretKeyRef": {"name": "dest", "key": "url"}}),
     )  # fmt: skip

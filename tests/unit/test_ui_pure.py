@@ -135,9 +135,14 @@ def test_output_form_never_echoes_the_url():
     assert got.errors and CANARY not in json.dumps(got.errors)
 
 
+PUBLISH = {"publishName": "cam-publish", "publishKey": "credential"}
 INPUT_FORMS = [
     ({"name": "cam", "protocol": "udp"}, {}),
-    ({"name": "cam", "protocol": "srt", "passphraseName": "pp", "passphraseKey": "k", "port": "20001", "serviceType": "NodePort"}, {}),
+    ({"name": "cam", "protocol": "udp", "allowedSources": "203.0.113.0/24, 198.51.100.7/32"}, {}),
+    ({"name": "cam", "protocol": "udp", "allowedSources": "203.0.113.1/24"}, {"spec": "allowedSources must list CIDRs"}),
+    ({"name": "cam", "protocol": "srt", "passphraseName": "pp", "passphraseKey": "k", "port": "20001", "serviceType": "NodePort", **PUBLISH}, {}),
+    ({"name": "cam", "protocol": "rtmp"}, {"spec": "publishSecretRef is required"}),
+    ({"name": "cam", "protocol": "udp", **PUBLISH}, {"spec": "publishSecretRef needs an srt, rtmp or rtsp ingest"}),
     ({"name": "cam", "protocol": "udp", "passphraseName": "pp", "passphraseKey": "k"}, {"spec": "only meaningful with protocol srt"}),
     ({"name": "cam", "port": "80"}, {"spec.port": "greater than or equal to 1024"}),
     ({"name": "cam", "protocol": "hls"}, {"spec.protocol": "'udp', 'srt', 'rtmp' or 'rtsp'"}),
@@ -148,6 +153,14 @@ INPUT_FORMS = [
 @pytest.mark.parametrize(("form", "want"), INPUT_FORMS)
 def test_input_form(form, want):
     _judged(forms.input_form(form, "live"), want)
+
+
+def test_input_form_manifest_names_secrets_only():
+    got = forms.input_form({"name": "cam", "protocol": "rtmp", **PUBLISH, "allowedSources": "203.0.113.0/24\n10.0.0.0/8"}, "live")
+    assert got.manifest is not None and got.manifest["spec"] == {
+        "protocol": "rtmp", "publishSecretRef": {"name": "cam-publish", "key": "credential"},
+        "allowedSources": ["203.0.113.0/24", "10.0.0.0/8"],
+    }
 
 
 STRIP = [
