@@ -137,14 +137,17 @@ function badge(phase) {
   return `<span class="badge sd-phase text-bg-${PHASE_TONE[text] || "secondary"}" data-phase="${esc(text)}">${esc(text)}</span>`;
 }
 
-function eventsOf(kind, ns, name) {
+// Events about this very object: same kind and name, and its uid (an earlier object of the
+// same name, deleted, had Events of its own).
+function eventsOf(kind, ns, name, uid) {
   return [...state.kinds.Event.values()]
     .filter((e) => e.object.kind === kind && e.object.name === name && (e.object.namespace || e.namespace) === ns)
+    .filter((e) => !uid || !e.object.uid || e.object.uid === uid)
     .sort((a, b) => String(b.time).localeCompare(String(a.time)));
 }
 
-function eventsBlock(kind, ns, name) {
-  const events = eventsOf(kind, ns, name);
+function eventsBlock(kind, ns, name, uid) {
+  const events = eventsOf(kind, ns, name, uid);
   if (!events.length) return "";
   const rows = events.slice(0, 8).map((e) => {
     const when = e.time ? new Date(e.time).toLocaleTimeString() : "";
@@ -196,7 +199,7 @@ function outputItem(o) {
     <div class="small text-body-secondary">${facts.join(" · ")}</div>
     ${o.lastError ? `<div class="small text-danger-emphasis text-break">Last error: ${esc(o.lastError)}</div>` : ""}
     ${problems(o)}
-    ${eventsBlock("StreamOutput", o.namespace, o.name)}
+    ${eventsBlock("StreamOutput", o.namespace, o.name, o.uid)}
   </li>`;
 }
 
@@ -217,7 +220,7 @@ function inputCard(ns, name, inp, outputs) {
   const details = inp ? `<dl class="row small mb-2">
       ${endpointBlock("Publish to", inp.endpoint)}${endpointBlock("Backup to", inp.backupEndpoint)}
       <dt class="col-sm-3">Figures</dt><dd class="col-sm-9">${facts.join(" · ") || "–"}</dd>
-    </dl>${problems(inp)}${eventsBlock("StreamInput", ns, name)}` : "";
+    </dl>${problems(inp)}${eventsBlock("StreamInput", ns, name, inp.uid)}` : "";
   const list = outputs.length
     ? `<ul class="list-group list-group-flush">${outputs.map(outputItem).join("")}</ul>`
     : `<p class="small text-body-secondary mb-0">No outputs yet.</p>`;
