@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -84,6 +85,23 @@ def test_reads_as_the_viewer_or_read_only_as_the_page(k, ui):
 
     status, who, _ = ui.request("GET", "/api/session", token=viewer)
     assert status == 200 and who["user"] == f"system:serviceaccount:{k.ns}:viewer"
+
+
+def test_sign_in_keeps_only_a_token_the_api_server_accepts(k, ui):
+    viewer = service_account(k, k.ns, "viewer", READ_RULES)
+    status, got, _ = ui.request("POST", "/api/session", {"token": "not-a-token"})
+    assert status == 401 and got["errors"]["token"] == "the API server did not accept this token"
+    assert ui.request("POST", "/api/session", {"token": viewer}, headers={"X-Streamdist": "0"})[0] == 403, (
+        "a cross-site form cannot sign anyone in"
+    )
+    req = urllib.request.Request(ui.url + "/api/session", data=json.dumps({"token": viewer}).encode(), method="POST",
+                                 headers={"X-Streamdist": "1", "Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        cookie = resp.headers["Set-Cookie"]
+        assert json.loads(resp.read())["user"] == f"system:serviceaccount:{k.ns}:viewer"
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    status, got, _ = ui.request("GET", f"/api/state?namespace={k.ns}", headers={"Cookie": cookie.split(";")[0]})
+    assert status == 200, "the cookie carries the viewer's token on later calls"
 
 
 def test_without_anonymous_reading_nobody_reads_without_a_token(k, page_kc, tmp_path):

@@ -64,10 +64,16 @@ def reader(request: web.Request) -> Caller:
     raise _error(401, "sign in with a Kubernetes token to see streams (anonymous reading is off)")
 
 
-def writer(request: web.Request) -> Caller:
-    """Only the viewer writes, and only from the page's own script."""
+def from_the_page(request: web.Request) -> None:
+    """A call that changes something (or who is signed in) comes from the page's own script:
+    a cross-site form or link cannot set this header."""
     if request.headers.get(WRITE_HEADER) != "1":
         raise _error(403, f"changes need the {WRITE_HEADER} header the page sends")
+
+
+def writer(request: web.Request) -> Caller:
+    """Only the viewer writes, and only from the page's own script."""
+    from_the_page(request)
     token = token_of(request)
     if not token:
         raise _error(401, "sign in with a Kubernetes token to make changes")
@@ -138,6 +144,7 @@ async def session_get(request: web.Request) -> web.Response:
 
 async def session_post(request: web.Request) -> web.Response:
     """Sign in: the API server must accept the token before the page keeps it (HttpOnly cookie)."""
+    from_the_page(request)
     form = await _form(request)
     token = str(form.get("token") or "").strip()
     if not token or any(c.isspace() for c in token):
@@ -155,6 +162,7 @@ async def session_post(request: web.Request) -> web.Response:
 
 
 async def session_delete(request: web.Request) -> web.Response:
+    from_the_page(request)
     resp = web.json_response({"user": None})
     resp.del_cookie(COOKIE, path="/")
     return resp
