@@ -104,6 +104,23 @@ def test_sign_in_keeps_only_a_token_the_api_server_accepts(k, ui):
     assert status == 200, "the cookie carries the viewer's token on later calls"
 
 
+def test_the_pages_own_account_only_reads(control_plane, page_kc):
+    """With the chart's rules, the page's ServiceAccount reads the two kinds and Events and
+    can do nothing else: no Secret, no write."""
+    page = "system:serviceaccount:streamdist-ui:page"
+
+    def can(*args: str) -> bool:
+        got = control_plane.kubectl("auth", "can-i", *args, f"--as={page}", "-A", check=False)
+        return got.stdout.strip() == "yes"
+
+    for verb in ("get", "list", "watch"):
+        assert can(verb, "streaminputs.streamdist.io") and can(verb, "streamoutputs.streamdist.io") and can(verb, "events")
+    for verb, what in (("get", "secrets"), ("list", "secrets"), ("create", "streamoutputs.streamdist.io"),
+                       ("patch", "streamoutputs.streamdist.io"), ("delete", "streaminputs.streamdist.io"),
+                       ("create", "pods"), ("list", "pods"), ("create", "events")):  # fmt: skip
+        assert not can(verb, what), f"the page's own account may {verb} {what}"
+
+
 def test_without_anonymous_reading_nobody_reads_without_a_token(k, page_kc, tmp_path):
     with UiProcess(page_kc, tmp_path) as closed:
         status, got, _ = closed.request("GET", f"/api/state?namespace={k.ns}")
