@@ -63,9 +63,11 @@ def _output(name: str, input_name: str, url: str, **spec: Any) -> dict[str, Any]
 class Receiver:
     """A MediaMTX on the node's IP taking RTMP, RTMPS and RTSP publishes (API on loopback)."""
 
-    def __init__(self, workdir: Path, group: ProcessGroup, name: str = "recv") -> None:
+    def __init__(self, workdir: Path, group: ProcessGroup, name: str = "recv", hostname: str = "localhost") -> None:
         self.workdir, self.group, self.name = workdir, group, name
-        cert, key = make_self_signed_cert(workdir / "tls")
+        # its RTMPS certificate names the Service outputs reach it by: they verify it
+        cert, key = make_self_signed_cert(workdir / "tls", cn=hostname)
+        self.cert = cert
         self.ports = {
             "rtsp": free_tcp_port(NODE_IP),
             "rtmp": free_tcp_port(NODE_IP),
@@ -193,7 +195,7 @@ def _all_streaming(kube: Kube, names: list[str]) -> bool:
 
 def test_every_output_form_delivers_decodable_video(node: NodeCluster, kube: Kube, tmp_path: Path) -> None:
     with ProcessGroup(tmp_path / "logs") as group:
-        recv = Receiver(tmp_path / "recv", group)
+        recv = Receiver(tmp_path / "recv", group, hostname=f"recv.{kube.ns}.svc")
         udp_port, srt_port, listen_port = free_udp_port(NODE_IP), free_udp_port(NODE_IP), 20900
         node.host_service(kube.ns, "recv", [*recv.service_ports(), ("udp", udp_port, "UDP"), ("srt", srt_port, "UDP")])
         svc = f"recv.{kube.ns}.svc"
@@ -220,9 +222,13 @@ def test_every_output_form_delivers_decodable_video(node: NodeCluster, kube: Kub
             "to-rtmps": f"rtmps://{svc}:{recv.ports['rtmps']}/live/rtmps",
             "to-rtsp": f"rtsp://{svc}:{recv.ports['rtsp']}/live/rtsp",
         }
+        # RTMPS verifies the receiver's certificate against the CA a ConfigMap holds
+        kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "recv-ca"},
+                    "data": {"ca.crt": recv.cert.read_text()}})  # fmt: skip
+        tls = {"tls": {"caFrom": {"configMapKeyRef": {"name": "recv-ca", "key": "ca.crt"}}}}
         t0 = time.monotonic()
         for name, url in outputs.items():
-            kube.apply(_output(name, "cam", url))
+            kube.apply(_output(name, "cam", url, **(tls if name == "to-rtmps" else {})))
         # the SRT listener output waits for a caller: dial it (srt-live-transmit re-dials)
         listener_ip = kube.wait("to-srt-listener Service", lambda: kube.service_ip("to-srt-listener"))
         listener_file = tmp_path / "srt-listener.ts"
