@@ -11,13 +11,16 @@
 #   localhost/streamdist/pause:3.10.1   the sandbox (pod infra) image: Kubernetes' own
 #                                       build/pause/linux/pause.c (from the pinned
 #                                       k8s.io/kubernetes module) compiled -static
-#   localhost/streamdist/mediamtx:dev   scratch-like: only the binary hack/build-mediamtx.sh
+# Names: the operator and FFmpeg images carry the project's version (pyproject.toml, the
+# chart's appVersion: the chart's defaults name them), MediaMTX its pinned release.
+#
+#   localhost/streamdist/mediamtx:1.20.1  scratch-like: only the binary hack/build-mediamtx.sh
 #                                       builds, at /mediamtx, ENTRYPOINT ["/mediamtx"]
-#   localhost/streamdist/ffmpeg:dev     Debian 12 minbase (debootstrap) + Debian's ffmpeg
+#   localhost/streamdist/ffmpeg:0.1.0   Debian 12 minbase (debootstrap) + Debian's ffmpeg
 #                                       (images/ffmpeg/packages.txt, --no-install-recommends),
 #                                       user 10001, ENTRYPOINT ["streamdist-ffmpeg"] (the
 #                                       masking wrapper of images/ffmpeg/streamdist-ffmpeg)
-#   localhost/streamdist/operator:dev   the Dockerfile's equivalent: Debian 12's python3.11,
+#   localhost/streamdist/operator:0.1.0 the Dockerfile's equivalent: Debian 12's python3.11,
 #                                       a venv at /opt/venv with this repo's wheel and its
 #                                       pinned dependencies (binary wheels from PyPI), user
 #                                       10001, ENTRYPOINT ["streamdist", "run"]
@@ -34,8 +37,14 @@ CACHE=${STREAMDIST_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamdist/image
 MIRROR=${STREAMDIST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${STREAMDIST_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 SUITE=bookworm
+# the project's version (pyproject.toml): the tag of the operator and FFmpeg images
+VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$REPO_ROOT/pyproject.toml" | head -n1)
 PAUSE_VERSION=3.10.1 # kubeadm 1.34's PauseVersion
 OCI="$REPO_ROOT/hack/node/oci.py"
+# The run-time config (ENTRYPOINT, CMD, USER, ENV, EXPOSE, LABEL) and the build context
+# of the operator and FFmpeg images come from their Dockerfiles, read by this parser:
+# what `docker build` would make and what is built here cannot drift apart.
+DOCKERFILE="$REPO_ROOT/hack/node/dockerfile.py"
 SELF="$REPO_ROOT/hack/build-images.sh"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 
@@ -44,6 +53,7 @@ die() { echo "build-images: ERROR: $*" >&2; exit 1; }
 now() { date +%s; }
 
 [[ "${1:-}" == "--print-dir" ]] && { echo "$CACHE"; exit 0; }
+[[ -n "$VERSION" ]] || die "no version in pyproject.toml"
 [[ "$(id -u)" == 0 ]] || die "run as root (debootstrap, chroot and file ownership in the images)"
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
@@ -124,6 +134,12 @@ pack() { # rootfs name out [oci.py args...]
   python3 "$OCI" --rootfs "$root" --name "$name" --out "$out" "$@" >/dev/null
 }
 
+# The final stage's run-time config of a Dockerfile, as oci.py flags (one per line).
+dockerfile_config() { # Dockerfile -> fills the array CONFIG
+  mapfile -t CONFIG < <(python3 "$DOCKERFILE" "$1" --oci-args)
+  [[ ${#CONFIG[@]} -gt 0 ]] || die "no run-time config read from $1"
+}
+
 # ------------------------------------------------------------------- the images
 
 build_pause() {
@@ -149,7 +165,7 @@ build_mediamtx() {
   local bin out k
   bin=$(bash "$REPO_ROOT/hack/build-mediamtx.sh" | tail -n1)
   [[ -x "$bin" ]] || die "hack/build-mediamtx.sh gave no binary"
-  k=$(key "$bin" "$OCI" v1)
+  k=$(key "$bin" "$OCI" "$MEDIAMTX_VERSION" v2)
   out="$CACHE/mediamtx-$MEDIAMTX_VERSION-$k.tar"
   if [[ ! -f "$out" ]]; then
     log "mediamtx: packing $bin"
@@ -160,10 +176,10 @@ build_mediamtx() {
     # like the upstream image: the binary and nothing else (users are numeric)
     printf 'root:x:0:0:root:/:/sbin/nologin\nmediamtx:x:10001:10001::/nonexistent:/sbin/nologin\n' >"$root/etc/passwd"
     printf 'root:x:0:\nmediamtx:x:10001:\n' >"$root/etc/group"
-    pack "$root" "localhost/streamdist/mediamtx:dev" "$out" --entrypoint '["/mediamtx"]' --env PATH=/
+    pack "$root" "localhost/streamdist/mediamtx:${MEDIAMTX_VERSION#v}" "$out" --entrypoint '["/mediamtx"]' --env PATH=/
     rm -rf "$root"
   fi
-  echo "localhost/streamdist/mediamtx:dev $out"
+  echo "localhost/streamdist/mediamtx:${MEDIAMTX_VERSION#v} $out"
 }
 
 build_ffmpeg() {
@@ -172,7 +188,8 @@ build_ffmpeg() {
   local switch="$REPO_ROOT/images/ffmpeg/streamdist_switch.py"
   pkgs=$(grep -v '^[[:space:]]*#' "$pk" | xargs)
   [[ -n "$pkgs" ]] || die "no packages in $pk"
-  k=$(key "$pk" "$wrapper" "$switch" "$OCI" "$SELF" "$SUITE")
+  local df="$REPO_ROOT/images/ffmpeg/Dockerfile"
+  k=$(key "$pk" "$wrapper" "$switch" "$OCI" "$SELF" "$SUITE" "$df" "$DOCKERFILE" "$VERSION")
   out="$CACHE/ffmpeg-$k.tar"
   if [[ ! -f "$out" ]]; then
     local root="$CACHE/work/ffmpeg" t0; t0=$(now)
@@ -192,19 +209,23 @@ build_ffmpeg() {
       die "ffmpeg in the image lacks srt or rtmps"
     slim "$root"
     log "ffmpeg: packing"
-    pack "$root" "localhost/streamdist/ffmpeg:dev" "$out" --user 10001:10001 --entrypoint '["streamdist-ffmpeg"]' --cmd '["-hide_banner","-version"]'
+    dockerfile_config "$df"
+    pack "$root" "localhost/streamdist/ffmpeg:$VERSION" "$out" "${CONFIG[@]}"
     rm -rf "$root"
     log "ffmpeg: took $(( $(now) - t0 ))s"
   fi
-  echo "localhost/streamdist/ffmpeg:dev $out"
+  echo "localhost/streamdist/ffmpeg:$VERSION $out"
 }
 
 build_operator() {
-  local out k src
-  # the wheel is built from what the Dockerfile copies: pyproject.toml, README.md, operator/
+  local out k src df="$REPO_ROOT/Dockerfile" copies
   bash "$REPO_ROOT/hack/build-ui.sh" # the control room's assets ship inside the package
-  src=$(cd "$REPO_ROOT" && { sha256sum pyproject.toml README.md; find operator -type f \( -name '*.py' -o -name '*.j2' -o -name '*.typed' -o -path '*/ui/static/*' \) -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-12)
-  k=$(key "$src" "$OCI" "$SELF" "$SUITE")
+  # the wheel is built from exactly what the Dockerfile's build stage copies
+  mapfile -t copies < <(python3 "$DOCKERFILE" "$df" --copies build)
+  [[ ${#copies[@]} -gt 0 ]] || die "the Dockerfile's build stage copies nothing?"
+  src=$(cd "$REPO_ROOT" && find "${copies[@]}" -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' -print0 |
+    sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
+  k=$(key "$src" "$OCI" "$SELF" "$SUITE" "$df" "$DOCKERFILE")
   out="$CACHE/operator-$k.tar"
   if [[ ! -f "$out" ]]; then
     local root="$CACHE/work/operator" t0; t0=$(now)
@@ -212,8 +233,8 @@ build_operator() {
     log "operator: python3.11 + venv with this repo's wheel (in a chroot)"
     in_chroot "$root" sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null && apt-get clean"
     rm -rf "$root/src"; mkdir -p "$root/src"
-    (cd "$REPO_ROOT" && cp -a pyproject.toml README.md operator "$root/src/")
-    find "$root/src" -name __pycache__ -prune -exec rm -rf {} + || true
+    (cd "$REPO_ROOT" && cp -a --parents "${copies[@]}" "$root/src/")
+    find "$root/src" \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} + || true
     # pip trusts what this host trusts (a TLS-intercepting proxy's CA, say), for the
     # build only: the bundle sits in /tmp, which slim() empties before packing
     local ca=${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}
@@ -234,14 +255,12 @@ build_operator() {
     add_user "$root" streamdist
     slim "$root"
     log "operator: packing"
-    pack "$root" "localhost/streamdist/operator:dev" "$out" --user 10001:10001 \
-      --entrypoint '["streamdist","run"]' \
-      --env PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-      --env PYTHONDONTWRITEBYTECODE=1 --env PYTHONUNBUFFERED=1
+    dockerfile_config "$df"
+    pack "$root" "localhost/streamdist/operator:$VERSION" "$out" "${CONFIG[@]}"
     rm -rf "$root"
     log "operator: took $(( $(now) - t0 ))s"
   fi
-  echo "localhost/streamdist/operator:dev $out"
+  echo "localhost/streamdist/operator:$VERSION $out"
 }
 
 wanted=("$@")

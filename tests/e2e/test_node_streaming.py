@@ -37,7 +37,7 @@ from tests.harness.media import (
     start_srt_caller_recorder,
     wait_for,
 )
-from tests.harness.node import NODE_IP, NodeCluster, start_encoder
+from tests.harness.node import IMAGES, NODE_IP, NodeCluster, start_encoder
 
 from streamdist.settings import Settings
 
@@ -721,6 +721,121 @@ def test_only_the_outputs_of_an_input_reach_its_router(node: NodeCluster, kube: 
             print(f"[e2e] router policy: {_probe_ok(tmp_path / 'after.ts', 'the output under the policy')}", flush=True)
     finally:
         node.kubectl("delete", "namespace", other.ns, "--wait=false", check=False)
+
+# --- the operator as pods: the demo set, metrics, a handover -------------------------
+
+DEMO_NS = "streamdist-demo"  # examples/demo/outputs.yaml sends to receiver.streamdist-demo.svc
+HANDOVER_BOUND = 20.0  # seconds from the active replica's deletion to the standby acting
+
+
+def _output_pods(node: NodeCluster, namespace: str) -> dict[str, tuple[str, int]]:
+    """{output: (its pod's uid, the pod's restarts)} for every output pod of ``namespace``."""
+    pods = node.kubectl_json("get", "pods", "-n", namespace, "-l", "streamdist.io/output")["items"]
+    return {
+        p["metadata"]["labels"]["streamdist.io/output"]: (
+            p["metadata"]["uid"],
+            sum(cs.get("restartCount", 0) for cs in p["status"].get("containerStatuses", [])),
+        )
+        for p in pods
+    }
+
+
+def _metric(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            return float(m.group(3))
+    return None
+
+
+def _handover(node: NodeCluster, operator: Any, before: dict[str, tuple[str, int]]) -> dict[str, float]:
+    """Deletes the acting replica's pod; times the standby taking over, the standby acting
+    on a change made after the deletion, and the recreated replica taking back."""
+    from tests.harness.node import demo_settled
+
+    acting = operator.active()
+    (standby,) = [p for p in operator.ready_pods() if p != acting]
+    node.kubectl("delete", "pod", acting, "-n", operator.namespace, "--wait=false")
+    t0 = time.monotonic()
+    node.apply(_output("late", "demo", "udp://receiver.streamdist-demo.svc:20701", suspend=True) | {
+        "metadata": {"name": "late", "namespace": DEMO_NS}
+    })
+    node.wait_for(f"{standby} acting", lambda: operator.activity().get(standby), 120, 0.5)
+    took = {"standby acting": time.monotonic() - t0}
+    node.wait_for(
+        "the change made after the deletion handled",
+        lambda: (node.kubectl_json("get", "so", "late", "-n", DEMO_NS).get("status") or {}).get("phase") == "Suspended",
+        120, 0.5,
+    )  # fmt: skip
+    took["change handled"] = time.monotonic() - t0
+    node.wait_for(f"{acting} back and acting", lambda: operator.active() == acting, 240, 1.0)
+    took["recreated replica acting again"] = time.monotonic() - t0
+    node.kubectl("delete", "so", "late", "-n", DEMO_NS)
+    assert demo_settled(node, DEMO_NS), node.kubectl("get", "streamdist", "-n", DEMO_NS).stdout
+    assert _output_pods(node, DEMO_NS) == before, "an output pod was re-created or restarted by the handover"
+    return took
+
+
+def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
+    node: NodeCluster, operator: Any, tmp_path: Path
+) -> None:
+    """The chart's two operator replicas (pods of the operator image) run examples/demo:
+    the input Live, the three outputs Streaming, video decoded at every receiver; each
+    replica's /metrics answers (through the metrics Service too) and says which one acts;
+    deleting the acting pod hands over to the standby with no output pod re-created."""
+    from tests.harness.node import demo_settled, start_demo_receivers, start_demo_source
+
+    repo = Path(__file__).resolve().parents[2]
+    assert sorted(operator.ready_pods()) == ["streamdist-0", "streamdist-1"]
+    images = {c["image"] for p in operator.pods() for c in p["spec"]["containers"]}
+    assert images == {IMAGES["operator"]}, images
+    node.kubectl("create", "namespace", DEMO_NS)
+    pieces = None
+    try:
+        t0 = time.monotonic()
+        node.kubectl("apply", "-n", DEMO_NS, "-f", str(repo / "examples" / "demo"))
+        pieces = start_demo_receivers(node, DEMO_NS, repo / "examples" / "demo" / "outputs.yaml", tmp_path / "rx")
+        start_demo_source(node, DEMO_NS, "demo", pieces)
+        node.wait_for("the demo set streaming", lambda: demo_settled(node, DEMO_NS), 300, 1.0)
+        print(f"[e2e] demo set: input Live, 3 outputs Streaming {time.monotonic() - t0:.1f}s after apply", flush=True)
+        recorders = {
+            name: record(url, tmp_path / f"{name}.ts", seconds=8, group=pieces.group, name=f"watch-{name}")
+            for name, url in sorted(pieces.urls.items())
+        }
+        for r in recorders.values():
+            r.wait(60)
+        for name in recorders:
+            print(f"[e2e] {_probe_ok(tmp_path / f'{name}.ts', name)}", flush=True)
+        assert set(recorders) == {"demo-srt", "demo-rtmp", "demo-udp"}, recorders
+
+        acting = operator.active()
+        assert acting == "streamdist-1", f"the replica of the highest priority should act: {operator.activity()}"
+        text = operator.metrics(acting)
+        for name in recorders:
+            assert _metric(text, "streamdist_output_phase", namespace=DEMO_NS, output=name, phase="Streaming") == 1
+        assert (_metric(text, "streamdist_input_bitrate_kbps", namespace=DEMO_NS, input="demo") or 0) > 0
+        assert _metric(operator.metrics("streamdist-0"), "streamdist_operator_active") == 0
+        via_service = operator.service_metrics()
+        assert _metric(via_service, "streamdist_operator_active") in (0, 1), via_service[:500]
+
+        before = _output_pods(node, DEMO_NS)
+        assert set(before) == set(recorders), before
+        took = _handover(node, operator, before)
+        print(
+            "[e2e] handover after deleting the acting replica's pod: "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in took.items())
+            + f" (load average {os.getloadavg()[0]:.1f}); no output pod re-created or restarted",
+            flush=True,
+        )
+        assert took["standby acting"] <= HANDOVER_BOUND, took
+        assert took["change handled"] <= HANDOVER_BOUND + 5, took
+    finally:
+        if pieces is not None:
+            pieces.stop()
+        node.kubectl("delete", "namespace", DEMO_NS, "--wait=false", check=False)
 
 
 def test_control_room_output_added_in_the_browser_streams(node: NodeCluster, kube: Kube, tmp_path: Path) -> None:
