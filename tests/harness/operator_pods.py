@@ -63,7 +63,7 @@ class OperatorPods:
 
     Args:
         kubectl: runs kubectl against the cluster (``NodeCluster.kubectl``).
-        kubeconfig: for helm.
+        kubeconfig: for helm (None: helm's own default, the current context).
         images: {"operator", "ffmpeg", "mediamtx": reference} the chart is told to run.
         values: more chart values (merged over those of ``images``).
     """
@@ -71,7 +71,7 @@ class OperatorPods:
     def __init__(
         self,
         kubectl: Callable[..., subprocess.CompletedProcess],
-        kubeconfig: Path,
+        kubeconfig: Path | None,
         images: Mapping[str, str],
         values: Mapping[str, Any] | None = None,
         *,
@@ -83,13 +83,14 @@ class OperatorPods:
         self.kubeconfig = kubeconfig
         self.release, self.namespace = release, namespace
         self.values = _merge(chart_values(images), values or {})
-        self.workdir = workdir or Path(kubeconfig).parent
+        self.workdir = workdir or (Path(kubeconfig).parent if kubeconfig else Path.cwd())
         self.install_seconds = 0.0
 
     # ------------------------------------------------------------ install
 
     def helm(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        cmd = [str(bin_dir() / "helm"), "--kubeconfig", str(self.kubeconfig), *args]
+        where = ["--kubeconfig", str(self.kubeconfig)] if self.kubeconfig else []
+        cmd = [str(bin_dir() / "helm"), *where, *args]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
