@@ -263,11 +263,180 @@ build_operator() {
   echo "localhost/streamdist/operator:$VERSION $out"
 }
 
+# ------------------------------------------------------------ kind's node image
+#
+# kind's own node images come from a registry; here, `kind-node` rebuilds the recipe of
+# kind's base image (images/base/Dockerfile of the pinned sigs.k8s.io/kind module) on
+# Debian 12 minbase with Debian's systemd, containerd, runc and CNI plugins, adds the
+# Kubernetes binaries hack/build-bins.sh builds (kubeadm, kubelet, kubectl), and
+# pre-imports into its containerd the images kubeadm runs, each built here from those
+# same binaries: localhost/streamdist/kind/{kube-apiserver,kube-controller-manager,
+# kube-scheduler,kube-proxy}:$KUBE_VERSION, .../etcd:$ETCD_VERSION, .../coredns:
+# $COREDNS_VERSION, and the pause image. A cluster made from it takes a kubeadm patch
+# naming that repository (tests/harness/kind.py writes it). Its CNI is a static ptp
+# config for the one node (no kindnetd image here) and its StorageClass has no
+# provisioner (no local-path-provisioner image here).
+
+KIND_REPO=localhost/streamdist/kind
+
+# A scratch-like image holding one static binary at /usr/local/bin (as the upstream
+# distroless images do), run as root like kubeadm's static pods.
+binary_image() { # name binary tag out
+  local root="$CACHE/work/kind-$1"
+  rm -rf "$root"; mkdir -p "$root/usr/local/bin" "$root/etc" "$root/tmp" "$root/var/run"
+  chmod 1777 "$root/tmp"
+  install -m 0755 "$2" "$root/usr/local/bin/$1"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534::/nonexistent:/sbin/nologin\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+  pack "$root" "$KIND_REPO/$1:$3" "$4" --entrypoint "[\"/usr/local/bin/$1\"]" \
+    --env PATH=/usr/local/bin:/usr/bin:/bin
+  rm -rf "$root"
+}
+
+# kube-proxy runs iptables and conntrack: Debian minbase with those.
+kube_proxy_image() { # binary out
+  local root="$CACHE/work/kind-kube-proxy"
+  fresh_copy "$root"
+  in_chroot "$root" sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends iptables conntrack kmod >/dev/null && apt-get clean"
+  install -m 0755 "$1" "$root/usr/local/bin/kube-proxy"
+  slim "$root"
+  pack "$root" "$KIND_REPO/kube-proxy:$KUBE_VERSION" "$2" --entrypoint '["/usr/local/bin/kube-proxy"]'
+  rm -rf "$root"
+}
+
+# Imports OCI archives into the containerd content store of a rootfs (what kind's own
+# node image build does inside a container), with a containerd of the same release as
+# the node's (Debian's), CRI off, for this once.
+import_into() { # rootfs archives...
+  local root=$1 dir="$CACHE/work/kind-import" pid i
+  shift
+  rm -rf "$dir"; mkdir -p "$dir"
+  printf '%s\n' 'version = 2' "root = \"$root/var/lib/containerd\"" "state = \"$dir/state\"" \
+    'disabled_plugins = ["io.containerd.grpc.v1.cri"]' '[grpc]' "  address = \"$dir/containerd.sock\"" >"$dir/config.toml"
+  containerd --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 &
+  pid=$!
+  for i in $(seq 1 100); do [[ -S "$dir/containerd.sock" ]] && break; sleep 0.1; done
+  [[ -S "$dir/containerd.sock" ]] || { kill "$pid"; die "containerd for the import did not start: $(tail -5 "$dir/containerd.log")"; }
+  for i in "$@"; do
+    ctr --address "$dir/containerd.sock" -n k8s.io images import "$i" >/dev/null ||
+      { kill "$pid"; die "import of $i into the kind node image failed"; }
+  done
+  ctr --address "$dir/containerd.sock" -n k8s.io images ls -q >&2
+  kill "$pid"
+  wait "$pid" || true
+  rm -rf "$dir"
+}
+
+build_kind_node() {
+  local kind_dir bins coredns pause_tar out k t0 root files comp
+  kind_dir=$(cd / && go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')/images/base
+  [[ -f "$kind_dir/Dockerfile" ]] || die "no images/base in sigs.k8s.io/kind@$KIND_VERSION"
+  bins=$(bash "$REPO_ROOT/hack/build-bins.sh" etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy \
+    kubelet kubectl kubeadm | tail -n1)
+  coredns=$(bash "$REPO_ROOT/hack/node/build-coredns.sh" | tail -n1)
+  pause_tar=$(build_pause | cut -d' ' -f2)
+  files=$(cd "$kind_dir" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
+  k=$(key "$files" "$OCI" "$SELF" "$SUITE" "$pause_tar" "$coredns" "$KIND_VERSION" "$KUBE_VERSION" "$ETCD_VERSION")
+  out="$CACHE/kind-node-$KUBE_VERSION-$k.tar"
+  if [[ ! -f "$out" ]]; then
+    t0=$(now)
+    comp="$CACHE/work/kind-images"
+    rm -rf "$comp"; mkdir -p "$comp"
+    for c in kube-apiserver kube-controller-manager kube-scheduler; do
+      binary_image "$c" "$bins/$c" "$KUBE_VERSION" "$comp/$c.tar"
+    done
+    binary_image etcd "$bins/etcd" "$ETCD_VERSION" "$comp/etcd.tar"
+    binary_image coredns "$coredns" "$COREDNS_VERSION" "$comp/coredns.tar"
+    kube_proxy_image "$bins/kube-proxy" "$comp/kube-proxy.tar"
+    log "kind-node: component images built in $(( $(now) - t0 ))s"
+    root="$CACHE/work/kind-node"
+    fresh_copy "$root"
+    kind_base "$root" "$kind_dir"
+    install -m 0755 "$bins/kubeadm" "$bins/kubelet" "$bins/kubectl" "$root/usr/bin/"
+    echo "$KUBE_VERSION" >"$root/kind/version"
+    import_into "$root" "$pause_tar" "$comp"/*.tar
+    rm -rf "$comp"
+    slim "$root"
+    log "kind-node: packing"
+    pack "$root" "localhost/streamdist/kind-node:$KUBE_VERSION" "$out" \
+      --entrypoint '["/usr/local/bin/entrypoint","/sbin/init"]' --env container=docker \
+      --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --stop-signal 'SIGRTMIN+3'
+    rm -rf "$root"
+    log "kind-node: took $(( $(now) - t0 ))s"
+  fi
+  echo "localhost/streamdist/kind-node:$KUBE_VERSION $out"
+}
+
+# The one node's pod network: ptp + host-local (the plugins kindnetd itself drives).
+KIND_CNI='{"cniVersion": "0.4.0", "name": "kind-ptp", "plugins": [
+  {"type": "ptp", "ipMasq": false, "mtu": 1500,
+   "ipam": {"type": "host-local", "dataDir": "/run/cni-ipam-state",
+            "ranges": [[{"subnet": "10.244.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}'
+KIND_CNI_MANIFEST='# streamdist kind node image: pods are wired by a static ptp CNI config
+# (/etc/cni/net.d/10-streamdist-ptp.conflist, single node, 10.244.0.0/24): no CNI daemon.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: streamdist-kind-cni
+  namespace: kube-system
+data:
+  cni: ptp + host-local, 10.244.0.0/24, single node'
+KIND_STORAGE_MANIFEST='# No dynamic provisioner in streamdist kind node image (streamdist needs no volumes).
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: WaitForFirstConsumer'
+
+# kind's images/base/Dockerfile, step by step, on Debian's packages.
+kind_base() { # rootfs kind-base-dir
+  local root=$1 kb=$2 pause_name="localhost/streamdist/pause:$PAUSE_VERSION" p
+  log "kind-node: kind's base packages (in a chroot)"
+  in_chroot "$root" sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+    systemd conntrack iptables nftables iproute2 ethtool util-linux mount kmod libseccomp2 pigz fuse-overlayfs \
+    bash ca-certificates curl jq procps containerd runc containernetworking-plugins ebtables socat >/dev/null && apt-get clean"
+  mkdir -p "$root/kind/bin" "$root/kind/manifests" "$root/opt/cni/bin" "$root/etc/cni/net.d" \
+    "$root/etc/kubernetes/manifests" "$root/etc/systemd/system/kubelet.service.d" "$root/etc/containerd"
+  install -m 0755 "$kb"/files/usr/local/bin/* "$root/usr/local/bin/"
+  install -m 0755 "$kb"/files/kind/bin/* "$root/kind/bin/"
+  install -m 0644 "$kb"/files/etc/crictl.yaml "$root/etc/"
+  install -m 0644 "$kb"/files/etc/containerd/config.toml "$root/etc/containerd/config.toml"
+  install -m 0644 "$kb"/files/etc/default/kubelet "$root/etc/default/"
+  install -m 0644 "$kb"/files/etc/sysctl.d/* "$root/etc/sysctl.d/"
+  install -m 0644 "$kb"/files/etc/systemd/system/*.service "$kb"/files/etc/systemd/system/*.slice "$root/etc/systemd/system/"
+  install -m 0644 "$kb"/files/etc/systemd/system/kubelet.service.d/* "$root/etc/systemd/system/kubelet.service.d/"
+  # Debian's containerd and runc where kind's units and scripts look for them
+  ln -sf /usr/bin/containerd /usr/bin/ctr /usr/bin/containerd-shim-runc-v2 "$root/usr/local/bin/"
+  for p in host-local loopback ptp portmap bridge; do ln -sf "/usr/lib/cni/$p" "$root/opt/cni/bin/$p"; done
+  # No CAP_SYS_RESOURCE on these machines (hack/NODE.md): containers may not lower
+  # their oom_score_adj; and the sandbox image is the one built here.
+  sed -i -e 's/^\([[:space:]]*restrict_oom_score_adj[[:space:]]*=[[:space:]]*\).*/\1true/' \
+    -e "s|^\([[:space:]]*sandbox_image[[:space:]]*=[[:space:]]*\).*|\1\"$pause_name\"|" "$root/etc/containerd/config.toml"
+  grep -q "sandbox_image = \"$pause_name\"" "$root/etc/containerd/config.toml" || die "kind-node: sandbox_image not set"
+  in_chroot "$root" sh -c 'ctr oci spec | jq ".hooks.createContainer[.hooks.createContainer| length] |= . + {\"path\": \"/kind/bin/mount-product-files.sh\"}" | jq "del(.process.rlimits)" > /etc/containerd/cri-base.json'
+  in_chroot "$root" sh -c 'set -e
+    find /lib/systemd/system/sysinit.target.wants/ -name "systemd-tmpfiles-setup.service" -delete
+    rm -f /lib/systemd/system/multi-user.target.wants/* /etc/systemd/system/*.wants/* \
+      /lib/systemd/system/local-fs.target.wants/* /lib/systemd/system/sockets.target.wants/*udev* \
+      /lib/systemd/system/sockets.target.wants/*initctl* /lib/systemd/system/basic.target.wants/*
+    echo "ReadKMsg=no" >> /etc/systemd/journald.conf
+    ln -sf /lib/systemd/systemd /sbin/init
+    systemctl enable kubelet.service containerd.service undo-mount-hacks.service
+    systemctl mask systemd-binfmt.service'
+  echo "$KIND_CNI" >"$root/etc/cni/net.d/10-streamdist-ptp.conflist"
+  echo "$KIND_CNI_MANIFEST" >"$root/kind/manifests/default-cni.yaml"
+  echo "$KIND_STORAGE_MANIFEST" >"$root/kind/manifests/default-storage.yaml"
+}
+
 wanted=("$@")
 [[ ${#wanted[@]} -gt 0 ]] || wanted=(pause mediamtx ffmpeg operator)
 for w in "${wanted[@]}"; do
   case "$w" in
     pause|mediamtx|ffmpeg|operator) "build_$w" ;;
-    *) die "unknown image '$w' (pause, mediamtx, ffmpeg, operator)" ;;
+    kind-node) build_kind_node ;;
+    *) die "unknown image '$w' (pause, mediamtx, ffmpeg, operator, kind-node)" ;;
   esac
 done

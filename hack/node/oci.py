@@ -6,6 +6,7 @@ manifest and an index, packed as the tar `ctr images import` reads.
     oci.py --rootfs DIR --name localhost/streamdist/ffmpeg:dev --out ffmpeg.tar \
         [--entrypoint '["/mediamtx"]'] [--cmd '[]'] [--user 10001:10001] \
         [--env K=V ...] [--workdir /] [--exclude REL ...] [--expose 8080/tcp ...] [--label K=V ...]
+        [--stop-signal SIGRTMIN+3]
 
 The archive is also a `docker load` archive (a manifest.json beside the OCI index), so
 the same file goes into containerd (`ctr images import`, `kind load image-archive`,
@@ -124,6 +125,7 @@ def main() -> None:
     ap.add_argument("--exclude", action="append", default=[])
     ap.add_argument("--expose", action="append", default=[])
     ap.add_argument("--label", action="append", default=[])
+    ap.add_argument("--stop-signal", default="")
     a = ap.parse_args()
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
 
@@ -146,6 +148,8 @@ def main() -> None:
             cfg["ExposedPorts"] = {port: {} for port in a.expose}
         if a.label:
             cfg["Labels"] = dict(lab.split("=", 1) for lab in a.label)
+        if a.stop_signal:
+            cfg["StopSignal"] = a.stop_signal
         created = "1970-01-01T00:00:00Z"
         config = {
             "created": created,
