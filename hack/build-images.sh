@@ -45,7 +45,6 @@ OCI="$REPO_ROOT/hack/node/oci.py"
 # of the operator and FFmpeg images come from their Dockerfiles, read by this parser:
 # what `docker build` would make and what is built here cannot drift apart.
 DOCKERFILE="$REPO_ROOT/hack/node/dockerfile.py"
-SELF="$REPO_ROOT/hack/build-images.sh"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 
 log() { echo "build-images: $*" >&2; }
@@ -58,6 +57,10 @@ now() { date +%s; }
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
 flock 9
+
+# The recipe of an image: the bash functions that build it, as bash prints them (so an
+# edit elsewhere in this script does not invalidate every cached image).
+recipe() { declare -f "$@"; }
 
 key() { # files and strings -> short hash
   { for a in "$@"; do if [[ -f "$a" ]]; then sha256sum <"$a"; else echo "$a"; fi; done; } | sha256sum | cut -c1-12
@@ -189,7 +192,8 @@ build_ffmpeg() {
   pkgs=$(grep -v '^[[:space:]]*#' "$pk" | xargs)
   [[ -n "$pkgs" ]] || die "no packages in $pk"
   local df="$REPO_ROOT/images/ffmpeg/Dockerfile"
-  k=$(key "$pk" "$wrapper" "$switch" "$OCI" "$SELF" "$SUITE" "$df" "$DOCKERFILE" "$VERSION")
+  k=$(key "$pk" "$wrapper" "$switch" "$OCI" "$SUITE" "$df" "$DOCKERFILE" "$VERSION" \
+    "$(recipe build_ffmpeg base_rootfs fresh_copy in_chroot add_user slim pack dockerfile_config)")
   out="$CACHE/ffmpeg-$k.tar"
   if [[ ! -f "$out" ]]; then
     local root="$CACHE/work/ffmpeg" t0; t0=$(now)
@@ -225,7 +229,8 @@ build_operator() {
   [[ ${#copies[@]} -gt 0 ]] || die "the Dockerfile's build stage copies nothing?"
   src=$(cd "$REPO_ROOT" && find "${copies[@]}" -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' -print0 |
     sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
-  k=$(key "$src" "$OCI" "$SELF" "$SUITE" "$df" "$DOCKERFILE")
+  k=$(key "$src" "$OCI" "$SUITE" "$df" "$DOCKERFILE" \
+    "$(recipe build_operator base_rootfs fresh_copy in_chroot add_user slim pack dockerfile_config)")
   out="$CACHE/operator-$k.tar"
   if [[ ! -f "$out" ]]; then
     local root="$CACHE/work/operator" t0; t0=$(now)
@@ -337,7 +342,9 @@ build_kind_node() {
   coredns=$(bash "$REPO_ROOT/hack/node/build-coredns.sh" | tail -n1)
   pause_tar=$(build_pause | cut -d' ' -f2)
   files=$(cd "$kind_dir" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
-  k=$(key "$files" "$OCI" "$SELF" "$SUITE" "$pause_tar" "$coredns" "$KIND_VERSION" "$KUBE_VERSION" "$ETCD_VERSION")
+  k=$(key "$files" "$OCI" "$SUITE" "$pause_tar" "$coredns" "$KIND_VERSION" "$KUBE_VERSION" "$ETCD_VERSION" \
+    "$KIND_CNI" "$KIND_CNI_MANIFEST" "$KIND_STORAGE_MANIFEST" \
+    "$(recipe build_kind_node kind_base binary_image kube_proxy_image import_into base_rootfs fresh_copy in_chroot slim pack)")
   out="$CACHE/kind-node-$KUBE_VERSION-$k.tar"
   if [[ ! -f "$out" ]]; then
     t0=$(now)
@@ -370,7 +377,7 @@ build_kind_node() {
 
 # The one node's pod network: ptp + host-local (the plugins kindnetd itself drives).
 KIND_CNI='{"cniVersion": "0.4.0", "name": "kind-ptp", "plugins": [
-  {"type": "ptp", "ipMasq": false, "mtu": 1500,
+  {"type": "ptp", "ipMasq": true, "mtu": 1500,
    "ipam": {"type": "host-local", "dataDir": "/run/cni-ipam-state",
             "ranges": [[{"subnet": "10.244.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
   {"type": "portmap", "capabilities": {"portMappings": true}}]}'

@@ -1,0 +1,183 @@
+"""kind on this machine, for real: Debian's Docker daemon, kind built from the Go module
+proxy (hack/build-bins.sh kind), and a node image built here (hack/build-images.sh
+kind-node: kind's base recipe on Debian's packages, our Kubernetes binaries, and the
+images kubeadm runs pre-imported). No registry anywhere.
+
+``DockerDaemon`` runs ``dockerd`` for the tests only: its sockets, exec root and pid
+file under a state dir, its data root in the cache (loaded images survive), no iptables
+rules and no change of ip_forward (it must not touch the rules of the local node), no
+default bridge. ``kind_cluster()`` creates a cluster through pytest-kind's
+``KindCluster`` with the config the node image needs (``CLUSTER_CONFIG``).
+
+    with DockerDaemon(tmp / "docker") as docker:
+        with kind_cluster("streamdist", tmp / "kind", docker) as cluster:
+            cluster.kubectl("get", "nodes")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.harness.controlplane import bin_dir, repo_root
+
+LOCK_FILE = Path("/run/lock/streamdist-docker.lock")
+DATA_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "streamdist" / "docker"
+
+
+def _pins() -> dict[str, str]:
+    text = (repo_root() / "hack" / "versions.env").read_text()
+    return dict(ln.split("=", 1) for ln in text.splitlines() if ln[:1].isupper() and "=" in ln)
+
+
+def cluster_config() -> str:
+    """kind's cluster config for the node image built here: kubeadm pulls nothing, it
+    runs the images pre-imported under localhost/streamdist/kind/; the node carries its
+    own CNI config (ptp, one node), so kind's kindnetd is not installed."""
+    pins = _pins()
+    return f"""kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+networking:
+  disableDefaultCNI: true
+  podSubnet: 10.244.0.0/16
+kubeadmConfigPatches:
+- |
+  kind: ClusterConfiguration
+  imageRepository: localhost/streamdist/kind
+  etcd:
+    local:
+      imageTag: {pins["ETCD_VERSION"]}
+  dns:
+    imageTag: {pins["COREDNS_VERSION"]}
+"""
+
+
+def kind_bin() -> Path:
+    """The pinned kind (built once from the Go module proxy)."""
+    return bin_dir(["kind"]) / "kind"
+
+
+def docker_supported() -> str:
+    """'' when dockerd can run here for the tests, else why not."""
+    if os.geteuid() != 0:
+        return "the tests' Docker daemon needs root"
+    for tool in ("dockerd", "docker", "containerd", "runc"):
+        if shutil.which(tool) is None:
+            return f"{tool} not installed (hack/install-node-debs.sh installs Debian's docker.io)"
+    return ""
+
+
+class DockerDaemon:
+    """dockerd for the tests (see the module doc); one per machine (a lock says so)."""
+
+    def __init__(self, state_dir: Path, data_root: Path = DATA_ROOT) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.data_root = data_root
+        self.socket = self.state_dir / "docker.sock"
+        self.host = f"unix://{self.socket}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._lock: int | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "DOCKER_HOST": self.host}
+
+    def docker(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["docker", *args], capture_output=True, text=True, env=self.env, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-1500:]}")
+        return proc
+
+    def __enter__(self) -> DockerDaemon:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.data_root.mkdir(parents=True, exist_ok=True)
+        LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock)
+            self._lock = None
+            raise RuntimeError(f"another test Docker daemon runs (lock {LOCK_FILE})") from None
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _start(self) -> None:
+        log = (self.state_dir / "dockerd.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                "dockerd", f"--host={self.host}", f"--data-root={self.data_root}",
+                f"--exec-root={self.state_dir / 'exec'}", f"--pidfile={self.state_dir / 'dockerd.pid'}",
+                # the local node owns the host's iptables rules and sysctls: leave them alone
+                "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
+                "--bridge=none", "--storage-driver=overlay2",
+            ],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while self.docker("version", check=False, timeout=10).returncode != 0:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = (self.state_dir / "dockerd.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"dockerd did not start:\n{tail}")
+            time.sleep(0.5)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+
+def load_node_image(docker: DockerDaemon, name: str, archive: Path) -> float:
+    """docker load of the node image unless the daemon has it already; seconds spent."""
+    if docker.docker("image", "inspect", name, check=False).returncode == 0:
+        return 0.0
+    t0 = time.monotonic()
+    with archive.open("rb") as f:
+        proc = subprocess.run(["docker", "load"], stdin=f, capture_output=True, text=True, env=docker.env, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"docker load {archive} failed: {proc.stderr.strip()[-1500:]}")
+    return time.monotonic() - t0
+
+
+@contextlib.contextmanager
+def kind_cluster(name: str, workdir: Path, docker: DockerDaemon, image: str) -> Iterator:
+    """A kind cluster (pytest-kind's KindCluster) on ``docker``; deleted on exit."""
+    from pytest_kind import KindCluster
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "kind-config.yaml"
+    config.write_text(cluster_config())
+    old = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = docker.host  # pytest-kind runs kind with our environment
+    cluster = KindCluster(
+        name, kubeconfig=workdir / "kubeconfig", image=image, kind_path=kind_bin(), kubectl_path=bin_dir() / "kubectl"
+    )
+    try:
+        cluster.create(config)
+        yield cluster
+    finally:
+        with contextlib.suppress(Exception):
+            cluster.delete()
+        docker.docker("network", "rm", "kind", check=False)
+        if old is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = old
