@@ -77,8 +77,11 @@ def up() -> int:
         if os.environ.get("STREAMDIST_CLUSTER") == "current":
             return _current_cluster()
         why_not = node_supported()
+        if why_not and _docker_here():
+            step(f"no local node on this machine ({why_not}), but Docker: the kind path")
+            return _kind_demo()
         if why_not:
-            step(f"no real node on this machine ({why_not}): falling back to KWOK fake nodes")
+            step(f"no real node on this machine ({why_not}) and no Docker: falling back to KWOK fake nodes")
             return _kwok_demo()
         return _node_demo()
     finally:
@@ -100,27 +103,71 @@ def _node_demo() -> int:
         pods = OperatorPods(nc.kubectl, nc.kubeconfig, IMAGES, workdir=STATE).install()
         acting = nc.wait_for("one operator replica acting", pods.active, 120, 1.0)
         step(f"operator pods {', '.join(pods.ready_pods())} Ready after {pods.install_seconds:.0f}s; {acting} acts")
-        nc.kubectl("create", "namespace", NAMESPACE, check=False)
-        step(f"applying examples/demo/ to namespace {NAMESPACE}")
-        nc.kubectl("apply", "-n", NAMESPACE, "-f", str(ROOT / "examples" / "demo"))
-        step("starting the local receivers and the test-pattern source")
-        pieces = start_demo_receivers(nc, NAMESPACE, ROOT / "examples" / "demo" / "outputs.yaml", STATE / "rx")
-        try:
-            start_demo_source(nc, NAMESPACE, "demo", pieces)
-            step("waiting until the input is Live and every output Streaming")
-            nc.wait_for("the demo to stream", lambda: demo_settled(nc, NAMESPACE), timeout=300)
-            step(f"all Streaming {time.monotonic() - started:.0f}s after start; kubectl get streamdist:")
-            print(nc.kubectl("get", "streamdist", "-n", NAMESPACE).stdout)
-            print(nc.kubectl("get", "pods", "-n", pods.namespace, "-o", "wide").stdout)
-            print("Watch each output:")
-            for name, command in sorted(pieces.watch.items()):
-                print(f"  {name:10s} {command}")
-            _footer(nc.kubeconfig, f"kubectl logs -n {pods.namespace} {acting}")
-            _wait_for_interrupt()
-        finally:
-            pieces.stop()
+        _run_demo_set(nc, pods, acting, started)
     cleanup_host(STATE / "node", quiet=True)
     step("stopped; the node is torn down")
+    return 0
+
+
+def _run_demo_set(cluster: Any, pods: OperatorPods, acting: str, started: float, nodeports: bool = False) -> None:
+    """examples/demo on ``cluster`` (a NodeCluster or a KindKube): receivers and a source on
+    this host, until every output streams; then what to watch, until Ctrl-C."""
+    cluster.kubectl("create", "namespace", NAMESPACE, check=False)
+    step(f"applying examples/demo/ to namespace {NAMESPACE}")
+    cluster.kubectl("apply", "-n", NAMESPACE, "-f", str(ROOT / "examples" / "demo"))
+    if nodeports:
+        from tests.harness.kind import expose_demo
+
+        expose_demo(cluster, NAMESPACE)
+    step("starting the local receivers and the test-pattern source")
+    pieces = start_demo_receivers(cluster, NAMESPACE, ROOT / "examples" / "demo" / "outputs.yaml", STATE / "rx")
+    try:
+        start_demo_source(cluster, NAMESPACE, "demo", pieces)
+        step("waiting until the input is Live and every output Streaming")
+        cluster.wait_for("the demo to stream", lambda: demo_settled(cluster, NAMESPACE), timeout=300)
+        step(f"all Streaming {time.monotonic() - started:.0f}s after start; kubectl get streamdist:")
+        print(cluster.kubectl("get", "streamdist", "-n", NAMESPACE).stdout)
+        print(cluster.kubectl("get", "pods", "-n", pods.namespace, "-o", "wide").stdout)
+        print("Watch each output:")
+        for name, command in sorted(pieces.watch.items()):
+            print(f"  {name:10s} {command}")
+        _footer(cluster.kubeconfig, f"kubectl logs -n {pods.namespace} {acting}")
+        _wait_for_interrupt()
+    finally:
+        pieces.stop()
+
+
+def _docker_here() -> bool:
+    from tests.harness.kind import docker_supported, running_docker
+
+    return running_docker() is not None or not docker_supported()
+
+
+def _kind_demo() -> int:
+    """kind on Docker (the user's daemon, or one started here): the node image and the
+    images built here, loaded with kind, the chart, then the same demo set."""
+    from tests.harness.kind import DockerDaemon, KindKube, kind_bin, kind_cluster, load_node_image, running_docker
+
+    started = time.monotonic()
+    step("building or reusing kind (Go module proxy), its node image and the images (hack/build-images.sh)")
+    built = build_images(("kind-node", "operator", "ffmpeg", "mediamtx"))
+    node_image = next(name for name in built if "/kind-node:" in name)
+    with contextlib.ExitStack() as stack:
+        docker = running_docker() or stack.enter_context(DockerDaemon(STATE / "docker"))
+        step(f"Docker at {docker.host}; loading {node_image} into it")
+        load_node_image(docker, node_image, built[node_image])
+        step("kind create cluster --name streamdist-demo (through pytest-kind's KindCluster)")
+        k = KindKube(stack.enter_context(kind_cluster("streamdist-demo", STATE / "kind", docker, node_image)), docker)
+        context = k.kubectl("config", "current-context").stdout.strip()
+        how = load_images.plan(context, k.kubectl_json("get", "nodes")["items"])
+        step(f"cluster up after {time.monotonic() - started:.0f}s; {how.why}")
+        archives = {key: built[ref] for key, ref in IMAGES.items()}
+        refs = load_images.load(how, archives, IMAGES, {"kind": str(kind_bin())})
+        pods = OperatorPods(k.kubectl, k.kubeconfig, refs, workdir=STATE).install()
+        acting = k.wait_for("one operator replica acting", pods.active, 120, 1.0)
+        step(f"operator pods {', '.join(pods.ready_pods())} Ready after {pods.install_seconds:.0f}s; {acting} acts")
+        _run_demo_set(k, pods, acting, started, nodeports=True)
+    step("stopped; the kind cluster is deleted")
     return 0
 
 

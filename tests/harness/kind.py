@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -26,7 +27,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.harness.controlplane import bin_dir, repo_root
+from tests.harness.controlplane import ControlPlaneError, KubectlError, bin_dir, repo_root
 
 LOCK_FILE = Path("/run/lock/streamdist-docker.lock")
 DATA_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "streamdist" / "docker"
@@ -74,16 +75,11 @@ def docker_supported() -> str:
     return ""
 
 
-class DockerDaemon:
-    """dockerd for the tests (see the module doc); one per machine (a lock says so)."""
+class Docker:
+    """The docker CLI against one daemon (``host``: a DOCKER_HOST value)."""
 
-    def __init__(self, state_dir: Path, data_root: Path = DATA_ROOT) -> None:
-        self.state_dir = Path(state_dir).resolve()
-        self.data_root = data_root
-        self.socket = self.state_dir / "docker.sock"
-        self.host = f"unix://{self.socket}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._lock: int | None = None
+    def __init__(self, host: str) -> None:
+        self.host = host
 
     @property
     def env(self) -> dict[str, str]:
@@ -94,6 +90,29 @@ class DockerDaemon:
         if check and proc.returncode != 0:
             raise RuntimeError(f"docker {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-1500:]}")
         return proc
+
+
+def running_docker() -> Docker | None:
+    """The user's own Docker daemon (DOCKER_HOST or the default socket) when it answers."""
+    if shutil.which("docker") is None:
+        return None
+    d = Docker(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
+    try:
+        return d if d.docker("version", check=False, timeout=10).returncode == 0 else None
+    except subprocess.TimeoutExpired:
+        return None
+
+
+class DockerDaemon(Docker):
+    """dockerd for the tests (see the module doc); one per machine (a lock says so)."""
+
+    def __init__(self, state_dir: Path, data_root: Path = DATA_ROOT) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.data_root = data_root
+        self.socket = self.state_dir / "docker.sock"
+        super().__init__(f"unix://{self.socket}")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._lock: int | None = None
 
     def __enter__(self) -> DockerDaemon:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -145,7 +164,7 @@ class DockerDaemon:
             self._lock = None
 
 
-def load_node_image(docker: DockerDaemon, name: str, archive: Path) -> float:
+def load_node_image(docker: Docker, name: str, archive: Path) -> float:
     """docker load of the node image unless the daemon has it already; seconds spent."""
     if docker.docker("image", "inspect", name, check=False).returncode == 0:
         return 0.0
@@ -158,7 +177,7 @@ def load_node_image(docker: DockerDaemon, name: str, archive: Path) -> float:
 
 
 @contextlib.contextmanager
-def kind_cluster(name: str, workdir: Path, docker: DockerDaemon, image: str) -> Iterator:
+def kind_cluster(name: str, workdir: Path, docker: Docker, image: str) -> Iterator:
     """A kind cluster (pytest-kind's KindCluster) on ``docker``; deleted on exit."""
     from pytest_kind import KindCluster
 
@@ -181,3 +200,72 @@ def kind_cluster(name: str, workdir: Path, docker: DockerDaemon, image: str) -> 
             os.environ.pop("DOCKER_HOST", None)
         else:
             os.environ["DOCKER_HOST"] = old
+
+
+class KindKube:
+    """kubectl on a kind cluster, and how this host and the cluster reach each other:
+    pods reach this host at the kind network's gateway (``host_ip``, where receivers
+    listen), this host reaches a Service through its NodePort on the node's IP.
+
+    The interface of ``NodeCluster`` that ``start_demo_receivers``/``start_demo_source``,
+    ``demo_settled`` and ``OperatorPods`` use."""
+
+    def __init__(self, cluster, docker: Docker) -> None:
+        self.cluster = cluster
+        self.kubeconfig = Path(cluster.kubeconfig_path)
+        nets = json.loads(docker.docker("network", "inspect", "kind").stdout)
+        self.host_ip = next(c["Gateway"] for c in nets[0]["IPAM"]["Config"] if ":" not in c.get("Gateway", ":"))
+        node = self.kubectl_json("get", "nodes")["items"][0]
+        self.node_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120):
+        cmd = [str(self.cluster.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise KubectlError(proc.returncode, cmd, proc.stdout, proc.stderr)
+        return proc
+
+    def kubectl_json(self, *args: str, **kw) -> dict:
+        return json.loads(self.kubectl(*args, "-o", "json", **kw).stdout)
+
+    def apply(self, manifest: dict | str):
+        return self.kubectl("apply", "-f", "-", input=manifest if isinstance(manifest, str) else json.dumps(manifest))
+
+    def wait_for(self, what: str, fn, timeout: float = 60.0, interval: float = 0.5):
+        deadline, last = time.monotonic() + timeout, None
+        while True:
+            try:
+                got = fn()
+                if got:
+                    return got
+            except Exception as e:
+                last = e
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" ({last})" if last else ""))
+            time.sleep(interval)
+
+    def host_service(self, namespace: str, name: str, ports) -> None:
+        """A selector-less Service whose endpoint is this host (the kind network's gateway)."""
+        ports = list(ports)
+        self.apply({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+             "spec": {"ports": [{"name": n, "port": p, "targetPort": p, "protocol": pr} for n, p, pr in ports]}},
+            {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+             "metadata": {"name": f"{name}-host", "namespace": namespace,
+                          "labels": {"kubernetes.io/service-name": name}},
+             "endpoints": [{"addresses": [self.host_ip], "conditions": {"ready": True}}],
+             "ports": [{"name": n, "port": p, "protocol": pr} for n, p, pr in ports]},
+        ]})  # fmt: skip
+
+    def reach(self, namespace: str, service: str, port: int) -> tuple[str, int] | None:
+        """(node IP, NodePort) of ``port`` of a NodePort Service (None until it has one)."""
+        spec = self.kubectl_json("get", "svc", service, "-n", namespace)["spec"]
+        node_port = next((p.get("nodePort") for p in spec.get("ports", []) if p.get("port") == port), None)
+        return (self.node_ip, int(node_port)) if node_port else None
+
+
+def expose_demo(k: KindKube, namespace: str) -> None:
+    """The demo set's input and SRT listener output as NodePort Services: this host is
+    outside the kind node, where ClusterIPs are not routed."""
+    k.kubectl("patch", "si", "demo", "-n", namespace, "--type=merge", "-p", '{"spec":{"service":{"type":"NodePort"}}}')
+    k.kubectl("patch", "so", "demo-srt", "-n", namespace, "--type=merge", "-p", '{"spec":{"service":{"type":"NodePort"}}}')

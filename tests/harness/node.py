@@ -513,6 +513,15 @@ class NodeCluster:
             "STREAMDIST_HEALTH_POLL": "true",
         }
 
+    # Where receivers on this host listen for pods (start_demo_receivers): the node's IP.
+    host_ip = NODE_IP
+
+    def reach(self, namespace: str, service: str, port: int) -> tuple[str, int] | None:
+        """(address, port) at which this host reaches ``port`` of a Service: its
+        ClusterIP, which kube-proxy routes here (None until it has one)."""
+        ip = self.kubectl_json("get", "svc", service, "-n", namespace)["spec"].get("clusterIP")
+        return (ip, port) if ip and ip != "None" else None
+
     def ctr(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         return _run("ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args, check=check, timeout=timeout)
 
@@ -1089,13 +1098,13 @@ class DemoPieces:
         self.group.stop_all()
 
 
-def start_demo_receivers(nc: NodeCluster, namespace: str, outputs_file: Path | str, workdir: Path | str) -> DemoPieces:
+def start_demo_receivers(nc, namespace: str, outputs_file: Path | str, workdir: Path | str) -> DemoPieces:
     """Receivers on this host for every demo output that pushes to ``receiver.<ns>.svc``.
 
     Reads the StreamOutputs of ``outputs_file`` (examples/demo/outputs.yaml): each URL
     ``rtmp://receiver.<ns>.svc:P/...`` or ``udp://receiver.<ns>.svc:P`` gets a listener
     on the node's IP (one MediaMTX: RTMP ingest, and a UDP MPEG-TS path), and the Service
-    ``receiver`` (no selector, endpoint NODE_IP) is created in ``namespace``. SRT
+    ``receiver`` (no selector, endpoint ``nc.host_ip``) is created in ``namespace``. SRT
     listener outputs need no receiver: viewers call them at their Service's ClusterIP.
     Everything received is re-served over RTSP on 127.0.0.1 for viewers (``watch``:
     output name -> command). Call ``start_demo_source`` for the test pattern.
@@ -1118,23 +1127,19 @@ def start_demo_receivers(nc: NodeCluster, namespace: str, outputs_file: Path | s
         name, url = d["metadata"]["name"], d["spec"].get("url", "")
         u = urllib.parse.urlsplit(url)
         if u.hostname == f"receiver.{namespace}.svc" and u.scheme == "rtmp":
-            cfg.update(rtmp=True, rtmpAddress=f"{NODE_IP}:{u.port or 1935}", rtmpEncryption="no")
+            cfg.update(rtmp=True, rtmpAddress=f"{nc.host_ip}:{u.port or 1935}", rtmpEncryption="no")
             ports.append((f"rtmp-{u.port}", u.port or 1935, "TCP"))
             path = u.path.strip("/")
             cfg["paths"][path] = {}
             urls[name] = f"rtsp://127.0.0.1:{rtsp}/{path}"
         elif u.hostname == f"receiver.{namespace}.svc" and u.scheme == "udp":
             path = f"{name}"
-            cfg["paths"][path] = {"source": f"udp+mpegts://{NODE_IP}:{u.port}"}
+            cfg["paths"][path] = {"source": f"udp+mpegts://{nc.host_ip}:{u.port}"}
             ports.append((f"udp-{u.port}", u.port, "UDP"))
             urls[name] = f"rtsp://127.0.0.1:{rtsp}/{path}"
         elif u.scheme == "srt" and "mode=listener" in (u.query or ""):
-            ip = nc.wait_for(
-                f"Service {name}",
-                lambda n=name: nc.kubectl_json("get", "svc", n, "-n", namespace)["spec"]["clusterIP"],
-                120,
-            )
-            urls[name] = f"srt://{ip}:{u.port}?mode=caller"
+            ip, port = nc.wait_for(f"Service {name}", lambda n=name, p=u.port: nc.reach(namespace, n, p), 120)
+            urls[name] = f"srt://{ip}:{port}?mode=caller"
     group = media.ProcessGroup(workdir / "logs")
     if cfg["paths"]:
         media.start_mediamtx(cfg, workdir, group=group, name="demo-receiver")
@@ -1156,14 +1161,14 @@ def demo_settled(cluster, namespace: str, live: bool = True) -> bool:
     )
 
 
-def start_demo_source(nc: NodeCluster, namespace: str, input_name: str, pieces: DemoPieces, timeout: float = 120):
+def start_demo_source(nc, namespace: str, input_name: str, pieces: DemoPieces, timeout: float = 120):
     """The lavfi test pattern (H.264 + AAC, MPEG-TS over UDP) sent to the UDP input's
-    ingest Service (its ClusterIP, routed by kube-proxy). Stopped by ``pieces.stop()``."""
+    ingest Service (where ``nc.reach`` says this host reaches it: on the local node its
+    ClusterIP, routed by kube-proxy). Stopped by ``pieces.stop()``."""
 
     def where():
         st = nc.kubectl_json("get", "streaminput", input_name, "-n", namespace).get("status") or {}
-        ip = nc.kubectl_json("get", "svc", f"{input_name}-ingest", "-n", namespace)["spec"].get("clusterIP")
-        return (ip, st["port"]) if ip and st.get("port") else None
+        return nc.reach(namespace, f"{input_name}-ingest", st["port"]) if st.get("port") else None
 
     ip, port = nc.wait_for(f"the ingest of {input_name}", where, timeout)
     return start_encoder(f"udp://{ip}:{port}", pieces.group, name=f"source-{input_name}")
