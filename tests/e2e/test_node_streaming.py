@@ -814,8 +814,10 @@ def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
         acting = operator.active()
         assert acting == "streamdist-1", f"the replica of the highest priority should act: {operator.activity()}"
         text = operator.metrics(acting)
+        phases = [ln for ln in text.splitlines() if ln.startswith("streamdist_output_phase{") and ln.endswith(" 1.0")]
         for name in recorders:
-            assert _metric(text, "streamdist_output_phase", namespace=DEMO_NS, output=name, phase="Streaming") == 1
+            got = _metric(text, "streamdist_output_phase", namespace=DEMO_NS, output=name, phase="Streaming")
+            assert got == 1, f"{name} not Streaming in {acting}'s /metrics: {phases}"
         assert (_metric(text, "streamdist_input_bitrate_kbps", namespace=DEMO_NS, input="demo") or 0) > 0
         assert _metric(operator.metrics("streamdist-0"), "streamdist_operator_active") == 0
         via_service = operator.service_metrics()
