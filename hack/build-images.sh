@@ -433,6 +433,14 @@ kind_base() { # rootfs kind-base-dir
     ln -sf /lib/systemd/systemd /sbin/init
     systemctl enable kubelet.service containerd.service undo-mount-hacks.service
     systemctl mask systemd-binfmt.service'
+  # Lowering oom_score_adj needs CAP_SYS_RESOURCE, which these machines do not give
+  # (hack/NODE.md): systemd fails a unit whose OOMScoreAdjust it cannot set (containerd's
+  # -999, journald's -250). Those units keep the default score instead.
+  local unit
+  for unit in $(grep -lsE '^OOMScoreAdjust=-' "$root"/lib/systemd/system/*.service "$root"/etc/systemd/system/*.service); do
+    mkdir -p "$root/etc/systemd/system/$(basename "$unit").d"
+    printf '[Service]\nOOMScoreAdjust=0\n' >"$root/etc/systemd/system/$(basename "$unit").d/10-streamdist-oom.conf"
+  done
   echo "$KIND_CNI" >"$root/etc/cni/net.d/10-streamdist-ptp.conflist"
   echo "$KIND_CNI_MANIFEST" >"$root/kind/manifests/default-cni.yaml"
   echo "$KIND_STORAGE_MANIFEST" >"$root/kind/manifests/default-storage.yaml"

@@ -779,6 +779,44 @@ def _handover(node: NodeCluster, operator: Any, before: dict[str, tuple[str, int
     return took
 
 
+def _kill_operator_process(pod: str) -> int:
+    """SIGKILLs, from this host, the `streamdist run` process of an operator pod (what an
+    OOM kill or a crash does): the pod stays, the kubelet restarts its container."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"run" in argv and any(a.endswith(b"streamdist") for a in argv) and f"POD_ID={pod}".encode() in env:
+            os.kill(int(proc.name), signal.SIGKILL)
+            return int(proc.name)
+    raise AssertionError(f"no streamdist process of pod {pod} found on this host")
+
+
+def _crash(node: NodeCluster, operator: Any, before: dict[str, tuple[str, int]]) -> dict[str, float]:
+    """SIGKILLs the acting replica's process; times its container's restart and its acting
+    again. Its keep-alive outlives the crash, so the standby does not take over meanwhile."""
+    acting = operator.active()
+    (pod,) = [p for p in operator.pods() if p["metadata"]["name"] == acting]
+    restarts = sum(cs.get("restartCount", 0) for cs in pod["status"].get("containerStatuses", []))
+    _kill_operator_process(acting)
+    t0 = time.monotonic()
+
+    def restarted() -> bool:
+        (p,) = [p for p in operator.pods() if p["metadata"]["name"] == acting]
+        return sum(cs.get("restartCount", 0) for cs in p["status"].get("containerStatuses", [])) > restarts
+
+    node.wait_for(f"{acting}'s container restarted", restarted, 120, 0.5)
+    took = {"container restarted": time.monotonic() - t0}
+    node.wait_for(f"{acting} acting again", lambda: operator.active() == acting, 120, 0.5)
+    took["acting again"] = time.monotonic() - t0
+    assert _output_pods(node, DEMO_NS) == before, "an output pod was re-created or restarted by the crash"
+    return took
+
+
 def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
     node: NodeCluster, operator: Any, tmp_path: Path
 ) -> None:
@@ -834,6 +872,14 @@ def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
         )
         assert took["standby acting"] <= HANDOVER_BOUND, took
         assert took["change handled"] <= HANDOVER_BOUND + 5, took
+        crash = _crash(node, operator, before)
+        print(
+            "[e2e] acting replica's process SIGKILLed: "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in crash.items())
+            + "; no output pod re-created or restarted",
+            flush=True,
+        )
+        assert demo_settled(node, DEMO_NS), node.kubectl("get", "streamdist", "-n", DEMO_NS).stdout
     finally:
         if pieces is not None:
             pieces.stop()

@@ -128,6 +128,15 @@ class OperatorPods:
             and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
         )
 
+    def running_pods(self) -> list[str]:
+        """Replicas whose container runs (Ready or not yet) and that are not being deleted."""
+        return sorted(
+            p["metadata"]["name"]
+            for p in self.pods()
+            if not p["metadata"].get("deletionTimestamp")
+            and any("running" in (cs.get("state") or {}) for cs in p["status"].get("containerStatuses", []))
+        )
+
     def metrics(self, pod: str) -> str:
         port = self.values.get("metrics", {}).get("port", 9090)
         path = f"/api/v1/namespaces/{self.namespace}/pods/http:{pod}:{port}/proxy/metrics"
@@ -143,9 +152,10 @@ class OperatorPods:
         return self.release if "streamdist" in self.release else f"{self.release}-streamdist"
 
     def activity(self) -> dict[str, bool]:
-        """{ready pod: whether it says it acts}; a pod whose /metrics fails is left out."""
+        """{running pod: whether it says it acts}; a pod whose /metrics fails is left out
+        (not Ready pods too: the readiness probe's period would only delay the answer)."""
         out: dict[str, bool] = {}
-        for pod in self.ready_pods():
+        for pod in self.running_pods():
             try:
                 m = ACTIVE_METRIC.search(self.metrics(pod))
             except subprocess.SubprocessError:
