@@ -6,7 +6,8 @@ images kubeadm runs pre-imported). No registry anywhere.
 ``DockerDaemon`` runs ``dockerd`` for the tests only: its sockets, exec root and pid
 file under a state dir, its data root in the cache (loaded images survive), no iptables
 rules and no change of ip_forward (it must not touch the rules of the local node), no
-default bridge. ``kind_cluster()`` creates a cluster through pytest-kind's
+default bridge, and runc through hack/node/runc-bounded.py (privileged containers get
+the capabilities this machine can give). ``kind_cluster()`` creates a cluster through pytest-kind's
 ``KindCluster`` with the config the node image needs (``CLUSTER_CONFIG``).
 
     with DockerDaemon(tmp / "docker") as docker:
@@ -141,6 +142,10 @@ class DockerDaemon(Docker):
                 # the local node owns the host's iptables rules and sysctls: leave them alone
                 "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
                 "--bridge=none", "--storage-driver=overlay2",
+                # no CAP_SYS_RESOURCE here: kind's privileged nodes get the capabilities
+                # this machine can give (hack/node/runc-bounded.py says why)
+                f"--add-runtime=streamdist-runc={repo_root() / 'hack' / 'node' / 'runc-bounded.py'}",
+                "--default-runtime=streamdist-runc",
             ],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
