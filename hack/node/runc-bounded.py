@@ -6,8 +6,9 @@ Docker 20.10 gives a `--privileged` container every capability the kernel knows,
 runc then fails: "unable to apply caps: operation not permitted". kind runs its nodes
 privileged, so the tests' dockerd (tests/harness/kind.py) uses this as its runtime:
 before `runc create`/`runc run` it drops from the bundle's config.json the capabilities
-outside our own bounding set (what a newer Docker does itself), then runs runc as asked.
-Every other runc call passes through untouched.
+outside our own bounding set (what a newer Docker does itself), and before `runc exec`
+(`docker exec --privileged`, which kind uses) the same in the exec's process.json; then
+it runs runc as asked. Every other runc call passes through untouched.
 """
 
 from __future__ import annotations
@@ -33,20 +34,22 @@ def bounding_set() -> set[str]:
     return {f"CAP_{name}" for bit, name in enumerate(CAPS) if mask >> bit & 1}
 
 
-def bundle_of(argv: list[str]) -> str:
+def option(argv: list[str], *names: str) -> str | None:
     for i, arg in enumerate(argv):
-        if arg in ("--bundle", "-b") and i + 1 < len(argv):
+        if arg in names and i + 1 < len(argv):
             return argv[i + 1]
-        if arg.startswith("--bundle="):
-            return arg.split("=", 1)[1]
-    return "."
+        for name in names:
+            if arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    return None
 
 
-def bound(bundle: str, allowed: set[str]) -> None:
-    path = os.path.join(bundle, "config.json")
+def bound(path: str, allowed: set[str], in_process: bool) -> None:
+    """Cuts the capabilities of a bundle's config.json (under "process") or of an exec's
+    process.json (at the top) to ``allowed``; leaves the file as it is when they fit."""
     with open(path) as f:
         spec = json.load(f)
-    caps = (spec.get("process") or {}).get("capabilities") or {}
+    caps = (spec if in_process else spec.get("process") or {}).get("capabilities") or {}
     if not any(set(v or []) - allowed for v in caps.values()):
         return
     for kind, names in caps.items():
@@ -60,7 +63,9 @@ def main() -> None:
     argv = sys.argv[1:]
     runc = os.environ.get("STREAMDIST_RUNC") or shutil.which("runc") or "/usr/sbin/runc"
     if "create" in argv or "run" in argv:
-        bound(bundle_of(argv), bounding_set())
+        bound(os.path.join(option(argv, "--bundle", "-b") or ".", "config.json"), bounding_set(), False)
+    elif "exec" in argv and (process := option(argv, "--process", "-p")):
+        bound(process, bounding_set(), True)
     os.execv(runc, [runc, *argv])
 
 
