@@ -1,7 +1,8 @@
 """`REGISTRY=... make demo` on a cluster that pulls from a registry: the images built
 here are pushed with skopeo (tests/harness/load_images.py) to a real registry
 (Distribution's, Debian's docker-registry, on loopback), and what the registry then
-serves is the image that was built: same config (entrypoint, user), same layers."""
+serves is the image that was built: the same config blob (entrypoint, user, and every
+layer's content digest)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,9 @@ def test_built_images_pushed_to_a_registry_are_served_as_built(tmp_path: Path) -
             raw = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{ref}"],
                                  capture_output=True, text=True, timeout=60, check=True).stdout  # fmt: skip
             served, ours = json.loads(raw), _archive_manifest(archives[key])
+            # the same config blob, which names every layer by the digest of its content
+            # (rootfs.diff_ids): the same image, whatever compression the push chose
             assert served["config"]["digest"] == ours["config"]["digest"], (key, served, ours)
-            assert [x["digest"] for x in served["layers"]] == [x["digest"] for x in ours["layers"]], key
+            assert len(served["layers"]) == len(ours["layers"]), key
             print(f"[e2e] {key}: pushed to {ref}; the registry serves config {served['config']['digest'][:19]}",
                   flush=True)  # fmt: skip
