@@ -821,9 +821,11 @@ def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
     node: NodeCluster, operator: Any, tmp_path: Path
 ) -> None:
     """The chart's two operator replicas (pods of the operator image) run examples/demo:
-    the input Live, the three outputs Streaming, video decoded at every receiver; each
-    replica's /metrics answers (through the metrics Service too) and says which one acts;
-    deleting the acting pod hands over to the standby with no output pod re-created."""
+    the input Live, the three outputs Streaming; each replica's /metrics answers (through
+    the metrics Service too) and says which one acts; deleting the acting pod hands over
+    to the standby, and SIGKILLing the acting process gets it back, with no output pod
+    re-created or restarted; then video is decoded at every receiver. (Recording comes
+    last: an SRT listener's FFmpeg ends when its caller hangs up, and is restarted.)"""
     from tests.harness.node import demo_settled, start_demo_receivers, start_demo_source
 
     repo = Path(__file__).resolve().parents[2]
@@ -839,21 +841,14 @@ def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
         start_demo_source(node, DEMO_NS, "demo", pieces)
         node.wait_for("the demo set streaming", lambda: demo_settled(node, DEMO_NS), 300, 1.0)
         print(f"[e2e] demo set: input Live, 3 outputs Streaming {time.monotonic() - t0:.1f}s after apply", flush=True)
-        recorders = {
-            name: record(url, tmp_path / f"{name}.ts", seconds=8, group=pieces.group, name=f"watch-{name}")
-            for name, url in sorted(pieces.urls.items())
-        }
-        for r in recorders.values():
-            r.wait(60)
-        for name in recorders:
-            print(f"[e2e] {_probe_ok(tmp_path / f'{name}.ts', name)}", flush=True)
-        assert set(recorders) == {"demo-srt", "demo-rtmp", "demo-udp"}, recorders
+        names = sorted(pieces.urls)
+        assert names == ["demo-rtmp", "demo-srt", "demo-udp"], pieces.urls
 
         acting = operator.active()
         assert acting == "streamdist-1", f"the replica of the highest priority should act: {operator.activity()}"
         text = operator.metrics(acting)
         phases = [ln for ln in text.splitlines() if ln.startswith("streamdist_output_phase{") and ln.endswith(" 1.0")]
-        for name in recorders:
+        for name in names:
             got = _metric(text, "streamdist_output_phase", namespace=DEMO_NS, output=name, phase="Streaming")
             assert got == 1, f"{name} not Streaming in {acting}'s /metrics: {phases}"
         assert (_metric(text, "streamdist_input_bitrate_kbps", namespace=DEMO_NS, input="demo") or 0) > 0
@@ -862,7 +857,7 @@ def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
         assert _metric(via_service, "streamdist_operator_active") in (0, 1), via_service[:500]
 
         before = _output_pods(node, DEMO_NS)
-        assert set(before) == set(recorders), before
+        assert sorted(before) == names, before
         took = _handover(node, operator, before)
         print(
             "[e2e] handover after deleting the acting replica's pod: "
@@ -880,6 +875,14 @@ def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
             flush=True,
         )
         assert demo_settled(node, DEMO_NS), node.kubectl("get", "streamdist", "-n", DEMO_NS).stdout
+        recorders = [
+            record(url, tmp_path / f"{name}.ts", seconds=8, group=pieces.group, name=f"watch-{name}")
+            for name, url in sorted(pieces.urls.items())
+        ]
+        for r in recorders:
+            r.wait(60)
+        for name in names:
+            print(f"[e2e] after both: {_probe_ok(tmp_path / f'{name}.ts', name)}", flush=True)
     finally:
         if pieces is not None:
             pieces.stop()
