@@ -76,6 +76,8 @@ def up() -> int:
     try:
         if os.environ.get("STREAMDIST_CLUSTER") == "current":
             return _current_cluster()
+        if os.environ.get("STREAMDIST_CLUSTER") == "kind":
+            return _kind_demo()
         why_not = node_supported()
         if why_not and _docker_here():
             step(f"no local node on this machine ({why_not}), but Docker: the kind path")
