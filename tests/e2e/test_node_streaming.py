@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -779,6 +780,15 @@ def _handover(node: NodeCluster, operator: Any, before: dict[str, tuple[str, int
     return took
 
 
+def _watch(name: str, url: str, out: Path, group: ProcessGroup) -> ManagedProcess:
+    """8 s of an output, from the URL a viewer would use (an SRT listener through a
+    caller that re-dials, as srt-live-transmit does, while the listener restarts)."""
+    if url.startswith("srt://"):
+        u = urllib.parse.urlsplit(url)
+        return start_srt_caller_recorder(u.port or 0, out, seconds=8, group=group, host=u.hostname or "")
+    return record(url, out, seconds=8, group=group, name=f"watch-{name}")
+
+
 def _kill_operator_process(pod: str) -> int:
     """SIGKILLs, from this host, the `streamdist run` process of an operator pod (what an
     OOM kill or a crash does): the pod stays, the kubelet restarts its container."""
@@ -875,10 +885,8 @@ def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
             flush=True,
         )
         assert demo_settled(node, DEMO_NS), node.kubectl("get", "streamdist", "-n", DEMO_NS).stdout
-        recorders = [
-            record(url, tmp_path / f"{name}.ts", seconds=8, group=pieces.group, name=f"watch-{name}")
-            for name, url in sorted(pieces.urls.items())
-        ]
+        print(node.kubectl("get", "pods", "-n", DEMO_NS, "-o", "wide").stdout, flush=True)
+        recorders = [_watch(name, url, tmp_path / f"{name}.ts", pieces.group) for name, url in pieces.urls.items()]
         for r in recorders:
             r.wait(60)
         for name in names:
