@@ -730,14 +730,19 @@ HANDOVER_BOUND = 20.0  # seconds from the active replica's deletion to the stand
 
 
 def _output_pods(node: NodeCluster, namespace: str) -> dict[str, tuple[str, int]]:
-    """{output: (its pod's uid, the pod's restarts)} for every output pod of ``namespace``."""
+    """{output: (its pod's uid, the pod's restarts)} for every output pod of ``namespace``,
+    and {"svc/NAME": (uid, clusterIP)} for every Service there (viewers hold its address)."""
     pods = node.kubectl_json("get", "pods", "-n", namespace, "-l", "streamdist.io/output")["items"]
+    services = node.kubectl_json("get", "services", "-n", namespace)["items"]
     return {
-        p["metadata"]["labels"]["streamdist.io/output"]: (
-            p["metadata"]["uid"],
-            sum(cs.get("restartCount", 0) for cs in p["status"].get("containerStatuses", [])),
-        )
-        for p in pods
+        **{
+            p["metadata"]["labels"]["streamdist.io/output"]: (
+                p["metadata"]["uid"],
+                sum(cs.get("restartCount", 0) for cs in p["status"].get("containerStatuses", [])),
+            )
+            for p in pods
+        },
+        **{f"svc/{s['metadata']['name']}": (s["metadata"]["uid"], s["spec"].get("clusterIP")) for s in services},
     }
 
 
@@ -776,17 +781,18 @@ def _handover(node: NodeCluster, operator: Any, before: dict[str, tuple[str, int
     took["recreated replica acting again"] = time.monotonic() - t0
     node.kubectl("delete", "so", "late", "-n", DEMO_NS)
     assert demo_settled(node, DEMO_NS), node.kubectl("get", "streamdist", "-n", DEMO_NS).stdout
-    assert _output_pods(node, DEMO_NS) == before, "an output pod was re-created or restarted by the handover"
+    after = _output_pods(node, DEMO_NS)
+    assert after == before, f"an output pod or a Service was re-created (or a pod restarted) by the handover: {before} -> {after}"
     return took
 
 
 def _watch(name: str, url: str, out: Path, group: ProcessGroup) -> ManagedProcess:
-    """8 s of an output, from the URL a viewer would use (an SRT listener through a
-    caller that re-dials, as srt-live-transmit does, while the listener restarts)."""
+    """An output recorded until stopped, from the URL a viewer would use (an SRT listener
+    through srt-live-transmit, as the other e2e tests call one)."""
     if url.startswith("srt://"):
         u = urllib.parse.urlsplit(url)
-        return start_srt_caller_recorder(u.port or 0, out, seconds=8, group=group, host=u.hostname or "")
-    return record(url, out, seconds=8, group=group, name=f"watch-{name}")
+        return start_srt_caller_recorder(u.port or 0, out, group=group, host=u.hostname or "")
+    return record(url, out, group=group, name=f"watch-{name}")
 
 
 def _kill_operator_process(pod: str) -> int:
@@ -823,7 +829,8 @@ def _crash(node: NodeCluster, operator: Any, before: dict[str, tuple[str, int]])
     took = {"container restarted": time.monotonic() - t0}
     node.wait_for(f"{acting} acting again", lambda: operator.active() == acting, 120, 0.5)
     took["acting again"] = time.monotonic() - t0
-    assert _output_pods(node, DEMO_NS) == before, "an output pod was re-created or restarted by the crash"
+    after = _output_pods(node, DEMO_NS)
+    assert after == before, f"an output pod or a Service was re-created (or a pod restarted) by the crash: {before} -> {after}"
     return took
 
 
@@ -866,8 +873,12 @@ def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
         via_service = operator.service_metrics()
         assert _metric(via_service, "streamdist_operator_active") in (0, 1), via_service[:500]
 
+        # viewers on every output across the handover and the crash, as a person watching
+        watchers = {name: _watch(name, url, tmp_path / f"{name}.ts", pieces.group) for name, url in pieces.urls.items()}
+        time.sleep(3)
         before = _output_pods(node, DEMO_NS)
-        assert sorted(before) == names, before
+        assert [k for k in sorted(before) if not k.startswith("svc/")] == names, before
+        t_watch = time.monotonic()
         took = _handover(node, operator, before)
         print(
             "[e2e] handover after deleting the acting replica's pod: "
@@ -885,12 +896,14 @@ def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
             flush=True,
         )
         assert demo_settled(node, DEMO_NS), node.kubectl("get", "streamdist", "-n", DEMO_NS).stdout
-        print(node.kubectl("get", "pods", "-n", DEMO_NS, "-o", "wide").stdout, flush=True)
-        recorders = [_watch(name, url, tmp_path / f"{name}.ts", pieces.group) for name, url in pieces.urls.items()]
-        for r in recorders:
-            r.wait(60)
+        time.sleep(2)
+        for w in watchers.values():
+            w.stop()
+        watched = time.monotonic() - t_watch
         for name in names:
-            print(f"[e2e] after both: {_probe_ok(tmp_path / f'{name}.ts', name)}", flush=True)
+            # 25 fps: at least half the frames of the whole handover and crash window
+            line = _probe_ok(tmp_path / f"{name}.ts", name, min_frames=int(watched * 25 / 2))
+            print(f"[e2e] watched {watched:.0f}s across both: {line}", flush=True)
     finally:
         if pieces is not None:
             pieces.stop()
