@@ -576,17 +576,17 @@ def test_network_policy_is_enforced_on_the_node(node: NodeCluster, kube: Kube) -
     """kube-router enforces NetworkPolicy on the node: with a policy that admits only pods
     labelled ``role: allowed`` to the server's port 8554, the other client is refused
     (at the pod IP and through the Service), the allowed one connects (and only to that
-    port), and this host still reaches the pod (the operator runs here in these tests;
-    the kubelet's probes come from here: the server stays Ready)."""
+    port), and this host still reaches the pod (the kubelet's probes and the API server's
+    proxy come from here: the server stays Ready)."""
     server = _pod(
-        "server", "localhost/streamdist/mediamtx:dev", {"app": "server"},
+        "server", IMAGES["mediamtx"], {"app": "server"},
         readinessProbe={"tcpSocket": {"port": 8554}, "periodSeconds": 1, "failureThreshold": 1},
     )  # fmt: skip
     client = {"command": ["sleep", "3600"]}
     for pod in (
         server,
-        _pod("allowed", "localhost/streamdist/ffmpeg:dev", {"role": "allowed"}, **client),
-        _pod("denied", "localhost/streamdist/ffmpeg:dev", {"role": "denied"}, **client),
+        _pod("allowed", IMAGES["ffmpeg"], {"role": "allowed"}, **client),
+        _pod("denied", IMAGES["ffmpeg"], {"role": "denied"}, **client),
     ):
         kube.apply(pod)
     for svc, app in (("server", "server"), ("nobody", "none")):  # "nobody": a Service without endpoints
@@ -660,7 +660,8 @@ def test_only_the_outputs_of_an_input_reach_its_router(node: NodeCluster, kube: 
     not outputs of the input cannot reach its router's RTSP, API or metrics port (at the
     pod IP or through the Service), not even a pod of another namespace carrying the very
     labels of the input's output pods; the input's output keeps streaming and reaches the
-    RTSP port only. This host (the operator's health poll in these tests) is let in."""
+    RTSP port only. This host is let in (the kubelet's probes come from it); the operator's
+    health poll comes from the operator's pods, which the policy admits by their labels."""
     from streamdist.render import API_PORT, METRICS_PORT, RTSP_PORT, output_labels_of
 
     other = Kube(node, f"{kube.ns}-other"[:63])
@@ -677,10 +678,10 @@ def test_only_the_outputs_of_an_input_reach_its_router(node: NodeCluster, kube: 
             # kube-router's sync has seen the pod's IP (hack/NODE.md); counted from here.
             before = kube.status("so", "out")
             client = {"command": ["sleep", "3600"]}
-            kube.apply(_pod("stranger", "localhost/streamdist/ffmpeg:dev", {"app": "stranger"}, **client))
+            kube.apply(_pod("stranger", IMAGES["ffmpeg"], {"app": "stranger"}, **client))
             # the labels the router's policy admits (not streamdist.io/output: the operator
             # would delete a pod of an output that does not exist, as an orphan)
-            lookalike = _pod("lookalike", "localhost/streamdist/ffmpeg:dev", output_labels_of("cam"), **client)
+            lookalike = _pod("lookalike", IMAGES["ffmpeg"], output_labels_of("cam"), **client)
             other.apply(lookalike)
             for k, name in ((kube, "stranger"), (other, "lookalike")):
                 k.wait(f"pod {name} Ready", lambda k=k, n=name: _pod_ready(k, n), 180)
@@ -722,6 +723,7 @@ def test_only_the_outputs_of_an_input_reach_its_router(node: NodeCluster, kube: 
             print(f"[e2e] router policy: {_probe_ok(tmp_path / 'after.ts', 'the output under the policy')}", flush=True)
     finally:
         node.kubectl("delete", "namespace", other.ns, "--wait=false", check=False)
+
 
 # --- the operator as pods: the demo set, metrics, a handover -------------------------
 
