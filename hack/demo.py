@@ -44,6 +44,7 @@ from tests.harness.node import (  # noqa: E402
 )
 from tests.harness.operator import OperatorProcess  # noqa: E402
 from tests.harness.operator_pods import OperatorPods  # noqa: E402
+from tests.harness.ui import WRITE_RULES, UiProcess, page_kubeconfig, service_account  # noqa: E402
 
 STATE = ROOT / ".state" / "demo"
 NAMESPACE = "streamdist-demo"
@@ -105,15 +106,18 @@ def _node_demo() -> int:
         pods = OperatorPods(nc.kubectl, nc.kubeconfig, IMAGES, workdir=STATE).install()
         acting = nc.wait_for("one operator replica acting", pods.active, 120, 1.0)
         step(f"operator pods {', '.join(pods.ready_pods())} Ready after {pods.install_seconds:.0f}s; {acting} acts")
-        _run_demo_set(nc, pods, acting, started)
+        _run_demo_set(nc, pods, acting, started, ui_cp=nc.cp)
     cleanup_host(STATE / "node", quiet=True)
     step("stopped; the node is torn down")
     return 0
 
 
-def _run_demo_set(cluster: Any, pods: OperatorPods, acting: str, started: float, nodeports: bool = False) -> None:
+def _run_demo_set(
+    cluster: Any, pods: OperatorPods, acting: str, started: float, nodeports: bool = False, ui_cp: Any = None
+) -> None:
     """examples/demo on ``cluster`` (a NodeCluster or a KindKube): receivers and a source on
-    this host, until every output streams; then what to watch, until Ctrl-C."""
+    this host, until every output streams; then what to watch (and the control room, with
+    ``ui_cp``, the control plane it reads), until Ctrl-C."""
     cluster.kubectl("create", "namespace", NAMESPACE, check=False)
     step(f"applying examples/demo/ to namespace {NAMESPACE}")
     cluster.kubectl("apply", "-n", NAMESPACE, "-f", str(ROOT / "examples" / "demo"))
@@ -123,7 +127,9 @@ def _run_demo_set(cluster: Any, pods: OperatorPods, acting: str, started: float,
         expose_demo(cluster, NAMESPACE)
     step("starting the local receivers and the test-pattern source")
     pieces = start_demo_receivers(cluster, NAMESPACE, ROOT / "examples" / "demo" / "outputs.yaml", STATE / "rx")
+    ui: UiProcess | None = None
     try:
+        ui = _start_ui(ui_cp) if ui_cp is not None else None
         start_demo_source(cluster, NAMESPACE, "demo", pieces)
         step("waiting until the input is Live and every output Streaming")
         cluster.wait_for("the demo to stream", lambda: demo_settled(cluster, NAMESPACE), timeout=300)
@@ -133,9 +139,11 @@ def _run_demo_set(cluster: Any, pods: OperatorPods, acting: str, started: float,
         print("Watch each output:")
         for name, command in sorted(pieces.watch.items()):
             print(f"  {name:10s} {command}")
-        _footer(cluster.kubeconfig, f"kubectl logs -n {pods.namespace} {acting}")
+        _footer(cluster.kubeconfig, f"kubectl logs -n {pods.namespace} {acting}", ui)
         _wait_for_interrupt()
     finally:
+        if ui is not None:
+            ui.__exit__()
         pieces.stop()
 
 
@@ -193,8 +201,9 @@ def _kwok_demo() -> int:
             step(f"settled in {time.monotonic() - started:.1f}s; kubectl get streamdist -n {NAMESPACE}:")
             print(cp.kubectl("get", "streamdist", "-n", NAMESPACE).stdout)
             print("NOTE: the pods are played by KWOK (fake nodes): no video flows in this mode.")
-            _footer(cp.kubeconfig, f"operator log: {op.log}")
-            _wait_for_interrupt()
+            with _start_ui(cp) as ui:
+                _footer(cp.kubeconfig, f"operator log: {op.log}", ui)
+                _wait_for_interrupt()
     step("stopped")
     return 0
 
@@ -261,7 +270,25 @@ def _install_crds(cluster: Any) -> None:
     cluster.kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=streamdist")
 
 
-def _footer(kubeconfig: Path, operator_log: str) -> None:
+def _start_ui(cluster: Any) -> UiProcess:
+    """The control room (streamdist ui) on loopback: read-only for anyone, as the chart's
+    page ServiceAccount; a token of ServiceAccount `demo-operator` (may change the two kinds
+    in the demo namespace) is written to a file to sign in with."""
+    step("starting the control room (streamdist ui)")
+    (STATE / "ui").mkdir(parents=True, exist_ok=True)
+    kubeconfig = page_kubeconfig(cluster, STATE / "ui", "streamdist-ui")
+    token = service_account(cluster.kubectl, NAMESPACE, "demo-operator", WRITE_RULES)
+    token_file = STATE / "ui" / "demo-operator.token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    port = int(os.environ.get("STREAMDIST_DEMO_UI_PORT", "0"))
+    return UiProcess(kubeconfig, STATE / "ui", "--anonymous-read", "--namespace", NAMESPACE, port=port).__enter__()
+
+
+def _footer(kubeconfig: Path, operator_log: str, ui: UiProcess | None = None) -> None:
+    if ui is not None:
+        token_file = STATE / "ui" / "demo-operator.token"
+        print(f"Control room: {ui.url}/   (read-only until you sign in with the token in {token_file})")
     print(f"      export KUBECONFIG={kubeconfig}   # to look around with kubectl")
     print(f"      operator log: {operator_log}")
     print("Ctrl-C (or `make demo-down`) stops everything.", flush=True)
