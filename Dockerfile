@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# The streamdist operator image: `docker build -t ghcr.io/streamdist/operator:0.1.0 .`
+# The streamdist operator image: `docker build -t localhost/streamdist/operator:0.1.0 .`
+# (no registry publishes it; hack/build-images.sh builds the same image without Docker)
 #
 # Stage 1 builds the wheel of this repository and installs it with its dependencies
 # (exact pins in pyproject.toml) into a virtualenv at /opt/venv. Stage 2 is a fresh

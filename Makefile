@@ -30,14 +30,14 @@ deps: venv ui
 
 # The local real node (tests/e2e, make demo): containerd, runc, CNI, ipset from Debian;
 # CoreDNS and kube-router (its NetworkPolicy controller: the node's enforcer, never
-# shipped) from the Go module proxy; the images built locally. Skipped where it cannot
-# run (not root).
+# shipped) from the Go module proxy; the images built locally (the operator's too: the
+# chart runs it on the node). Skipped where it cannot run (not root).
 node-deps:
 	if [ "$$(id -u)" = 0 ]; then \
 	  bash hack/install-node-debs.sh && \
 	  bash hack/node/build-coredns.sh && \
 	  bash hack/node/build-kube-router.sh && \
-	  bash hack/build-images.sh pause mediamtx ffmpeg; \
+	  bash hack/build-images.sh pause mediamtx ffmpeg operator; \
 	else echo "node-deps: not root: the real node is not built (tests/e2e will say so)"; fi
 
 lint: venv

@@ -39,6 +39,8 @@ BIN_DIR="$CACHE_ROOT/kube-${KUBE_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSI
 
 KUBE_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 ALL_COMPONENTS=(etcd "${KUBE_COMPONENTS[@]}" kwok helm)
+# Built only when named: kind, and kubeadm for kind's node image (hack/build-images.sh kind-node).
+OPTIONAL_COMPONENTS=(kubeadm kind)
 
 # v1.34.4 -> staging modules at v0.34.4; major 1, minor 34.
 KUBE_STAGING_VERSION="v0.${KUBE_VERSION#v1.}"
@@ -55,7 +57,8 @@ version_of() {
     etcd) echo "$ETCD_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
-    kube-*|kubectl|kubelet) echo "$KUBE_VERSION" ;;
+    kind) echo "${KIND_VERSION:?missing in hack/versions.env}" ;;
+    kube-*|kubectl|kubelet|kubeadm) echo "$KUBE_VERSION" ;;
     *) die "unknown component '$1' (known: ${ALL_COMPONENTS[*]})" ;;
   esac
 }
@@ -111,7 +114,7 @@ tidy() {
 link_bin_dir() {
   mkdir -p "$BIN_DIR"
   local c p
-  for c in "${ALL_COMPONENTS[@]}"; do
+  for c in "${ALL_COMPONENTS[@]}" "${OPTIONAL_COMPONENTS[@]}"; do
     p=$(bin_path "$c")
     if [[ -x "$p" ]]; then
       ln -sfn "../$c-$(version_of "$c")/$c" "$BIN_DIR/$c"
@@ -201,6 +204,10 @@ build_kwok() {
     "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v} -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${KUBE_VERSION#v}"
 }
 
+build_kind() {
+  go_install kind "sigs.k8s.io/kind@$KIND_VERSION" "-s -w"
+}
+
 build_helm() {
   local v=helm.sh/helm/v3
   go_install helm "$v/cmd/helm@$HELM_VERSION" \
@@ -256,6 +263,7 @@ main() {
         etcd) build_etcd ;;
         kwok) build_kwok ;;
         helm) build_helm ;;
+        kind) build_kind ;;
         *) kube+=("$c") ;;
       esac
     done

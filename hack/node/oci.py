@@ -5,7 +5,12 @@ manifest and an index, packed as the tar `ctr images import` reads.
 
     oci.py --rootfs DIR --name localhost/streamdist/ffmpeg:dev --out ffmpeg.tar \
         [--entrypoint '["/mediamtx"]'] [--cmd '[]'] [--user 10001:10001] \
-        [--env K=V ...] [--workdir /] [--exclude REL ...]
+        [--env K=V ...] [--workdir /] [--exclude REL ...] [--expose 8080/tcp ...] [--label K=V ...]
+        [--stop-signal SIGRTMIN+3]
+
+The archive is also a `docker load` archive (a manifest.json beside the OCI index), so
+the same file goes into containerd (`ctr images import`, `kind load image-archive`,
+`k3d image import`) and into a Docker daemon.
 
 The layer is reproducible: entries sorted, mtimes clamped to SOURCE_DATE_EPOCH (0
 when unset), so the same rootfs gives the same image digest. Device nodes and
@@ -118,6 +123,9 @@ def main() -> None:
     ap.add_argument("--workdir", default="/")
     ap.add_argument("--env", action="append", default=[])
     ap.add_argument("--exclude", action="append", default=[])
+    ap.add_argument("--expose", action="append", default=[])
+    ap.add_argument("--label", action="append", default=[])
+    ap.add_argument("--stop-signal", default="")
     a = ap.parse_args()
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
 
@@ -136,6 +144,12 @@ def main() -> None:
             cfg["Entrypoint"] = ep
         if cmd is not None:
             cfg["Cmd"] = cmd
+        if a.expose:
+            cfg["ExposedPorts"] = {port: {} for port in a.expose}
+        if a.label:
+            cfg["Labels"] = dict(lab.split("=", 1) for lab in a.label)
+        if a.stop_signal:
+            cfg["StopSignal"] = a.stop_signal
         created = "1970-01-01T00:00:00Z"
         config = {
             "created": created,
@@ -176,9 +190,17 @@ def main() -> None:
                     }
                 ],
             }
+            docker = [
+                {
+                    "Config": f"blobs/sha256/{cdig.split(':')[1]}",
+                    "RepoTags": [a.name],
+                    "Layers": [f"blobs/sha256/{diff_id.split(':')[1]}"],
+                }
+            ]
             for name, data in (
                 ("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode()),
                 ("index.json", json.dumps(index, sort_keys=True).encode()),
+                ("manifest.json", json.dumps(docker).encode()),
             ):
                 ti = tarfile.TarInfo(name)
                 ti.size, ti.mode = len(data), 0o644

@@ -28,7 +28,7 @@ log "building or reusing the kube binaries, CoreDNS and the images"
 bash "$ROOT/hack/build-bins.sh" >/dev/null
 bash "$ROOT/hack/node/build-coredns.sh" >/dev/null
 bash "$ROOT/hack/node/build-kube-router.sh" >/dev/null
-bash "$ROOT/hack/build-images.sh" pause mediamtx ffmpeg >/dev/null
+bash "$ROOT/hack/build-images.sh" pause mediamtx ffmpeg operator >/dev/null
 # a previous node: stop it, clean the host, start from an empty state dir
 if [[ -d "$STATE" ]]; then
   bash "$ROOT/hack/node/down.sh" >/dev/null 2>&1 || true

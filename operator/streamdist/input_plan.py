@@ -39,7 +39,9 @@ def plan_input(seen: SeenInput) -> InputDecision:
     """Phase, endpoints, health and conditions of an input whose router was applied."""
     inp, previous = seen.input, seen.previous
     observation = seen.observation if seen.router_ready else None
-    phase, ready, recv = input_phase(seen.router_ready, receiving(observation))
+    # not polled yet (a replica that just started or took over): the last phase holds
+    kept = previous.get("phase") if observation is None else None
+    phase, ready, recv = input_phase(seen.router_ready, receiving(observation), kept)
     active = active_source(inp, observation)
     conds = [ready, recv] + ([on_air(active)] if inp.spec.slate else [])
     status = {

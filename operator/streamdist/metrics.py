@@ -53,6 +53,12 @@ class StatusCollector(Collector):
         in_phase = GaugeMetricFamily(
             "streamdist_input_phase", "1 for the phase an input is in.", labels=["namespace", "input", "phase"]
         )
+        # With kopf peering one replica acts and the others stand by: this says which,
+        # so a scrape of every replica shows the one acting (and an alert can fire on none).
+        active = GaugeMetricFamily(
+            "streamdist_operator_active", "1 while this replica acts, 0 while it stands by for a peer."
+        )
+        active.add_metric([], 0.0 if self.ctx.paused else 1.0)
         idx = self.ctx.idx
         for (ns, name), bodies in idx.items(idx.outputs):
             body = _first(bodies)
@@ -69,7 +75,7 @@ class StatusCollector(Collector):
             in_readers.add_metric([ns, name], float(status.get("readers") or 0))
             for phase in INPUT_PHASES:
                 in_phase.add_metric([ns, name, phase], 1.0 if status.get("phase") == phase else 0.0)
-        yield from (reconnects, out_phase, out_rate, in_rate, in_readers, in_phase)
+        yield from (active, reconnects, out_phase, out_rate, in_rate, in_readers, in_phase)
 
 
 def _first(store: Any) -> dict[str, Any]:

@@ -14,7 +14,9 @@ from .destinations import DestinationPolicy
 # The official MediaMTX image clusters use; the same release hack/build-mediamtx.sh
 # builds for tests (tests/unit/test_settings.py keeps the two in step).
 MEDIAMTX_IMAGE = "docker.io/bluenviron/mediamtx:1.20.1"
-FFMPEG_IMAGE = "ghcr.io/streamdist/ffmpeg:0.1.0"
+# No registry publishes the FFmpeg image: hack/build-images.sh builds it under this name
+# (images/ffmpeg/Dockerfile's equivalent) and `make demo` loads it into the cluster.
+FFMPEG_IMAGE = "localhost/streamdist/ffmpeg:0.1.0"
 
 
 @dataclass(frozen=True)

@@ -278,8 +278,15 @@ class OutputStatus:
 # --- inputs -------------------------------------------------------------------
 
 
-def input_phase(router_ready: bool, receiving: bool | None) -> tuple[str, Cond, Cond]:
-    """Phase and the Ready/Receiving conditions of an input that has its router."""
+def input_phase(
+    router_ready: bool, receiving: bool | None, previous_phase: str | None = None
+) -> tuple[str, Cond, Cond]:
+    """Phase and the Ready/Receiving conditions of an input that has its router.
+
+    ``previous_phase`` is given while the router has not been polled yet (an operator
+    replica that just started or took over): then the phase last written still holds.
+    Reporting Waiting would announce a lost source (Event SourceLost) at every handover,
+    for nothing. A poll that fails is an answer: it gives no previous phase."""
     ready = (
         Cond("Ready", "True", "RouterRunning", "MediaMTX is running")
         if router_ready
@@ -293,6 +300,8 @@ def input_phase(router_ready: bool, receiving: bool | None) -> tuple[str, Cond, 
         recv = Cond("Receiving", "Unknown", "HealthUnknown", "MediaMTX's control API has not answered yet")
     if not router_ready:
         return "Pending", ready, recv
+    if receiving is None and previous_phase in ("Live", "Waiting"):
+        return previous_phase, ready, recv
     return ("Live" if receiving else "Waiting"), ready, recv
 
 

@@ -1,10 +1,11 @@
 """Fixtures for the end-to-end tests on the local real node (tests/harness/node.py).
 
 One NodeCluster per session (real containerd, kubelet, kube-proxy, CoreDNS, the images
-of hack/build-images.sh), the CRDs, the operator as a real process with
-STREAMDIST_HEALTH_POLL=true (routers are real, ClusterIPs are routed here by
-kube-proxy), and receivers running as host processes on the node's IP, which pods
-reach directly or through a selector-less Service.
+of hack/build-images.sh), the operator installed by its Helm chart from its own image
+(two peering replicas as pods: one acts, one stands by; they reach the API server
+through the ``kubernetes`` Service and each router's control API through its Service,
+from the pod network), and receivers running as host processes on the node's IP,
+which pods reach directly or through a selector-less Service.
 
 Skipped (with the reason) where the node cannot run: not root, or containerd, runc,
 the CNI plugins or iptables missing (hack/install-node-debs.sh installs them).
@@ -28,8 +29,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.harness.node import NodeCluster, node_supported  # noqa: E402
-from tests.harness.operator import OperatorProcess  # noqa: E402
+from tests.harness.node import IMAGES, NodeCluster, node_supported  # noqa: E402
+from tests.harness.operator_pods import OperatorPods  # noqa: E402
 
 T = TypeVar("T")
 _ns_counter = itertools.count()
@@ -56,10 +57,15 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
 
 
 @pytest.fixture(scope="session")
-def operator(node: NodeCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    env = {**node.operator_env(), "STREAMDIST_RESYNC_SECONDS": "2"}
-    with OperatorProcess(node.kubeconfig, tmp_path_factory.mktemp("operator"), env=env) as op:
-        yield op
+def operator(node: NodeCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorPods]:
+    """The chart's two operator replicas, from the image the node imported (resync 2 s)."""
+    pods = OperatorPods(
+        node.kubectl, node.kubeconfig, IMAGES, {"resyncSeconds": 2}, workdir=tmp_path_factory.mktemp("operator")
+    ).install()
+    acting = node.wait_for("one operator replica acting", pods.active, 120, 1.0)
+    print(f"\n[e2e] operator chart installed, both replicas Ready in {pods.install_seconds:.1f}s; {acting} acts", flush=True)
+    yield pods
+    print(f"[e2e] operator replicas at the end: {pods.activity()}", flush=True)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -71,7 +77,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture
-def ns(node: NodeCluster, operator: OperatorProcess, request: pytest.FixtureRequest) -> Iterator[str]:
+def ns(node: NodeCluster, operator: OperatorPods, request: pytest.FixtureRequest) -> Iterator[str]:
     name = f"e{next(_ns_counter)}-{request.node.name.lower()}"
     name = "".join(c if c.isalnum() else "-" for c in name)[:50].strip("-")
     node.kubectl("create", "namespace", name)
@@ -112,7 +118,7 @@ def _host_network() -> str:
     return "\n".join(out)
 
 
-def _diagnostics(node: NodeCluster, operator: OperatorProcess, ns: str, tmp: Path | None) -> str:
+def _diagnostics(node: NodeCluster, operator: OperatorPods, ns: str, tmp: Path | None) -> str:
     """What a failed e2e test leaves to read in CI, where its temp dirs are gone: every
     pod's log (and its previous container's), the namespace's events, the host-side
     processes' logs (receivers, sources) and the operator's lines about this namespace."""

@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from tests.harness.media import (
     start_srt_caller_recorder,
     wait_for,
 )
-from tests.harness.node import NODE_IP, NodeCluster, start_encoder
+from tests.harness.node import IMAGES, NODE_IP, NodeCluster, start_encoder
 
 from streamdist.settings import Settings
 
@@ -581,17 +582,17 @@ def test_network_policy_is_enforced_on_the_node(node: NodeCluster, kube: Kube) -
     """kube-router enforces NetworkPolicy on the node: with a policy that admits only pods
     labelled ``role: allowed`` to the server's port 8554, the other client is refused
     (at the pod IP and through the Service), the allowed one connects (and only to that
-    port), and this host still reaches the pod (the operator runs here in these tests;
-    the kubelet's probes come from here: the server stays Ready)."""
+    port), and this host still reaches the pod (the kubelet's probes and the API server's
+    proxy come from here: the server stays Ready)."""
     server = _pod(
-        "server", "localhost/streamdist/mediamtx:dev", {"app": "server"},
+        "server", IMAGES["mediamtx"], {"app": "server"},
         readinessProbe={"tcpSocket": {"port": 8554}, "periodSeconds": 1, "failureThreshold": 1},
     )  # fmt: skip
     client = {"command": ["sleep", "3600"]}
     for pod in (
         server,
-        _pod("allowed", "localhost/streamdist/ffmpeg:dev", {"role": "allowed"}, **client),
-        _pod("denied", "localhost/streamdist/ffmpeg:dev", {"role": "denied"}, **client),
+        _pod("allowed", IMAGES["ffmpeg"], {"role": "allowed"}, **client),
+        _pod("denied", IMAGES["ffmpeg"], {"role": "denied"}, **client),
     ):
         kube.apply(pod)
     for svc, app in (("server", "server"), ("nobody", "none")):  # "nobody": a Service without endpoints
@@ -665,7 +666,8 @@ def test_only_the_outputs_of_an_input_reach_its_router(node: NodeCluster, kube: 
     not outputs of the input cannot reach its router's RTSP, API or metrics port (at the
     pod IP or through the Service), not even a pod of another namespace carrying the very
     labels of the input's output pods; the input's output keeps streaming and reaches the
-    RTSP port only. This host (the operator's health poll in these tests) is let in."""
+    RTSP port only. This host is let in (the kubelet's probes come from it); the operator's
+    health poll comes from the operator's pods, which the policy admits by their labels."""
     from streamdist.render import API_PORT, METRICS_PORT, RTSP_PORT, output_labels_of
 
     other = Kube(node, f"{kube.ns}-other"[:63])
@@ -682,10 +684,10 @@ def test_only_the_outputs_of_an_input_reach_its_router(node: NodeCluster, kube: 
             # kube-router's sync has seen the pod's IP (hack/NODE.md); counted from here.
             before = kube.status("so", "out")
             client = {"command": ["sleep", "3600"]}
-            kube.apply(_pod("stranger", "localhost/streamdist/ffmpeg:dev", {"app": "stranger"}, **client))
+            kube.apply(_pod("stranger", IMAGES["ffmpeg"], {"app": "stranger"}, **client))
             # the labels the router's policy admits (not streamdist.io/output: the operator
             # would delete a pod of an output that does not exist, as an orphan)
-            lookalike = _pod("lookalike", "localhost/streamdist/ffmpeg:dev", output_labels_of("cam"), **client)
+            lookalike = _pod("lookalike", IMAGES["ffmpeg"], output_labels_of("cam"), **client)
             other.apply(lookalike)
             for k, name in ((kube, "stranger"), (other, "lookalike")):
                 k.wait(f"pod {name} Ready", lambda k=k, n=name: _pod_ready(k, n), 180)
@@ -727,6 +729,193 @@ def test_only_the_outputs_of_an_input_reach_its_router(node: NodeCluster, kube: 
             print(f"[e2e] router policy: {_probe_ok(tmp_path / 'after.ts', 'the output under the policy')}", flush=True)
     finally:
         node.kubectl("delete", "namespace", other.ns, "--wait=false", check=False)
+
+
+# --- the operator as pods: the demo set, metrics, a handover -------------------------
+
+DEMO_NS = "streamdist-demo"  # examples/demo/outputs.yaml sends to receiver.streamdist-demo.svc
+HANDOVER_BOUND = 20.0  # seconds from the active replica's deletion to the standby acting
+
+
+def _output_pods(node: NodeCluster, namespace: str) -> dict[str, tuple[str, int]]:
+    """{output: (its pod's uid, the pod's restarts)} for every output pod of ``namespace``,
+    and {"svc/NAME": (uid, clusterIP)} for every Service there (viewers hold its address)."""
+    pods = node.kubectl_json("get", "pods", "-n", namespace, "-l", "streamdist.io/output")["items"]
+    services = node.kubectl_json("get", "services", "-n", namespace)["items"]
+    return {
+        **{
+            p["metadata"]["labels"]["streamdist.io/output"]: (
+                p["metadata"]["uid"],
+                sum(cs.get("restartCount", 0) for cs in p["status"].get("containerStatuses", [])),
+            )
+            for p in pods
+        },
+        **{f"svc/{s['metadata']['name']}": (s["metadata"]["uid"], s["spec"].get("clusterIP")) for s in services},
+    }
+
+
+def _metric(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            return float(m.group(3))
+    return None
+
+
+def _handover(node: NodeCluster, operator: Any, before: dict[str, tuple[str, int]]) -> dict[str, float]:
+    """Deletes the acting replica's pod; times the standby taking over, the standby acting
+    on a change made after the deletion, and the recreated replica taking back."""
+    from tests.harness.node import demo_settled
+
+    acting = operator.active()
+    (standby,) = [p for p in operator.ready_pods() if p != acting]
+    node.kubectl("delete", "pod", acting, "-n", operator.namespace, "--wait=false")
+    t0 = time.monotonic()
+    node.apply(_output("late", "demo", "udp://receiver.streamdist-demo.svc:20701", suspend=True) | {
+        "metadata": {"name": "late", "namespace": DEMO_NS}
+    })
+    node.wait_for(f"{standby} acting", lambda: operator.activity().get(standby), 120, 0.5)
+    took = {"standby acting": time.monotonic() - t0}
+    node.wait_for(
+        "the change made after the deletion handled",
+        lambda: (node.kubectl_json("get", "so", "late", "-n", DEMO_NS).get("status") or {}).get("phase") == "Suspended",
+        120, 0.5,
+    )  # fmt: skip
+    took["change handled"] = time.monotonic() - t0
+    node.wait_for(f"{acting} back and acting", lambda: operator.active() == acting, 240, 1.0)
+    took["recreated replica acting again"] = time.monotonic() - t0
+    node.kubectl("delete", "so", "late", "-n", DEMO_NS)
+    assert demo_settled(node, DEMO_NS), node.kubectl("get", "streamdist", "-n", DEMO_NS).stdout
+    after = _output_pods(node, DEMO_NS)
+    assert after == before, f"an output pod or a Service was re-created (or a pod restarted) by the handover: {before} -> {after}"
+    return took
+
+
+def _watch(name: str, url: str, out: Path, group: ProcessGroup) -> ManagedProcess:
+    """An output recorded until stopped, from the URL a viewer would use (an SRT listener
+    through srt-live-transmit, as the other e2e tests call one)."""
+    if url.startswith("srt://"):
+        u = urllib.parse.urlsplit(url)
+        return start_srt_caller_recorder(u.port or 0, out, group=group, host=u.hostname or "")
+    return record(url, out, group=group, name=f"watch-{name}")
+
+
+def _kill_operator_process(pod: str) -> int:
+    """SIGKILLs, from this host, the `streamdist run` process of an operator pod (what an
+    OOM kill or a crash does): the pod stays, the kubelet restarts its container."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"run" in argv and any(a.endswith(b"streamdist") for a in argv) and f"POD_ID={pod}".encode() in env:
+            os.kill(int(proc.name), signal.SIGKILL)
+            return int(proc.name)
+    raise AssertionError(f"no streamdist process of pod {pod} found on this host")
+
+
+def _crash(node: NodeCluster, operator: Any, before: dict[str, tuple[str, int]]) -> dict[str, float]:
+    """SIGKILLs the acting replica's process; times its container's restart and its acting
+    again. Its keep-alive outlives the crash, so the standby does not take over meanwhile."""
+    acting = operator.active()
+    (pod,) = [p for p in operator.pods() if p["metadata"]["name"] == acting]
+    restarts = sum(cs.get("restartCount", 0) for cs in pod["status"].get("containerStatuses", []))
+    _kill_operator_process(acting)
+    t0 = time.monotonic()
+
+    def restarted() -> bool:
+        (p,) = [p for p in operator.pods() if p["metadata"]["name"] == acting]
+        return sum(cs.get("restartCount", 0) for cs in p["status"].get("containerStatuses", [])) > restarts
+
+    node.wait_for(f"{acting}'s container restarted", restarted, 120, 0.5)
+    took = {"container restarted": time.monotonic() - t0}
+    node.wait_for(f"{acting} acting again", lambda: operator.active() == acting, 120, 0.5)
+    took["acting again"] = time.monotonic() - t0
+    after = _output_pods(node, DEMO_NS)
+    assert after == before, f"an output pod or a Service was re-created (or a pod restarted) by the crash: {before} -> {after}"
+    return took
+
+
+def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
+    node: NodeCluster, operator: Any, tmp_path: Path
+) -> None:
+    """The chart's two operator replicas (pods of the operator image) run examples/demo:
+    the input Live, the three outputs Streaming; each replica's /metrics answers (through
+    the metrics Service too) and says which one acts; deleting the acting pod hands over
+    to the standby, and SIGKILLing the acting process gets it back, with no output pod
+    re-created or restarted; then video is decoded at every receiver. (Recording comes
+    last: an SRT listener's FFmpeg ends when its caller hangs up, and is restarted.)"""
+    from tests.harness.node import demo_settled, start_demo_receivers, start_demo_source
+
+    repo = Path(__file__).resolve().parents[2]
+    assert sorted(operator.ready_pods()) == ["streamdist-0", "streamdist-1"]
+    images = {c["image"] for p in operator.pods() for c in p["spec"]["containers"]}
+    assert images == {IMAGES["operator"]}, images
+    node.kubectl("create", "namespace", DEMO_NS)
+    pieces = None
+    try:
+        t0 = time.monotonic()
+        node.kubectl("apply", "-n", DEMO_NS, "-f", str(repo / "examples" / "demo"))
+        pieces = start_demo_receivers(node, DEMO_NS, repo / "examples" / "demo" / "outputs.yaml", tmp_path / "rx")
+        start_demo_source(node, DEMO_NS, "demo", pieces)
+        node.wait_for("the demo set streaming", lambda: demo_settled(node, DEMO_NS), 300, 1.0)
+        print(f"[e2e] demo set: input Live, 3 outputs Streaming {time.monotonic() - t0:.1f}s after apply", flush=True)
+        names = sorted(pieces.urls)
+        assert names == ["demo-rtmp", "demo-srt", "demo-udp"], pieces.urls
+
+        acting = operator.active()
+        assert acting == "streamdist-1", f"the replica of the highest priority should act: {operator.activity()}"
+        text = operator.metrics(acting)
+        phases = [ln for ln in text.splitlines() if ln.startswith("streamdist_output_phase{") and ln.endswith(" 1.0")]
+        for name in names:
+            got = _metric(text, "streamdist_output_phase", namespace=DEMO_NS, output=name, phase="Streaming")
+            assert got == 1, f"{name} not Streaming in {acting}'s /metrics: {phases}"
+        assert (_metric(text, "streamdist_input_bitrate_kbps", namespace=DEMO_NS, input="demo") or 0) > 0
+        assert _metric(operator.metrics("streamdist-0"), "streamdist_operator_active") == 0
+        via_service = operator.service_metrics()
+        assert _metric(via_service, "streamdist_operator_active") in (0, 1), via_service[:500]
+
+        # viewers on every output across the handover and the crash, as a person watching
+        watchers = {name: _watch(name, url, tmp_path / f"{name}.ts", pieces.group) for name, url in pieces.urls.items()}
+        time.sleep(3)
+        before = _output_pods(node, DEMO_NS)
+        assert [k for k in sorted(before) if not k.startswith("svc/")] == names, before
+        t_watch = time.monotonic()
+        took = _handover(node, operator, before)
+        print(
+            "[e2e] handover after deleting the acting replica's pod: "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in took.items())
+            + f" (load average {os.getloadavg()[0]:.1f}); no output pod re-created or restarted",
+            flush=True,
+        )
+        assert took["standby acting"] <= HANDOVER_BOUND, took
+        assert took["change handled"] <= HANDOVER_BOUND + 5, took
+        crash = _crash(node, operator, before)
+        print(
+            "[e2e] acting replica's process SIGKILLed: "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in crash.items())
+            + "; no output pod re-created or restarted",
+            flush=True,
+        )
+        assert demo_settled(node, DEMO_NS), node.kubectl("get", "streamdist", "-n", DEMO_NS).stdout
+        time.sleep(2)
+        for w in watchers.values():
+            w.stop()
+        watched = time.monotonic() - t_watch
+        for name in names:
+            # 25 fps: at least half the frames of the whole handover and crash window
+            line = _probe_ok(tmp_path / f"{name}.ts", name, min_frames=int(watched * 25 / 2))
+            print(f"[e2e] watched {watched:.0f}s across both: {line}", flush=True)
+    finally:
+        if pieces is not None:
+            pieces.stop()
+        node.kubectl("delete", "namespace", DEMO_NS, "--wait=false", check=False)
 
 
 def test_control_room_output_added_in_the_browser_streams(node: NodeCluster, kube: Kube, tmp_path: Path) -> None:

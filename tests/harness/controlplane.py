@@ -171,6 +171,9 @@ class ControlPlane:
         kwok_stages: extra KWOK Stage YAML files (see the module doc).
         kwok_default_stages: keep KWOK's built-in stages beside ``kwok_stages``.
         start_timeout: seconds each readiness wait may take.
+        api_host: the one address kube-apiserver binds and advertises (loopback by
+            default). Another address (a real node's bridge) gives the ``kubernetes``
+            Service that address as its endpoint, so pods reach the API server.
         apiserver_args / controller_manager_args / scheduler_args / kwok_args:
             extra flags appended to that component's command line.
     """
@@ -184,6 +187,7 @@ class ControlPlane:
         kwok_stages: Iterable[Path | str] = (),
         kwok_default_stages: bool = True,
         start_timeout: float = 90.0,
+        api_host: str = "127.0.0.1",
         apiserver_args: Sequence[str] = (),
         controller_manager_args: Sequence[str] = (),
         scheduler_args: Sequence[str] = (),
@@ -195,6 +199,7 @@ class ControlPlane:
         self.kwok_stages = [Path(p).resolve() for p in kwok_stages]
         self.kwok_default_stages = kwok_default_stages
         self.start_timeout = start_timeout
+        self.api_host = api_host
         self._extra = {
             "kube-apiserver": list(apiserver_args),
             "kube-controller-manager": list(controller_manager_args),
@@ -317,7 +322,7 @@ class ControlPlane:
             self.ports["kube-controller-manager"],
             self.ports["kube-scheduler"],
         ) = free_ports(5)
-        self.server = f"https://127.0.0.1:{self.ports['kube-apiserver']}"
+        self.server = f"https://{self.api_host}:{self.ports['kube-apiserver']}"
         self._write_kubeconfigs()
 
         steps: list[tuple[str, Callable[[], object]]] = [
@@ -458,8 +463,8 @@ class ControlPlane:
             [
                 str(self.bin_dir / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.api_host}",
+                f"--advertise-address={self.api_host}",
                 f"--secure-port={self.ports['kube-apiserver']}",
                 f"--cert-dir={self.state_dir / 'apiserver-certs'}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -471,9 +476,9 @@ class ControlPlane:
                 "--authorization-mode=Node,RBAC",
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                 "--allow-privileged=true",
-                # The "kubernetes" Service would get 127.0.0.1 as endpoint, which
-                # endpoint validation rejects (loopback); nothing here needs it.
-                "--endpoint-reconciler-type=none",
+                # On loopback, the "kubernetes" Service would get 127.0.0.1 as endpoint,
+                # which endpoint validation rejects; nothing reaches it then anyway.
+                f"--endpoint-reconciler-type={'none' if self.api_host == '127.0.0.1' else 'lease'}",
                 "--profiling=false",
                 # Front-proxy (aggregation) client CA, as kubeadm sets it: without it
                 # every component logs "missing content for CA bundle" errors.
@@ -647,6 +652,7 @@ class ControlPlane:
 
         sans = [
             "IP:127.0.0.1",
+            *([f"IP:{self.api_host}"] if self.api_host != "127.0.0.1" else []),
             "DNS:localhost",
             "IP:10.96.0.1",  # first address of the service range: the "kubernetes" Service
             "DNS:kubernetes",

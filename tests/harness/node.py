@@ -66,6 +66,7 @@ from tests.harness.controlplane import (
 
 __all__ = [
     "BRIDGE",
+    "IMAGES",
     "NODE_IP",
     "NODE_NAME",
     "POD_CIDR",
@@ -112,8 +113,29 @@ SYSCTLS = (
     "kernel.keys.root_maxbytes",
 )
 CNI_BIN_DIR = Path("/usr/lib/cni")
-# what the node runs (the operator image only when the operator runs in the cluster)
-NODE_IMAGES = ("pause", "mediamtx", "ffmpeg")
+# what the node runs: the sandbox, the routers, the outputs and the operator itself
+NODE_IMAGES = ("pause", "mediamtx", "ffmpeg", "operator")
+
+
+def _image_names() -> dict[str, str]:
+    """The names hack/build-images.sh gives its images: the operator and FFmpeg carry the
+    project's version (the chart's appVersion), MediaMTX its pinned release."""
+    import tomllib
+
+    version = tomllib.loads((repo_root() / "pyproject.toml").read_text())["project"]["version"]
+    pins = dict(
+        line.split("=", 1) for line in (repo_root() / "hack" / "versions.env").read_text().splitlines()
+        if re.match(r"^[A-Z_]+=", line)
+    )  # fmt: skip
+    return {
+        "operator": f"localhost/streamdist/operator:{version}",
+        "ffmpeg": f"localhost/streamdist/ffmpeg:{version}",
+        "mediamtx": f"localhost/streamdist/mediamtx:{pins['MEDIAMTX_VERSION'].lstrip('v')}",
+    }
+
+
+# no registry: imported into containerd (or loaded into a cluster) under these names
+IMAGES = _image_names()
 NODE_DEBS_SCRIPT = "hack/install-node-debs.sh"
 
 
@@ -345,6 +367,9 @@ class _ControlPlaneForNode(ControlPlane):
     def __init__(self, *args, **kw) -> None:
         pki = Path(args[0]).resolve() / "pki"
         kw["nodes"] = ()
+        # On the bridge, not loopback: the "kubernetes" Service then leads pods (the
+        # operator's) to it through kube-proxy, and this host reaches it all the same.
+        kw["api_host"] = NODE_IP
         kw["apiserver_args"] = [
             f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
             f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
@@ -481,12 +506,21 @@ class NodeCluster:
     def operator_env(self) -> dict[str, str]:
         """STREAMDIST_* settings for `streamdist run` against this node."""
         return {
-            "STREAMDIST_FFMPEG_IMAGE": "localhost/streamdist/ffmpeg:dev",
-            "STREAMDIST_MEDIAMTX_IMAGE": "localhost/streamdist/mediamtx:dev",
+            "STREAMDIST_FFMPEG_IMAGE": IMAGES["ffmpeg"],
+            "STREAMDIST_MEDIAMTX_IMAGE": IMAGES["mediamtx"],
             "STREAMDIST_IMAGE_PULL_POLICY": "IfNotPresent",
             # Routers are real and ClusterIPs are routed here by kube-proxy.
             "STREAMDIST_HEALTH_POLL": "true",
         }
+
+    # Where receivers on this host listen for pods (start_demo_receivers): the node's IP.
+    host_ip = NODE_IP
+
+    def reach(self, namespace: str, service: str, port: int) -> tuple[str, int] | None:
+        """(address, port) at which this host reaches ``port`` of a Service: its
+        ClusterIP, which kube-proxy routes here (None until it has one)."""
+        ip = self.kubectl_json("get", "svc", service, "-n", namespace)["spec"].get("clusterIP")
+        return (ip, port) if ip and ip != "None" else None
 
     def ctr(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         return _run("ctr", "--address", str(self.socket), "--namespace", "k8s.io", *args, check=check, timeout=timeout)
@@ -564,8 +598,9 @@ class NodeCluster:
             ("images", self._prepare_images),
             ("coredns-build", self._prepare_coredns),
             ("kube-router-build", self._prepare_kube_router),
-            ("control-plane", self.cp.start),
+            # the bridge first: the API server binds the node's IP on it
             ("host-network", self._setup_host),
+            ("control-plane", self.cp.start),
             ("configs", self._write_configs),
             ("containerd+kubelet", self._start_node),
             ("import-images", self._import_images),
@@ -1048,23 +1083,28 @@ def _read(p: Path) -> str:
 
 
 class DemoPieces:
-    """What ``start_demo_receivers`` started: stop() ends them; ``watch`` says how to look."""
+    """What ``start_demo_receivers`` started: stop() ends them; ``urls`` are where each
+    output can be read from this host, ``watch`` the ffplay command for each."""
 
-    def __init__(self, group, watch: dict[str, str]) -> None:
+    def __init__(self, group, urls: dict[str, str]) -> None:
         self.group = group
-        self.watch = watch
+        self.urls = urls
+        self.watch = {
+            name: f"ffplay -rtsp_transport tcp {url}" if url.startswith("rtsp:") else f"ffplay '{url}'"
+            for name, url in urls.items()
+        }
 
     def stop(self) -> None:
         self.group.stop_all()
 
 
-def start_demo_receivers(nc: NodeCluster, namespace: str, outputs_file: Path | str, workdir: Path | str) -> DemoPieces:
+def start_demo_receivers(nc, namespace: str, outputs_file: Path | str, workdir: Path | str) -> DemoPieces:
     """Receivers on this host for every demo output that pushes to ``receiver.<ns>.svc``.
 
     Reads the StreamOutputs of ``outputs_file`` (examples/demo/outputs.yaml): each URL
     ``rtmp://receiver.<ns>.svc:P/...`` or ``udp://receiver.<ns>.svc:P`` gets a listener
     on the node's IP (one MediaMTX: RTMP ingest, and a UDP MPEG-TS path), and the Service
-    ``receiver`` (no selector, endpoint NODE_IP) is created in ``namespace``. SRT
+    ``receiver`` (no selector, endpoint ``nc.host_ip``) is created in ``namespace``. SRT
     listener outputs need no receiver: viewers call them at their Service's ClusterIP.
     Everything received is re-served over RTSP on 127.0.0.1 for viewers (``watch``:
     output name -> command). Call ``start_demo_source`` for the test pattern.
@@ -1082,44 +1122,53 @@ def start_demo_receivers(nc: NodeCluster, namespace: str, outputs_file: Path | s
     cfg: dict = media.mediamtx_config(rtsp_port=rtsp, api_port=api)
     cfg["paths"] = {}
     ports: list[tuple[str, int, str]] = []
-    watch: dict[str, str] = {}
+    urls: dict[str, str] = {}
     for d in docs:
         name, url = d["metadata"]["name"], d["spec"].get("url", "")
         u = urllib.parse.urlsplit(url)
         if u.hostname == f"receiver.{namespace}.svc" and u.scheme == "rtmp":
-            cfg.update(rtmp=True, rtmpAddress=f"{NODE_IP}:{u.port or 1935}", rtmpEncryption="no")
+            cfg.update(rtmp=True, rtmpAddress=f"{nc.host_ip}:{u.port or 1935}", rtmpEncryption="no")
             ports.append((f"rtmp-{u.port}", u.port or 1935, "TCP"))
             path = u.path.strip("/")
             cfg["paths"][path] = {}
-            watch[name] = f"ffplay -rtsp_transport tcp rtsp://127.0.0.1:{rtsp}/{path}"
+            urls[name] = f"rtsp://127.0.0.1:{rtsp}/{path}"
         elif u.hostname == f"receiver.{namespace}.svc" and u.scheme == "udp":
             path = f"{name}"
-            cfg["paths"][path] = {"source": f"udp+mpegts://{NODE_IP}:{u.port}"}
+            cfg["paths"][path] = {"source": f"udp+mpegts://{nc.host_ip}:{u.port}"}
             ports.append((f"udp-{u.port}", u.port, "UDP"))
-            watch[name] = f"ffplay -rtsp_transport tcp rtsp://127.0.0.1:{rtsp}/{path}"
+            urls[name] = f"rtsp://127.0.0.1:{rtsp}/{path}"
         elif u.scheme == "srt" and "mode=listener" in (u.query or ""):
-            ip = nc.wait_for(
-                f"Service {name}",
-                lambda n=name: nc.kubectl_json("get", "svc", n, "-n", namespace)["spec"]["clusterIP"],
-                120,
-            )
-            watch[name] = f"ffplay 'srt://{ip}:{u.port}?mode=caller'"
+            ip, port = nc.wait_for(f"Service {name}", lambda n=name, p=u.port: nc.reach(namespace, n, p), 120)
+            urls[name] = f"srt://{ip}:{port}?mode=caller"
     group = media.ProcessGroup(workdir / "logs")
     if cfg["paths"]:
         media.start_mediamtx(cfg, workdir, group=group, name="demo-receiver")
     if ports:
         nc.host_service(namespace, "receiver", ports)
-    return DemoPieces(group, watch)
+    return DemoPieces(group, urls)
 
 
-def start_demo_source(nc: NodeCluster, namespace: str, input_name: str, pieces: DemoPieces, timeout: float = 120):
+def demo_settled(cluster, namespace: str, live: bool = True) -> bool:
+    """Every StreamOutput of ``namespace`` Streaming and every input with an endpoint and
+    Live (``live``) or at least Waiting (KWOK: no source ever reaches a fake pod)."""
+    outputs = cluster.kubectl_json("get", "streamoutputs", "-n", namespace)["items"]
+    inputs = cluster.kubectl_json("get", "streaminputs", "-n", namespace)["items"]
+    wanted = ("Live",) if live else ("Live", "Waiting")
+    return (
+        bool(outputs)
+        and all((o.get("status") or {}).get("phase") == "Streaming" for o in outputs)
+        and all((i.get("status") or {}).get("endpoint") and (i.get("status") or {}).get("phase") in wanted for i in inputs)
+    )
+
+
+def start_demo_source(nc, namespace: str, input_name: str, pieces: DemoPieces, timeout: float = 120):
     """The lavfi test pattern (H.264 + AAC, MPEG-TS over UDP) sent to the UDP input's
-    ingest Service (its ClusterIP, routed by kube-proxy). Stopped by ``pieces.stop()``."""
+    ingest Service (where ``nc.reach`` says this host reaches it: on the local node its
+    ClusterIP, routed by kube-proxy). Stopped by ``pieces.stop()``."""
 
     def where():
         st = nc.kubectl_json("get", "streaminput", input_name, "-n", namespace).get("status") or {}
-        ip = nc.kubectl_json("get", "svc", f"{input_name}-ingest", "-n", namespace)["spec"].get("clusterIP")
-        return (ip, st["port"]) if ip and st.get("port") else None
+        return nc.reach(namespace, f"{input_name}-ingest", st["port"]) if st.get("port") else None
 
     ip, port = nc.wait_for(f"the ingest of {input_name}", where, timeout)
     return start_encoder(f"udp://{ip}:{port}", pieces.group, name=f"source-{input_name}")

@@ -164,7 +164,7 @@ def test_images_and_versions_agree_with_the_operator():
     assert f"{ffmpeg['repository']}:{ffmpeg['tag']}" == sd_settings.FFMPEG_IMAGE
     env = _env(rendered())
     assert _sts(rendered())["spec"]["template"]["spec"]["containers"][0]["image"] == (
-        f"ghcr.io/streamdist/operator:{project['version']}"
+        f"localhost/streamdist/operator:{project['version']}"
     )
     assert env["STREAMDIST_FFMPEG_IMAGE"]["value"] == sd_settings.FFMPEG_IMAGE
     assert env["STREAMDIST_MEDIAMTX_IMAGE"]["value"] == versions()["MEDIAMTX_IMAGE"]
@@ -205,7 +205,7 @@ def test_values_reach_the_settings_the_operator_reads():
     assert got.image_pull_policy == "Always"
     assert got.namespaces == ("live", "studio")
     assert got.resync_seconds == 7
-    assert got.ffmpeg_image == "ghcr.io/streamdist/ffmpeg:9.9"
+    assert got.ffmpeg_image == "localhost/streamdist/ffmpeg:9.9"
     assert got.mediamtx_image == versions()["MEDIAMTX_IMAGE"]
     assert got.metrics_port == 9191
     # Every STREAMDIST_* variable the chart sets is one the operator reads.
@@ -410,6 +410,62 @@ def test_operator_dockerfile():
     build_body = "\n".join(build["lines"])
     assert "--only-binary=:all:" in build_body and "pip wheel --no-deps" in build_body
     assert "COPY operator/ operator/" in build["lines"]
+
+
+def _build_images_function(name):
+    text = (REPO / "hack" / "build-images.sh").read_text()
+    body = re.search(rf"^build_{name}\(\) \{{\n(.*?)^\}}$", text, re.M | re.S)
+    assert body, f"no build_{name} in hack/build-images.sh"
+    return body.group(1)
+
+
+def _dockerfile_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dockerfile", REPO / "hack" / "node" / "dockerfile.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_operator_image_built_here_is_the_dockerfiles_equivalent():
+    """hack/build-images.sh builds the operator image without Docker; it reads the build
+    context and the run-time config from the Dockerfile itself (hack/node/dockerfile.py),
+    and runs the same install and the same checks as its build stage."""
+    df = _dockerfile_module()
+    build, final = df.stages((REPO / "Dockerfile").read_text(), df.DEBIAN_ENV)
+    assert build["name"] == "build"
+    assert build["copies"][:3] == ["pyproject.toml", "README.md", "operator/"], build["copies"]
+    assert final["entrypoint"] == ["streamdist", "run"] and final["user"] == "10001:10001"
+    assert final["config_env"]["PATH"].startswith("/opt/venv/bin:")
+    assert final["expose"] == ["8080/tcp", "9090/tcp"]
+    fn = _build_images_function("operator")
+    assert '"$DOCKERFILE" "$df" --copies build' in fn and 'dockerfile_config "$df"' in fn
+    # the control room's assets: the Dockerfile builds them in its build stage, this
+    # script on the host before copying (the same hack/build-ui.sh either way)
+    if "hack/build-ui.sh" in build["copies"]:
+        assert 'bash "$REPO_ROOT/hack/build-ui.sh"' in fn
+    assert 'pack "$root" "localhost/streamdist/operator:$VERSION" "$out" "${CONFIG[@]}"' in fn
+    # every command of the Dockerfile's build stage that installs or checks, verbatim
+    (run,) = [r for r in build["runs"] if "/opt/venv" in r]
+    steps = [s.strip() for s in run.split("&&")]
+    wanted = [s for s in steps if s.startswith(("/opt/venv/bin/python -c", "/opt/venv/bin/streamdist"))]
+    wanted += [s.replace("pip install", "pip install -q") for s in steps if "--only-binary=:all:" in s]
+    assert len(wanted) == 3, steps
+    for step in wanted:
+        assert step in fn, f"hack/build-images.sh build_operator lacks the Dockerfile's step: {step}"
+    # the same Python minor on both bases: python:3.11.x-slim-bookworm and Debian 12's python3
+    assert re.search(r"python:3\.11\.\d+-slim-bookworm", (REPO / "Dockerfile").read_text())
+    assert re.search(r"^SUITE=bookworm$", (REPO / "hack" / "build-images.sh").read_text(), re.M)
+
+
+def test_ffmpeg_image_built_here_takes_its_config_from_its_dockerfile():
+    df = _dockerfile_module()
+    (stage,) = df.stages((REPO / "images" / "ffmpeg" / "Dockerfile").read_text(), df.DEBIAN_ENV)
+    args = df.oci_args(stage)
+    assert '--entrypoint=["streamdist-ffmpeg"]' in args and "--user=10001:10001" in args
+    fn = _build_images_function("ffmpeg")
+    assert 'dockerfile_config "$df"' in fn and 'local df="$REPO_ROOT/images/ffmpeg/Dockerfile"' in fn
 
 
 def test_ffmpeg_image_is_debians_ffmpeg_only():

@@ -566,6 +566,7 @@ def test_metrics_show_reconnects_phases_readers_and_reconcile_time(k: Kubectl, o
                   if n == "streamdist_output_phase" and lab.get("namespace") == k.ns and lab.get("output") == output}
         assert phases.get("Streaming") == 1 and sum(phases.values()) == 1, (output, phases)
     assert _value(samples, "streamdist_input_readers", namespace=k.ns, input="studio-udp") == 0  # no health poll
+    assert _value(samples, "streamdist_operator_active") == 1  # standalone: always the one acting
     assert _value(samples, "streamdist_reconcile_duration_seconds_count", kind="StreamOutput") > 0
     assert _value(samples, "streamdist_reconcile_duration_seconds_count", kind="StreamInput") > 0
     assert _value(samples, "streamdist_reconcile_duration_seconds_bucket", kind="StreamOutput", le="+Inf") == \

@@ -86,3 +86,15 @@ def test_backoff_ignores_running_pods():
     now = datetime(2026, 11, 24, 20, 0, tzinfo=UTC)
     view = PodView(name="p", running_since=now, restart_count=4, last_finished=now - timedelta(hours=1))
     assert backoff_overdue(view, 2, 30, 4, now, grace=0) is False
+
+
+def test_unknown_health_keeps_the_phase_last_written():
+    """A replica that just took over has not polled the router yet: a Live input stays
+    Live (no SourceLost for nothing), a new one is Waiting; a known answer decides."""
+    assert input_phase(True, None, "Live")[0] == "Live"
+    assert input_phase(True, None, "Waiting")[0] == "Waiting"
+    assert input_phase(True, None, None)[0] == "Waiting"
+    assert input_phase(True, None, "Pending")[0] == "Waiting"
+    assert input_phase(True, False, "Live")[0] == "Waiting"
+    assert input_phase(True, True, "Waiting")[0] == "Live"
+    assert input_phase(False, None, "Live")[0] == "Pending"

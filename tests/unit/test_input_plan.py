@@ -55,6 +55,10 @@ def test_phase_and_conditions(router_ready, observation, phase, ready, receiving
     ({"phase": "Live"}, _observed(True), []),
     ({"phase": "Live"}, _observed(False), [("Warning", "SourceLost")]),
     ({}, _observed(False), []),  # Waiting on the way up is quiet
+    # a replica that just took over has not polled yet: the input stays Live, no SourceLost
+    ({"phase": "Live"}, None, []),
+    # a poll that fails is an answer: health unknown, Waiting, the source counted lost
+    ({"phase": "Live"}, InputObservation(None, None, error="HTTP 401"), [("Warning", "SourceLost")]),
 ])
 def test_events_on_transitions(before, observation, events):
     decision = plan_input(_seen(observation=observation, previous=before))
@@ -78,3 +82,10 @@ def test_failure_is_failed_with_the_reason_and_one_event():
     assert [(e.type, e.reason) for e in decision.events] == [("Warning", "SecretNotAllowed")]
     again = plan_failure(BODY, decision.status, "SecretNotAllowed", "the Secret named by spec.publishSecretRef ...")
     assert again.events == ()
+
+
+def test_a_replica_that_has_not_polled_yet_keeps_the_phase():
+    assert plan_input(_seen(observation=None, previous={"phase": "Live"})).status["phase"] == "Live"
+    assert plan_input(_seen(observation=None, previous={"phase": "Waiting"})).status["phase"] == "Waiting"
+    assert plan_input(_seen(observation=None, previous={})).status["phase"] == "Waiting"
+    assert plan_input(_seen(router_ready=False, previous={"phase": "Live"})).status["phase"] == "Pending"
