@@ -139,7 +139,7 @@ def test_a_hostile_router_does_not_stall_the_poll_of_a_good_one():
         started = time.monotonic()
         health.poll_all(ctx)
         took = time.monotonic() - started
-    assert took < health.POLL_TIMEOUT + 1.0, took
+    assert took < health.POLL_TIMEOUT * 2 + 2, took  # the drip alone would take 20 s
     good_seen = ctx.memory.input(InputKey("ns", "good")).observation
     bad_seen = ctx.memory.input(InputKey("ns", "bad")).observation
     assert good_seen is not None and good_seen.health is not None and good_seen.health.ready
