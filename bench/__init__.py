@@ -7,6 +7,7 @@ restart        kill -9 of the operator with 1,000 outputs: re-adoption time
 mediacost      CPU/RSS of one FFmpeg per output vs tee, MediaMTX forward, readers
 recovery       destination down and up again: time to frames vs reconnect delay
 latency        delay added by the relay, per output protocol
+schedule       1,000 scheduled outputs: windows opening/closing at the same second
 =============  ================================================================
 
 Run ``python -m bench`` (``make bench``); ``--only NAME`` for one, ``--quick`` for
@@ -22,10 +23,10 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
-from . import common, latency, mediacost, recovery, restart, scale, steady
+from . import common, latency, mediacost, recovery, restart, scale, schedule, steady
 from .common import Opts, Result
 
-BENCHMARKS = (scale, steady, restart, mediacost, recovery, latency)
+BENCHMARKS = (scale, steady, restart, mediacost, recovery, latency, schedule)
 
 
 def by_name(name: str):  # type: ignore[no-untyped-def]

@@ -25,6 +25,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,7 @@ class AuditLog:
                     user_agent=ev.get("userAgent", ""),
                     at=ev.get("stageTimestamp", ""),
                     body=ev.get("requestObject"),
+                    received=ev.get("requestReceivedTimestamp", ""),
                 )
             )
         return out
@@ -170,6 +172,14 @@ class Request:
     user_agent: str
     at: str
     body: Any = None  # the request body, for status patches (audit level Request)
+    received: str = ""  # when the apiserver received it (``at``: when it answered)
+
+    @property
+    def seconds(self) -> float:
+        """How long the apiserver took to answer (nan when the audit event lacks a time)."""
+        if not self.received or not self.at:
+            return float("nan")
+        return (audit_time(self.at) - audit_time(self.received)).total_seconds()
 
     @property
     def write(self) -> bool:
@@ -179,6 +189,11 @@ class Request:
     def what(self) -> str:
         res = self.resource + (f"/{self.subresource}" if self.subresource else "")
         return f"{self.verb} {res}"
+
+
+def audit_time(text: str) -> datetime:
+    """An audit event's timestamp (RFC 3339, microseconds, Z)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def count_by_what(reqs: list[Request]) -> Counter[str]:
@@ -218,6 +233,7 @@ class ObjState:
     uid: str = ""
     deleted: float | None = None
     phases: dict[str, float] = field(default_factory=dict)  # first time seen in each phase
+    deleting: float | None = None  # first seen with metadata.deletionTimestamp (its stop asked for)
 
 
 class Watcher:
@@ -332,6 +348,8 @@ class Watcher:
                 if not ev.get("initial"):
                     self.pod_added[out] += 1
             st.status = obj.get("status") or {}
+            if meta.get("deletionTimestamp") and st.deleting is None:
+                st.deleting = t
             if ev["type"] == "DELETED" and st.deleted is None:
                 st.deleted = t
                 self.pod_deleted[out] += 1
@@ -536,6 +554,18 @@ class Cluster:
 
         got = wait_until(quiet_now, timeout, interval=0.5)
         return time.monotonic() - t0 if got else None
+
+
+def watched_operator(cl: Cluster, namespace: str) -> tuple[str, int, Watcher, RssSampler]:
+    """A namespace, a fresh operator (its pid), a Watcher of the namespace and a
+    running RssSampler of the operator: what a control-plane benchmark starts from."""
+    ns = cl.namespace(namespace)
+    op = cl.start_operator()
+    assert op.proc is not None
+    watcher = Watcher(cl.cp.kubeconfig, ns).start()
+    rss = RssSampler(op.proc.pid)
+    rss.start()
+    return ns, op.proc.pid, watcher, rss
 
 
 @contextlib.contextmanager

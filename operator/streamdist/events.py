@@ -2,7 +2,8 @@
 
 Events mark what a person watching `kubectl describe` needs to see: failures, a
 recovery, a switch of source, a replacement. Steps on the way up (Pending, Connecting,
-Waiting) post nothing: an Event each would triple the writes per new output.
+Waiting) post nothing: an Event each would triple the writes per new output. An
+output entering or leaving a window of its schedule is planned: a Normal Event each way.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from typing import Any
 WARNING_PHASES = frozenset({"Failed", "Invalid", "Reconnecting"})
 QUIET_PHASES = frozenset({"Pending", "Connecting", "Waiting"})
 UP_PHASES = frozenset({"Streaming", "Live"})
+SCHEDULED = "Scheduled"  # an output off air outside every window of its schedule
+ON_AIR_PHASES = frozenset({"Pending", "Connecting", "Streaming", "Reconnecting"})
+WINDOW_OPENED = "a window of spec.schedule opened: the output goes on air"
+WINDOW_CLOSED = "the window of spec.schedule closed: the output went off air"
 
 
 @dataclass(frozen=True)
@@ -25,12 +30,24 @@ class Event:
 def transition(previous: dict[str, Any], status: dict[str, Any], reason: str, message: str) -> Event | None:
     """An Event when the phase moved (or a failure's reason changed); None otherwise."""
     phase, before = status.get("phase"), previous.get("phase")
+    windowed = window(before, phase)
+    if windowed:
+        return windowed
     if phase == before and (phase not in WARNING_PHASES or ready_reason(previous) == ready_reason(status)):
         return None
     lost = before in UP_PHASES and phase not in UP_PHASES
     if phase in QUIET_PHASES and not lost:
         return None
     return Event("Warning" if phase in WARNING_PHASES or lost else "Normal", reason, message)
+
+
+def window(before: str | None, phase: str | None) -> Event | None:
+    """An output entering or leaving a window of its schedule (not a failure: Normal)."""
+    if before == SCHEDULED and phase in ON_AIR_PHASES:
+        return Event("Normal", "WindowOpened", WINDOW_OPENED)
+    if phase == SCHEDULED and before in ON_AIR_PHASES:
+        return Event("Normal", "WindowClosed", WINDOW_CLOSED)
+    return None
 
 
 def switched(previous_source: str | None, source: str | None, reason: str, message: str) -> Event | None:

@@ -17,7 +17,9 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from .handlers.context import Context
 
-OUTPUT_PHASES = ("Pending", "Connecting", "Streaming", "Reconnecting", "Suspended", "Failed", "Invalid")
+OUTPUT_PHASES = (
+    "Pending", "Connecting", "Streaming", "Reconnecting", "Suspended", "Scheduled", "Failed", "Invalid",
+)
 INPUT_PHASES = ("Pending", "Waiting", "Live", "Failed")
 
 RECONCILE_SECONDS = Histogram(

@@ -205,6 +205,25 @@ class ReconnectSpec(_Model):
         return self
 
 
+class Window(_Model):
+    """One window of spec.schedule: one-off (start, end) or recurring (cron, duration,
+    timeZone). Only the types here: schedule.compile_schedule checks the rules, so a
+    window that slipped past the CRD is refused as InvalidSchedule, not InvalidSpec."""
+
+    start: str | None = Field(default=None, max_length=64)
+    end: str | None = Field(default=None, max_length=64)
+    cron: str | None = Field(default=None, max_length=128)
+    duration: str | None = Field(default=None, max_length=32)
+    time_zone: str | None = Field(default=None, alias="timeZone", max_length=64)
+
+
+class Schedule(_Model):
+    """When the output is on air (schedule.py): outside every window it has no pod."""
+
+    windows: tuple[Window, ...] = ()
+    lead_seconds: int = Field(default=0, alias="leadSeconds")
+
+
 class StreamOutputSpec(_Model):
     input: str = Field(min_length=1, max_length=MAX_INPUT_NAME)
     url: str | None = Field(default=None, min_length=1, max_length=2048)
@@ -213,6 +232,7 @@ class StreamOutputSpec(_Model):
     service: ServiceSpec = ServiceSpec()
     reconnect: ReconnectSpec = ReconnectSpec()
     tls: TLSSpec = TLSSpec()
+    schedule: Schedule | None = None
 
     @model_validator(mode="after")
     def _one_destination(self) -> StreamOutputSpec:

@@ -8,6 +8,7 @@ time, the index views and the memory arrive in `SeenOutput`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from . import events, render, urls
 from .events import Event
 from .models import StreamOutput
+from .schedule import Position
 from .settings import Settings
 from .status import (
     Cond,
@@ -78,6 +80,8 @@ class SeenOutput:
     conflict: str = ""  # a child's name is held by another owner
     duplicate: bool = False  # an earlier output of the namespace sends to the same destination
     settled: bool = True  # every output has claimed its destination since the start
+    window: Position | None = None  # where `now` is in spec.schedule (None: no schedule)
+    schedule_error: str = ""  # why spec.schedule is refused (InvalidSchedule)
     now: datetime | None = None
     settings: Settings = field(default_factory=Settings)
 
@@ -100,14 +104,26 @@ class OutputDecision:
     events: tuple[Event, ...] = ()  # posted once the status is written
     failures: int | None = None  # the consecutive-failure count to remember
     reset_flow: bool = False
+    wake: datetime | None = None  # the schedule's next boundary: look again then
 
 
 def plan_output(seen: SeenOutput) -> OutputDecision:
-    """What this output needs now."""
+    """What this output needs now, and when its schedule wants it looked at again."""
+    decision = _plan(seen)
+    timed = _timed(seen)
+    fields = _schedule_status(seen.previous, timed)
+    status = {**decision.status, **fields} if decision.status is not None else None
+    return dataclasses.replace(decision, status=status, wake=timed.wake if timed else None)
+
+
+def _plan(seen: SeenOutput) -> OutputDecision:
     out, dest = seen.output, seen.destination
     if out is None:
         return stop(seen, Blocked("Invalid", "InvalidSpec", seen.invalid))
-    blocked = seen.blocked or _suspended(out) or _duplicate(seen) or input_blocker(seen)
+    blocked = (
+        seen.blocked or _unscheduled(seen) or _suspended(out) or _off_air(seen) or _duplicate(seen)
+        or input_blocker(seen)
+    )
     if blocked or dest is None:
         return stop(seen, blocked or Blocked("Failed", "InvalidURL", "no destination"))
     if seen.conflict:
@@ -129,6 +145,34 @@ def _duplicate(seen: SeenOutput) -> Blocked | None:
 
 def _suspended(out: StreamOutput) -> Blocked | None:
     return Blocked("Suspended", "Suspended", "spec.suspend is true") if out.spec.suspend else None
+
+
+def _unscheduled(seen: SeenOutput) -> Blocked | None:
+    return Blocked("Invalid", "InvalidSchedule", seen.schedule_error) if seen.schedule_error else None
+
+
+def _off_air(seen: SeenOutput) -> Blocked | None:
+    """Outside every window of spec.schedule: no pod until the next one opens."""
+    if seen.window is None or seen.window.inside:
+        return None
+    if seen.window.next_start is None:
+        return Blocked("Scheduled", "NoWindowAhead", "outside every window of spec.schedule, and none is ahead")
+    return Blocked("Scheduled", "OutsideWindow", "outside every window of spec.schedule: on air from status.nextStart")
+
+
+def _timed(seen: SeenOutput) -> Position | None:
+    """The schedule's position, when it decides anything (not suspended, not refused)."""
+    if seen.output is None or seen.output.spec.suspend or seen.schedule_error:
+        return None
+    return seen.window
+
+
+def _schedule_status(previous: dict[str, Any], window: Position | None) -> dict[str, Any]:
+    """status.nextStart (off air) or status.nextStop (on air); cleared when neither applies."""
+    start = window.next_start if window and not window.inside else None
+    stop = window.next_stop if window and window.inside else None
+    fields = {"nextStart": now_iso(start) if start else None, "nextStop": now_iso(stop) if stop else None}
+    return {k: v for k, v in fields.items() if v is not None or previous.get(k) is not None}
 
 
 def input_blocker(seen: SeenOutput) -> Blocked | None:
@@ -197,8 +241,10 @@ def _ensure(seen: SeenOutput, pod: dict[str, Any], extras: list[dict[str, Any]])
     digest = render.digest(extras)
     apply = tuple(extras) if extras and digest != seen.extras else ()
     if current is None and not others:
-        # Its watch event brings the status. Until every output has said where it sends
-        # (after a start), no new pod: it could be the newer of two duplicates.
+        # Its watch event brings the status (out of Scheduled: with the WindowOpened Event);
+        # nothing else here, so that when a thousand windows open at once the pods go
+        # first. Until every output has said where it sends (after a start), no new pod:
+        # it could be the newer of two duplicates.
         return OutputDecision(deletes, pod if seen.settled else None, apply, digest)
     view = PodView.from_pod(current) if current else None
     why = _replacement_due(seen, view) if view else None

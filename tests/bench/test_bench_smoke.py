@@ -21,7 +21,7 @@ from tests.harness import media  # noqa: E402
 
 import bench  # noqa: E402
 
-CLUSTER = ("scale", "steady", "restart")
+CLUSTER = ("scale", "steady", "restart", "schedule")
 MEDIA = ("mediacost", "recovery", "latency")
 
 
@@ -48,6 +48,10 @@ def test_cluster_benchmark(name: str, tmp_path: Path) -> None:
         assert size["pods_seen"] == size["outputs"] and size["settled"], size
         assert all(_number(v) for v in (*size["apply_pod"], *size["so_pod"], size["rss_mb"], size["cpu_s"]))
         assert size["writes"] > 0 and size["rss_mb"] > 0
+    elif name == "schedule":
+        assert f["pods_seen"] == f["outputs"] and f["stops_seen"] == f["outputs"], f
+        assert f["early"] == 0, "no pod before its window, no stop before its end"
+        assert all(_number(v) for v in (*f["start"], *f["stop"], f["cpu_s"], f["margin_s"])), f
     elif name == "steady":
         assert f["window_s"] >= 29 and _number(f["cpu_per_min"]) and _number(f["status_patches_per_min"])
     else:

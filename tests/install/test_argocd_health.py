@@ -32,7 +32,8 @@ VMS = ["gopher-lua", "stock"]
 INPUT_HEALTH = {"Pending": "Progressing", "Waiting": "Progressing", "Live": "Healthy", "Failed": "Degraded"}
 OUTPUT_HEALTH = {
     "Pending": "Progressing", "Connecting": "Progressing", "Reconnecting": "Progressing",
-    "Streaming": "Healthy", "Suspended": "Suspended", "Failed": "Degraded", "Invalid": "Degraded",
+    "Streaming": "Healthy", "Suspended": "Suspended", "Scheduled": "Healthy", "Failed": "Degraded",
+    "Invalid": "Degraded",
 }
 
 
@@ -125,6 +126,13 @@ OUTPUT_CASES = [
     ("image pull", output_running(pod({"waiting": {"reason": "ImagePullBackOff", "message": "pull failed"}}), True),
      "Degraded", "ImagePullBackOff: pull failed"),
     ("suspended", output_stopped("Suspended", "Suspended", "spec.suspend is true", 4), "Suspended", "Suspended"),
+    ("scheduled, off air", {**output_stopped("Scheduled", "OutsideWindow", "outside every window of spec.schedule"),
+                            "nextStart": "2026-11-27T17:55:00Z"},
+     "Healthy", "Scheduled: off air until 2026-11-27T17:55:00Z"),
+    ("scheduled, nothing ahead", output_stopped("Scheduled", "NoWindowAhead", "none is ahead"), "Healthy",
+     "Scheduled: off air, no window of spec.schedule ahead"),
+    ("bad schedule", output_stopped("Invalid", "InvalidSchedule", "spec.schedule.windows[0].timeZone: not a time zone"),
+     "Degraded", "InvalidSchedule: spec.schedule.windows[0].timeZone"),
     ("input missing", output_stopped("Failed", "InputNotFound", "StreamInput 'studio' not found in namespace 'live'"),
      "Degraded", "InputNotFound: StreamInput 'studio' not found"),
     ("secret missing", output_stopped("Failed", "SecretNotFound", "Secret 'yt' with key 'url' not found"),

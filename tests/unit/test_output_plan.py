@@ -16,6 +16,7 @@ from streamdist.output_plan import (
     SeenOutput,
     plan_output,
 )
+from streamdist.schedule import Position
 from streamdist.settings import Settings
 
 NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
@@ -249,3 +250,107 @@ def test_claims_pick_the_earliest_and_forget_the_gone():
     assert memory.claim(b, "d1", "2026-01-02T00:00:00Z") == []
     memory.claim(b, None, "2026-01-02T00:00:00Z")  # suspended: sends nowhere
     assert memory.claim(OutputKey("ns", "d"), "d1", "2026-01-04T00:00:00Z") == []
+# --- the schedule --------------------------------------------------------------------------
+
+OFF_AIR = Position(False, next_start=NOW + timedelta(minutes=10))
+ON_AIR = Position(True, next_stop=NOW + timedelta(hours=2))
+SCHEDULE = {"windows": [{"cron": "0 12 * * *", "duration": "2h"}]}
+
+
+def test_off_air_by_schedule_has_no_pod_and_says_when_it_starts():
+    seen = _seen(_output(schedule=SCHEDULE), window=OFF_AIR, pods=(_pod("o-old", state=RUNNING),),
+                 previous={"phase": "Streaming", "pod": "o-old"})
+    decision = plan_output(seen)
+    assert decision.create is None and [d.name for d in decision.deletes] == ["o-old"]
+    assert (decision.status["phase"], _ready(decision)["reason"]) == ("Scheduled", "OutsideWindow")
+    assert decision.status["nextStart"] == "2026-11-29T12:10:00Z" and "nextStop" not in decision.status
+    assert [(e.type, e.reason) for e in decision.events] == [("Normal", "WindowClosed")]
+    assert decision.wake == NOW + timedelta(minutes=10)
+
+
+def test_no_window_ahead_is_still_scheduled_and_wants_no_timer():
+    decision = plan_output(_seen(_output(schedule=SCHEDULE), window=Position(False), previous={"phase": "Scheduled",
+                                                                                                "nextStart": "x"}))
+    assert (decision.status["phase"], _ready(decision)["reason"]) == ("Scheduled", "NoWindowAhead")
+    assert decision.status["nextStart"] is None, "the stale nextStart is cleared"
+    assert decision.wake is None and not decision.events
+
+
+def test_a_window_opening_creates_the_pod_first_and_says_so_with_its_status():
+    previous = {"phase": "Scheduled", "nextStart": "2026-11-29T12:00:00Z"}
+    seen = _seen(_output(schedule=SCHEDULE), window=ON_AIR, previous=previous)
+    decision = plan_output(seen)
+    assert decision.create == _desired(seen) and decision.status is None and not decision.events
+    assert decision.wake == NOW + timedelta(hours=2)
+    # the pod's watch event: the status, with the window's Event (instead of "Streaming")
+    pod = _pod(_desired(seen)["metadata"]["name"], state=RUNNING)
+    running = plan_output(SeenOutput(**{**seen.__dict__, "pods": (pod,)}))
+    assert running.status["phase"] == "Streaming"
+    assert running.status["nextStop"] == "2026-11-29T14:00:00Z" and running.status["nextStart"] is None
+    assert [(e.type, e.reason) for e in running.events] == [("Normal", "WindowOpened")]
+
+
+def test_on_air_by_schedule_runs_as_usual_with_its_stop():
+    seen = _seen(_output(schedule=SCHEDULE), window=ON_AIR, flow=Flowing(5000, 0.0))
+    pod = _pod(_desired(seen)["metadata"]["name"], state=RUNNING)
+    decision = plan_output(SeenOutput(**{**seen.__dict__, "pods": (pod,)}))
+    assert decision.status["phase"] == "Streaming" and decision.status["nextStop"] == "2026-11-29T14:00:00Z"
+    assert decision.create is None and not decision.deletes
+    assert _desired(seen) == _desired(_seen()), "a schedule changes no pod: a restart mid-window re-creates nothing"
+
+
+def test_a_first_pod_inside_a_window_writes_no_status_before_its_watch_event():
+    decision = plan_output(_seen(_output(schedule=SCHEDULE), window=ON_AIR))
+    assert decision.create is not None and decision.status is None and decision.wake == ON_AIR.wake
+
+
+@pytest.mark.parametrize("window", [OFF_AIR, ON_AIR])
+def test_suspend_wins_over_any_window(window):
+    seen = _seen(_output(schedule=SCHEDULE, suspend=True), window=window, pods=(_pod("o-old", state=RUNNING),),
+                 previous={"phase": "Scheduled", "nextStart": "2026-11-29T12:10:00Z"})
+    decision = plan_output(seen)
+    assert decision.status["phase"] == "Suspended" and decision.create is None and decision.deletes
+    assert decision.status["nextStart"] is None and decision.wake is None
+
+
+def test_an_invalid_schedule_is_refused_and_runs_nothing():
+    message = "spec.schedule.windows[0].timeZone: not a time zone of the operator's time zone database"
+    seen = _seen(_output(schedule=SCHEDULE), schedule_error=message, pods=(_pod("o-old", state=RUNNING),))
+    decision = plan_output(seen)
+    assert (decision.status["phase"], _ready(decision)["reason"]) == ("Invalid", "InvalidSchedule")
+    assert _ready(decision)["message"] == message and decision.deletes and decision.wake is None
+    assert [(e.type, e.reason) for e in decision.events] == [("Warning", "InvalidSchedule")]
+
+
+def test_outside_a_window_a_missing_input_waits_for_the_window():
+    decision = plan_output(_seen(_output(schedule=SCHEDULE), window=OFF_AIR, input_body=None, input_status={}))
+    assert decision.status["phase"] == "Scheduled"
+    opened = plan_output(_seen(_output(schedule=SCHEDULE), window=ON_AIR, input_body=None, input_status={},
+                               previous={"phase": "Scheduled"}))
+    assert opened.status["phase"] == "Failed" and [e.reason for e in opened.events] == ["InputNotFound"]
+
+
+def test_a_schedule_removed_clears_its_fields():
+    decision = plan_output(_seen(previous={"phase": "Scheduled", "nextStart": "2026-11-29T12:10:00Z"},
+                                 pods=(_pod(_desired(_seen())["metadata"]["name"], state=RUNNING),)))
+    assert decision.status["nextStart"] is None and "nextStop" not in decision.status and decision.wake is None
+    plain = plan_output(_seen(pods=(_pod(_desired(_seen())["metadata"]["name"], state=RUNNING),)))
+    assert "nextStart" not in plain.status and "nextStop" not in plain.status, "no schedule, no schedule fields"
+
+
+@pytest.mark.parametrize(("before", "phase", "expected"), [
+    ("Scheduled", "Pending", ("Normal", "WindowOpened")),
+    ("Scheduled", "Streaming", ("Normal", "WindowOpened")),
+    ("Streaming", "Scheduled", ("Normal", "WindowClosed")),
+    ("Reconnecting", "Scheduled", ("Normal", "WindowClosed")),
+    ("Pending", "Scheduled", ("Normal", "WindowClosed")),
+    (None, "Scheduled", ("Normal", "OutsideWindow")),
+    ("Suspended", "Scheduled", ("Normal", "OutsideWindow")),
+    ("Scheduled", "Scheduled", None),
+    ("Scheduled", "Failed", ("Warning", "OutsideWindow")),
+])
+def test_the_event_policy_for_windows(before, phase, expected):
+    from streamdist import events
+
+    event = events.transition({"phase": before} if before else {}, {"phase": phase}, "OutsideWindow", "m")
+    assert (None if event is None else (event.type, event.reason)) == expected

@@ -23,6 +23,7 @@ from ..models import SecretKeyRef
 from ..secret_policy import Refusal, Usage
 from ..settings import Settings
 from .memory import Memory, ObjectKey
+from .timers import Timers
 
 log = logging.getLogger("streamdist")
 SECRET_TTL = 30.0
@@ -107,6 +108,7 @@ class Context:
     idx: Indexes = field(default_factory=Indexes)
     memory: Memory = field(default_factory=Memory)
     secrets: SecretCache = field(default_factory=SecretCache)
+    timers: Timers = field(default_factory=Timers)  # schedule boundaries (handlers/timers.py)
     # The installation key every router credential is derived from (read at start-up).
     key: str = ""
     # Ports are handed out one input at a time (two creates at once must not share one).

@@ -10,6 +10,7 @@ from kubernetes.client.exceptions import ApiException
 
 from . import outputs
 from .context import Context, Key, log, logline
+from .memory import OutputKey
 
 
 def guarded(fn: Callable[[Context, Key], None], ctx: Context, key: Key) -> None:
@@ -43,3 +44,8 @@ def listed(event: Any) -> bool:
     an output on its own event, its pod's and, 20 at a time, its input's made 4x the work.
     """
     return event.get("type") is None
+
+
+def output_due(ctx: Context, key: OutputKey) -> None:
+    """A boundary of the output's schedule has come (handlers/timers.py)."""
+    guarded(outputs.reconcile, ctx, (key.namespace, key.name))

@@ -13,7 +13,9 @@ from .memory import InputKey, OutputKey
 
 
 def act_output(ctx: Context, key: OutputKey, body: dict[str, Any], decision: OutputDecision) -> None:
-    """Deletes first, then children, then the new pod; status and Events last."""
+    """Deletes first, then children, then the new pod; status and Events last. The
+    schedule's timer is armed before any of it: a failed call does not lose it."""
+    ctx.timers.arm(key, decision.wake)
     for pod in decision.deletes:
         ctx.kube.delete_pod(key.namespace, pod.name, pod.uid, grace_seconds=pod.grace)
         logline("pod-deleted", namespace=key.namespace, output=key.name, pod=pod.name)

@@ -85,7 +85,10 @@ async def _every(seconds: float, tick: Any, ctx: Context) -> None:
 
 async def _backoff_tick(ctx: Context) -> None:
     loop = asyncio.get_running_loop()
+    resumed = ctx.paused  # a replica taking over looks at everything at once (windows closed meanwhile too)
     if await loop.run_in_executor(None, active, ctx):
+        if resumed:
+            await _resync_tick(ctx)
         await loop.run_in_executor(None, check_backoff, ctx, crashlooping(ctx))
 
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ..mediamtx import InputHealth, PathSample
+from ..schedule import Placed
 
 Endpoints = tuple[str, ...]  # where encoders send: the primary's, then the backup's
 
@@ -92,6 +94,7 @@ class OutputMemory:
     failures: int = 0  # consecutive failures (kubelet restarts + replacements) since it streamed
     extras: str = ""  # digest of the extra children (SRT listener Service) last applied
     written: Written | None = None
+    placed: Placed | None = None  # where the output is in its schedule, until the next boundary
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class Claim:
 
     created: str  # creationTimestamp: RFC 3339 sorts as text
     name: str
+    until: datetime | None = None  # on air by its schedule: the claim lapses at the window's end
 
 
 @dataclass
@@ -115,15 +119,16 @@ class Memory:
     settled: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def claim(self, key: OutputKey, digest: str | None, created: str) -> list[Claim]:
-        """Record where an output sends (None: nowhere); the other claims on that place."""
+    def claim(self, key: OutputKey, digest: str | None, created: str, until: datetime | None = None) -> list[Claim]:
+        """Record where an output sends (None: nowhere) and until when (None: for good);
+        the other claims on that place."""
         with self._lock:
             self._release(key)
             self._claimed[key] = digest
             if digest is None:
                 return []
             peers = self._claims.setdefault((key.namespace, digest), {})
-            peers[key] = Claim(created, key.name)
+            peers[key] = Claim(created, key.name, until)
             return [c for k, c in peers.items() if k != key]
 
     def claimed(self, keys: list[OutputKey]) -> bool:

@@ -10,11 +10,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .. import destinations, urls
+from .. import destinations, schedule, urls
 from ..kube import NameConflict
 from ..metrics import RECONCILE_SECONDS
 from ..models import StreamOutput, explain, parse_output
 from ..output_plan import Blocked, Flowing, SeenOutput, plan_output
+from ..schedule import Position
 from ..secret_policy import Refusal
 from . import executor, status_writes
 from .context import Context, Key
@@ -30,6 +31,7 @@ def reconcile(ctx: Context, key: Key) -> None:
     body = ctx.idx.one(ctx.idx.outputs, key)
     if body is None:
         ctx.memory.forget(okey)
+        ctx.timers.arm(okey, None)
         return
     with ctx.lock(okey), RECONCILE_SECONDS.labels(KIND).time():
         seen = observe(ctx, okey, body)
@@ -48,8 +50,14 @@ def observe(ctx: Context, key: OutputKey, body: dict[str, Any]) -> SeenOutput:
     resolved = _destination(ctx, out)
     dest, version, where = resolved if isinstance(resolved, tuple) else (None, "", "")
     created = body["metadata"].get("creationTimestamp", "")
-    running = dest is not None and not dest.listener and not out.spec.suspend
-    peers = ctx.memory.claim(key, where if running else None, created)
+    now = datetime.now(UTC)
+    window, schedule_error = _window(ctx, key, out, now)
+    # Off air by its schedule an output sends nowhere: two outputs may share a destination
+    # at different times. On air, its claim lapses at its window's end (the next window's
+    # output may run before this one's timer has released it).
+    on_air = not schedule_error and (window is None or window.inside)
+    running = dest is not None and not dest.listener and not out.spec.suspend and on_air
+    peers = ctx.memory.claim(key, where if running else None, created, window.next_stop if window else None)
     memory = ctx.memory.output(key)
     input_key = (key.namespace, out.spec.input)
     input_body = ctx.idx.one(ctx.idx.inputs, input_key)
@@ -59,7 +67,7 @@ def observe(ctx: Context, key: OutputKey, body: dict[str, Any]) -> SeenOutput:
         destination=dest,
         secret_version=version,
         blocked=resolved if isinstance(resolved, Blocked) else None,
-        duplicate=any((p.created, p.name) < (created, key.name) for p in peers),
+        duplicate=any((p.created, p.name) < (created, key.name) and (p.until is None or now < p.until) for p in peers),
         settled=_settled(ctx),
         input_body=input_body,
         input_status=status_writes.previous_status(ctx, InputKey(*input_key), input_body) if input_body else {},
@@ -70,7 +78,9 @@ def observe(ctx: Context, key: OutputKey, body: dict[str, Any]) -> SeenOutput:
         flow=_flowing(ctx, key),
         failures=memory.failures,
         extras=memory.extras,
-        now=datetime.now(UTC),
+        window=window,
+        schedule_error=schedule_error,
+        now=now,
         settings=ctx.settings,
     )
 
@@ -80,6 +90,21 @@ def _settled(ctx: Context) -> bool:
     if not ctx.memory.settled:
         ctx.memory.settled = ctx.memory.claimed([OutputKey(*k) for k in ctx.idx.keys(ctx.idx.outputs)])
     return ctx.memory.settled
+
+
+def _window(ctx: Context, key: OutputKey, out: StreamOutput, now: datetime) -> tuple[Position | None, str]:
+    """Where `now` is in spec.schedule (kept in memory until its next boundary), or why
+    the schedule is refused."""
+    memory = ctx.memory.output(key)
+    if out.spec.schedule is None:
+        memory.placed = None
+        return None, ""
+    try:
+        memory.placed = schedule.locate(out.spec.schedule, now, memory.placed)
+    except schedule.ScheduleError as exc:
+        memory.placed = None
+        return None, str(exc)
+    return memory.placed.position, ""
 
 
 def _previous(ctx: Context, key: OutputKey, body: dict[str, Any]) -> dict[str, Any]:

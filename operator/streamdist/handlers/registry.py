@@ -8,6 +8,7 @@ repeated event is healed by the next one or by the periodic resync.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import kopf
@@ -18,7 +19,7 @@ from ..metrics import StatusCollector
 from ..models import GROUP, VERSION
 from . import inputs, loop, outputs
 from .context import Context, Key
-from .dispatch import guarded, listed, siblings
+from .dispatch import guarded, listed, output_due, siblings
 
 MANAGED = {"app.kubernetes.io/managed-by": "streamdist"}
 
@@ -147,6 +148,7 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     key_ns, _, key_name = memo.ctx.settings.key_secret.partition("/")
     running = asyncio.get_running_loop()
     memo.ctx.key = await running.run_in_executor(None, memo.ctx.kube.installation_key, key_ns, key_name)
+    memo.ctx.timers.start(running, functools.partial(output_due, memo.ctx))
     memo.resync_task = asyncio.create_task(loop.run(memo.ctx))
     if memo.ctx.settings.metrics_port:
         REGISTRY.register(StatusCollector(memo.ctx))
@@ -158,3 +160,4 @@ async def cleanup(memo: Any, **_: Any) -> None:
     task = getattr(memo, "resync_task", None)
     if task:
         task.cancel()
+    memo.ctx.timers.stop()

@@ -1,6 +1,7 @@
 -- Argo CD health of a streamdist.io StreamOutput, from the status the streamdist operator
--- writes: phase Pending | Connecting | Streaming | Reconnecting | Suspended | Failed |
--- Invalid, conditions Ready and InputReady, reconnects, lastError, a masked destination.
+-- writes: phase Pending | Connecting | Streaming | Reconnecting | Suspended | Scheduled |
+-- Failed | Invalid, conditions Ready and InputReady, reconnects, lastError, a masked
+-- destination, nextStart. Off air by its schedule is where the output should be: Healthy.
 -- Argo CD runs this in gopher-lua (Lua 5.1) with only the base, table and package
 -- libraries open: no string or math library, so strings are only compared and joined.
 local hs = {}
@@ -68,6 +69,13 @@ elseif phase == "Reconnecting" then
 elseif phase == "Suspended" then
   hs.status = "Suspended"
   hs.message = "Suspended (spec.suspend is true)"
+elseif phase == "Scheduled" then
+  hs.status = "Healthy"
+  if status.nextStart ~= nil and status.nextStart ~= "" then
+    hs.message = "Scheduled: off air until " .. status.nextStart
+  else
+    hs.message = "Scheduled: off air, no window of spec.schedule ahead"
+  end
 elseif phase == "Failed" or phase == "Invalid" then
   hs.status = "Degraded"
   local reason = phase
