@@ -219,6 +219,28 @@ def test_a_recurring_window_keeps_the_minute(k: Kubectl, control_plane):
     assert 0 <= opened < BOUNDARY_S + HARNESS_S and 0 <= closed < BOUNDARY_S + HARNESS_S
 
 
+def test_two_outputs_share_a_destination_at_different_times(k: Kubectl, control_plane):
+    """Off air an output claims no destination, and on air its claim lapses at its
+    window's end: the next output to the same place starts on time, no DuplicateDestination."""
+    k.apply_file("examples/inputs/udp.yaml")
+    k.wait("router", lambda: k.status("si", "studio-udp").get("endpoint"))
+    start = _ahead(8)
+    handover = start + timedelta(seconds=5)
+    with PodLog(control_plane.kubeconfig, k.ns) as log:
+        k("apply", "-f", "-", input=_output("first", _one_off(start, handover)) + "---\n" +
+          _output("second", _one_off(handover, handover + timedelta(seconds=5))))
+        k.wait("both Scheduled", lambda: all(k.status("so", n).get("phase") == "Scheduled" for n in ("first", "second")))
+        k.wait("both windows over", lambda: datetime.now(UTC) > handover + timedelta(seconds=7), timeout=30)
+        added = log.added()
+    assert len(added) == 2, log.events
+    opened = [t - _mono(at) for (t, _), at in zip(added, (start, handover), strict=True)]
+    print(f"\ntwo outputs, one destination: pods seen {[round(x, 3) for x in opened]} s after their windows opened")
+    assert all(0 <= x < BOUNDARY_S + HARNESS_S for x in opened), opened
+    for name in ("first", "second"):
+        assert "DuplicateDestination" not in _reasons(k, name)
+        assert k.status("so", name)["phase"] == "Scheduled"
+
+
 @pytest.mark.parametrize(("window", "message"), [
     ("    - {cron: '0 19 * * FRI', duration: 2h, timeZone: Mars/Olympus_Mons}\n",
      "spec.schedule.windows[0].timeZone: not a time zone of the operator's time zone database"),
