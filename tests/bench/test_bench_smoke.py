@@ -66,10 +66,15 @@ def test_media_benchmark(name: str, tmp_path: Path) -> None:
     res = _run(name, tmp_path)
     f = res.figures
     if name == "mediacost":
+        (size,) = f["sizes"].values()
         for v in ("ours", "tee", "forward", "direct"):
-            assert f[v]["cpu_per_min"] > 0 and f[v]["rss_mb"] > 0, (v, f[v])
-            assert f[v]["delivered_min_mbps"] > 0, (v, f[v])
-        assert all(_number(r) for r in f["ratios"].values())
+            assert size[v]["cpu_per_min"] > 0 and size[v]["pss_mb"] > 0, (v, size[v])
+            assert size[v]["delivered_min_mbps"] > 0, (v, size[v])
+            assert _number(size[v]["router_cpu_per_reader"]), (v, size[v])
+        # the outputs were metered with the FFmpeg their wrapper runs
+        assert {"ffmpeg", "streamdist-ffmp"} <= set(size["ours"]["members"]), size["ours"]["members"]
+        assert size["ours"]["own_pss_mb"] > 0
+        assert all(_number(r) for r in size["ratios"].values())
     elif name == "recovery":
         for key, o in f.items():
             assert _number(o["recovered_s"]), (key, o)
