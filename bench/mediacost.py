@@ -97,14 +97,14 @@ def tables(size: Size, figs: dict[str, Any], desc: str, mbps: float) -> list[Tab
     t = Table(
         f"{n} outputs of one {desc} source at {mbps:.1f} Mbit/s, {size.window:.0f} s per variant",
         ["variant", "processes", "CPU s/min", "router CPU s/min", "router CPU s/min per reader", "CPU s/min/output",
-         "PSS MB", "PSS MB/output", "delivered Mbit/s/output (min)", "all alive"],
+         "PSS MB", "PSS MB/output", "delivered Mbit/s/output (min)", "interruptions", "all alive"],
     )  # fmt: skip
     for v in (ROUTER_ONLY, *VARIANTS):
         f = figs[v]
         per_output = f["cpu_per_min"] / n if f["readers"] else None
         own_pss = f["own_pss_mb"] / n if f["own_pss_mb"] else None
         t.add(v, f["processes"], f["cpu_per_min"], f["router_cpu_per_min"], f.get("router_cpu_per_reader"),
-              per_output, f["pss_mb"], own_pss, f["delivered_min_mbps"], f["alive"])  # fmt: skip
+              per_output, f["pss_mb"], own_pss, f["delivered_min_mbps"], f["interruptions"], f["alive"])  # fmt: skip
     r = Table(f"{n} outputs: ours against each, and the targets", ["figure", "value", "target"])
     for v, target in (("tee", TEE_TARGET), ("forward", FORWARD_TARGET), ("direct", None)):
         ratio = figs["ratios"][v]
@@ -122,7 +122,8 @@ NOTES = [
     "router CPU per reader: the router's CPU above its CPU with no reader (row 'router only': the source publishing), "
     "divided by its readers (ours, direct: N; tee: 1; forward: its N pushes)",
     "delivered: bytes the receiver MediaMTX got per destination path during the window (direct: bytes the router "
-    "sent, divided by N)",
+    "sent, divided by N); interruptions: destination paths that went away or restarted their byte count within the "
+    "window (their publisher reconnected), summed over the N destinations (sampled every second)",
 ]
 
 
@@ -188,7 +189,7 @@ def meter_window(
     roots = {"router": router.process.pid, **{f"p{i}": p.pid for i, p in enumerate(procs)}}
     meter = TreeMeter(roots).start()
     own = [name for name in roots if name != "router"]
-    rx0 = mediautil.path_bytes(rx) if rx else {}
+    delivery = mediautil.Delivery(rx, [f"out-{i}" for i in range(n)]) if rx else None
     sent0 = mediautil.path_sent(router.mediamtx).get(router.name, 0)
     t_end = time.monotonic() + window
     next_pss = time.monotonic()
@@ -196,12 +197,14 @@ def meter_window(
         time.sleep(min(1.0, max(0.0, t_end - time.monotonic())))
         take_pss = time.monotonic() >= next_pss
         meter.sample(memory=take_pss)
+        if delivery:
+            delivery.sample()
         next_pss += PSS_EVERY_S if take_pss else 0
     meter.stop()
-    rx1 = mediautil.path_bytes(rx) if rx else {}
     sent1 = mediautil.path_sent(router.mediamtx).get(router.name, 0)
-    if rx:
-        per = [(rx1.get(f"out-{i}", 0) - rx0.get(f"out-{i}", 0)) * 8 / meter.wall / 1e6 for i in range(n)]
+    if delivery:
+        delivery.sample()
+        per = [b * 8 / meter.wall / 1e6 for b in delivery.total.values()]
     elif variant == "direct":
         per = [(sent1 - sent0) * 8 / meter.wall / 1e6 / n]
     else:
@@ -217,5 +220,6 @@ def meter_window(
         "own_pss_mb": meter.pss_mb(own) if own else 0.0,
         "delivered_min_mbps": min(per) if per else None,
         "delivered_mbps": per,
+        "interruptions": sum(delivery.interruptions.values()) if delivery else None,
         "alive": router.process.alive() and all(p.alive() for p in procs),
     }

@@ -71,6 +71,7 @@ def test_media_benchmark(name: str, tmp_path: Path) -> None:
             assert size[v]["cpu_per_min"] > 0 and size[v]["pss_mb"] > 0, (v, size[v])
             assert size[v]["delivered_min_mbps"] > 0, (v, size[v])
             assert _number(size[v]["router_cpu_per_reader"]), (v, size[v])
+            assert v == "direct" or isinstance(size[v]["interruptions"], int), (v, size[v])
         # the outputs were metered with the FFmpeg their wrapper runs
         assert {"ffmpeg", "streamdist-ffmp"} <= set(size["ours"]["members"]), size["ours"]["members"]
         assert size["ours"]["own_pss_mb"] > 0
