@@ -22,7 +22,7 @@ from tests.harness import media  # noqa: E402
 import bench  # noqa: E402
 
 CLUSTER = ("scale", "steady", "restart", "schedule")
-MEDIA = ("mediacost", "recovery", "latency")
+MEDIA = ("mediacost", "mediaprofile", "recovery", "latency")
 
 
 def _number(value: Any) -> bool:
@@ -76,6 +76,13 @@ def test_media_benchmark(name: str, tmp_path: Path) -> None:
         assert {"ffmpeg", "streamdist-ffmp"} <= set(size["ours"]["members"]), size["ours"]["members"]
         assert size["ours"]["own_pss_mb"] > 0
         assert all(_number(r) for r in size["ratios"].values())
+    elif name == "mediaprofile":
+        c = f["syscalls"]
+        assert _number(c["packets_per_s"]) and c["packets_per_s"] > 0 and c["readers"] == f["outputs"], c
+        for who in ("output FFmpeg", "router"):
+            assert c["counts"][who]["all syscalls"] > 0, (who, c["counts"][who])
+        assert f["perf"]["ffmpeg"] and f["perf"]["mediamtx"]
+        assert all(f["callgrind"][k] > 0 for k in ("loader", "setup", "probe", "relay")), f["callgrind"]
     elif name == "recovery":
         for key, o in f.items():
             assert _number(o["recovered_s"]), (key, o)
