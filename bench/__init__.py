@@ -90,15 +90,20 @@ def _section(r: Result, opts: Opts) -> str:
 
 
 def write_results(path: Path, results: list[Result], opts: Opts) -> None:
-    """Replace (or add) the sections of ``results`` in ``path``; keep the others."""
+    """Replace (or add) the sections of ``results`` in ``path``; keep the others, and
+    keep each hand-written ``<!-- note:NAME -->`` block after the section it is about
+    (what a reader must know beside the figures: findings, floors, rejected changes)."""
     old = path.read_text() if path.exists() else ""
     sections: dict[str, str] = {}
+    notes: dict[str, str] = {}
     for mod in BENCHMARKS:
-        m = re.search(rf"<!-- bench:{mod.NAME} -->.*?<!-- /bench:{mod.NAME} -->\n?", old, re.S)
-        if m:
-            sections[mod.NAME] = m.group(0)
+        for kind, found in (("bench", sections), ("note", notes)):
+            m = re.search(rf"<!-- {kind}:{mod.NAME} -->.*?<!-- /{kind}:{mod.NAME} -->\n?", old, re.S)
+            if m:
+                found[mod.NAME] = m.group(0)
     for r in results:
         sections[r.name] = _section(r, opts)
     parts = [HEADER]
-    parts += [sections[mod.NAME] for mod in BENCHMARKS if mod.NAME in sections]
+    for mod in BENCHMARKS:
+        parts += [d[mod.NAME] for d in (sections, notes) if mod.NAME in d]
     path.write_text("\n".join(parts))

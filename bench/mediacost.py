@@ -109,6 +109,10 @@ def tables(size: Size, figs: dict[str, Any], desc: str, mbps: float) -> list[Tab
     for v, target in (("tee", TEE_TARGET), ("forward", FORWARD_TARGET), ("direct", None)):
         ratio = figs["ratios"][v]
         r.add(f"CPU ours/{v}", ratio, f"<= {target:g}: {'ok' if ratio <= target else 'MISSED'}" if target else "")
+    # what no change to the outputs can beat: N FFmpeg RTSP readers that push nothing
+    for v in ("tee", "forward"):
+        r.add(f"floor: CPU direct/{v}", figs["direct"]["cpu_per_min"] / figs[v]["cpu_per_min"],
+              "the readers alone: an output that pulls RTSP with FFmpeg costs at least this")  # fmt: skip
     pss = figs["ours"]["own_pss_mb"] / n
     r.add("PSS MB per output (ours)", pss, f"<= {PSS_TARGET_MB:g}: {'ok' if pss <= PSS_TARGET_MB else 'MISSED'}")
     return [t, r]
