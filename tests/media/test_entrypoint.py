@@ -1,13 +1,15 @@
 """The output image's entrypoint (images/ffmpeg/streamdist-ffmpeg) on its own: a TERM
 sent to it alone (what the kubelet does: PID 1 of the container) reaches FFmpeg, whose
 exit status becomes the wrapper's; the destination (the last argument) never appears
-in the log, even when FFmpeg names it in a stream of other output; the wrapper costs
-little memory beside FFmpeg."""
+in the log, even when FFmpeg names it in a stream of other output; before FFmpeg it
+waits, bounded, for the input's router to accept a connection; it costs little memory
+beside FFmpeg."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,8 +32,8 @@ SECRET_URL = "rtmp://user:CANARYPASS@127.0.0.1:9/app/CANARYKEY"
 MASKED = "rtmp://***@127.0.0.1:9/app/***"
 
 
-def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "STREAMDIST_MASKED_DESTINATION": MASKED}
+def _start(args: list[str], log: Path, **env_extra: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "STREAMDIST_MASKED_DESTINATION": MASKED, **env_extra}
     with open(log, "wb") as f:
         return subprocess.Popen([WRAPPER, *args], stdin=subprocess.DEVNULL, stdout=f, stderr=f, env=env)
 
@@ -81,6 +83,50 @@ def test_destination_masked_in_a_stream_of_output(tmp_path: Path) -> None:
     assert MASKED in log, log
 
 
+NULL_JOB = ["-hide_banner", "-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=10",
+            "-t", "2", "-f", "null", "-"]  # fmt: skip
+WAIT_S = 3
+
+
+def _seconds_to_ffmpeg(tmp_path: Path, address: str) -> float:
+    """Seconds from the wrapper's start until its FFmpeg runs, with the input address set."""
+    t0 = time.monotonic()
+    wrapper = _start(NULL_JOB, tmp_path / "log", STREAMDIST_INPUT_ADDRESS=address,
+                     STREAMDIST_INPUT_WAIT_SECONDS=str(WAIT_S))  # fmt: skip
+    try:
+        _ffmpeg_child(wrapper)
+        return time.monotonic() - t0
+    finally:
+        assert wrapper.wait(timeout=30) == 0, (tmp_path / "log").read_text(errors="replace")
+
+
+def test_router_wait_accepting_refused_and_silent(tmp_path: Path) -> None:
+    """An accepting router: FFmpeg starts at once (a name resolves as well as an IP).
+    Nothing listening: the wrapper retries for STREAMDIST_INPUT_WAIT_SECONDS, then runs
+    FFmpeg anyway. A router that never answers the SYN (here: a listener whose accept
+    queue is full, so the kernel drops the SYN): each try is cut after 1 s, so the wait
+    stays bounded."""
+    with socket.socket() as open_port:
+        open_port.bind((media.LOOPBACK, 0))
+        open_port.listen(8)
+        accepting = _seconds_to_ffmpeg(tmp_path, f"localhost:{open_port.getsockname()[1]}")
+    refused = _seconds_to_ffmpeg(tmp_path, f"{media.LOOPBACK}:{media.free_tcp_port()}")
+    with socket.socket() as full:
+        full.bind((media.LOOPBACK, 0))
+        full.listen(0)
+        addr = full.getsockname()
+        fillers = [socket.create_connection(addr, timeout=2)]  # the one connection a backlog of 0 queues
+        try:
+            silent = _seconds_to_ffmpeg(tmp_path, f"{addr[0]}:{addr[1]}")
+        finally:
+            for c in fillers:
+                c.close()
+    # the deadline counts whole seconds (Perl's time): the wait is WAIT_S - 1 to WAIT_S
+    assert accepting < min(refused, silent) - 1, (accepting, refused, silent)
+    assert WAIT_S - 1 < refused < WAIT_S + 1.5, refused
+    assert WAIT_S - 1 < silent < WAIT_S + 2.5, silent
+
+
 def _private_dirty_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
         if line.startswith("Private_Dirty:"):
@@ -90,11 +136,14 @@ def _private_dirty_kb(pid: int) -> int:
 
 def test_wrapper_memory_beside_ffmpeg(tmp_path: Path) -> None:
     """The wrapper loads no module: its own memory (private dirty pages; shared ones
-    depend on what else runs perl) stays under 1 MB. With IO::Handle, Errno and
-    warnings loaded it was 2.0 MB."""
+    depend on what else runs perl) stays under 1 MB, its router wait included. With
+    IO::Socket::INET, IO::Handle, Errno and warnings loaded it was 3.0 MB."""
     args = ["-hide_banner", "-nostdin", "-re", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=10",
             "-t", "30", "-f", "null", "-"]  # fmt: skip
-    wrapper = _start(args, tmp_path / "log")
+    with socket.socket() as router:
+        router.bind((media.LOOPBACK, 0))
+        router.listen(8)
+        wrapper = _start(args, tmp_path / "log", STREAMDIST_INPUT_ADDRESS=f"localhost:{router.getsockname()[1]}")
     try:
         _ffmpeg_child(wrapper)
         time.sleep(0.5)
