@@ -6,6 +6,7 @@ steady         status patches and operator CPU of 200 quiet outputs
 restart        kill -9 of the operator with 1,000 outputs: re-adoption time
 mediacost      CPU/PSS of one FFmpeg per output vs tee, MediaMTX forward, readers
 mediaprofile   where an output's and the router's CPU goes: syscalls, perf, callgrind
+nodecost       the same outputs on the local real node: each pod's cgroup CPU and working set
 recovery       destination down and up again: time to frames vs reconnect delay
 latency        delay added by the relay, per output protocol
 schedule       1,000 scheduled outputs: windows opening/closing at the same second
@@ -24,10 +25,10 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
-from . import common, latency, mediacost, mediaprofile, recovery, restart, scale, schedule, steady
+from . import common, latency, mediacost, mediaprofile, nodecost, recovery, restart, scale, schedule, steady
 from .common import Opts, Result
 
-BENCHMARKS = (scale, steady, restart, mediacost, mediaprofile, recovery, latency, schedule)
+BENCHMARKS = (scale, steady, restart, mediacost, mediaprofile, nodecost, recovery, latency, schedule)
 
 
 def by_name(name: str):  # type: ignore[no-untyped-def]

@@ -1,5 +1,6 @@
 """Smoke run of every benchmark at its smallest size (``python -m bench --quick``), so
-``make bench`` keeps working. Asserts that each ran and produced its figures, never a
+``make bench`` keeps working (nodecost, which needs the local real node, has its smoke
+run in tests/e2e on that suite's node). Asserts that each ran and produced its figures, never a
 speed target: the machine running ``make test`` is small and busy."""
 
 from __future__ import annotations
