@@ -4,7 +4,9 @@
 scale          control plane at 1x20, 10x20, 50x20 outputs on a real apiserver
 steady         status patches and operator CPU of 200 quiet outputs
 restart        kill -9 of the operator with 1,000 outputs: re-adoption time
-mediacost      CPU/RSS of one FFmpeg per output vs tee, MediaMTX forward, readers
+mediacost      CPU/PSS of one FFmpeg per output vs tee, MediaMTX forward, readers
+mediaprofile   where an output's and the router's CPU goes: syscalls, perf, callgrind
+nodecost       the same outputs on the local real node: each pod's cgroup CPU and working set
 recovery       destination down and up again: time to frames vs reconnect delay
 latency        delay added by the relay, per output protocol
 schedule       1,000 scheduled outputs: windows opening/closing at the same second
@@ -23,10 +25,10 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
-from . import common, latency, mediacost, recovery, restart, scale, schedule, steady
+from . import common, latency, mediacost, mediaprofile, nodecost, recovery, restart, scale, schedule, steady
 from .common import Opts, Result
 
-BENCHMARKS = (scale, steady, restart, mediacost, recovery, latency, schedule)
+BENCHMARKS = (scale, steady, restart, mediacost, mediaprofile, nodecost, recovery, latency, schedule)
 
 
 def by_name(name: str):  # type: ignore[no-untyped-def]
@@ -89,15 +91,20 @@ def _section(r: Result, opts: Opts) -> str:
 
 
 def write_results(path: Path, results: list[Result], opts: Opts) -> None:
-    """Replace (or add) the sections of ``results`` in ``path``; keep the others."""
+    """Replace (or add) the sections of ``results`` in ``path``; keep the others, and
+    keep each hand-written ``<!-- note:NAME -->`` block after the section it is about
+    (what a reader must know beside the figures: findings, floors, rejected changes)."""
     old = path.read_text() if path.exists() else ""
     sections: dict[str, str] = {}
+    notes: dict[str, str] = {}
     for mod in BENCHMARKS:
-        m = re.search(rf"<!-- bench:{mod.NAME} -->.*?<!-- /bench:{mod.NAME} -->\n?", old, re.S)
-        if m:
-            sections[mod.NAME] = m.group(0)
+        for kind, found in (("bench", sections), ("note", notes)):
+            m = re.search(rf"<!-- {kind}:{mod.NAME} -->.*?<!-- /{kind}:{mod.NAME} -->\n?", old, re.S)
+            if m:
+                found[mod.NAME] = m.group(0)
     for r in results:
         sections[r.name] = _section(r, opts)
     parts = [HEADER]
-    parts += [sections[mod.NAME] for mod in BENCHMARKS if mod.NAME in sections]
+    for mod in BENCHMARKS:
+        parts += [d[mod.NAME] for d in (sections, notes) if mod.NAME in d]
     path.write_text("\n".join(parts))

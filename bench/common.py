@@ -12,7 +12,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -222,50 +222,6 @@ def mem_kb(pid: int) -> dict[str, int]:
     except OSError:
         return {}
     return out
-
-
-class CpuMeter:
-    """CPU seconds a set of processes spent between ``start()`` and ``stop()``.
-
-    Processes that exit in between are counted up to their last reading (call
-    ``sample()`` now and then to keep that reading fresh).
-    """
-
-    def __init__(self, pids: Iterable[int]) -> None:
-        self.pids = list(pids)
-        self.first: dict[int, float] = {}
-        self.last: dict[int, float] = {}
-        self.t0 = self.t1 = 0.0
-
-    def start(self) -> CpuMeter:
-        self.t0 = time.monotonic()
-        for pid in self.pids:
-            v = cpu_seconds(pid)
-            if v is not None:
-                self.first[pid] = self.last[pid] = v
-        return self
-
-    def sample(self) -> None:
-        for pid in self.first:
-            v = cpu_seconds(pid)
-            if v is not None:
-                self.last[pid] = v
-
-    def stop(self) -> float:
-        self.sample()
-        self.t1 = time.monotonic()
-        return self.total
-
-    @property
-    def total(self) -> float:
-        return sum(self.last[p] - self.first[p] for p in self.first)
-
-    @property
-    def wall(self) -> float:
-        return (self.t1 or time.monotonic()) - self.t0
-
-    def per_minute(self) -> float:
-        return self.total / self.wall * 60 if self.wall > 0 else float("nan")
 
 
 # ----------------------------------------------------------------------- stats

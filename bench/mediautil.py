@@ -133,6 +133,37 @@ def path_bytes(mtx: media.MediaMTX) -> dict[str, int]:
     return {p.name: p.bytes_received for p in mtx.api().paths() if p.ready}
 
 
+class Delivery:
+    """Bytes each destination path of a receiver got over a window, from samples of its
+    counters. A path that went away or whose counter went down was re-created (its
+    publisher reconnected): that is an interruption, and its new count is bytes since."""
+
+    def __init__(self, mtx: media.MediaMTX, names: list[str]) -> None:
+        self.mtx = mtx
+        self.names = names
+        self.total = dict.fromkeys(names, 0)
+        self.interruptions = dict.fromkeys(names, 0)
+        self.last = {k: v for k, v in path_bytes(mtx).items() if k in self.total}
+
+    def sample(self) -> None:
+        try:
+            now = path_bytes(self.mtx)
+        except Exception:
+            return  # the API was slow to answer: the next sample covers this one
+        for name in self.names:
+            value, prev = now.get(name), self.last.get(name)
+            if value is None:
+                if prev is not None:
+                    self.interruptions[name] += 1
+                    del self.last[name]
+                continue
+            if prev is not None and value < prev:
+                self.interruptions[name] += 1
+                prev = None
+            self.total[name] += value - (prev or 0)
+            self.last[name] = value
+
+
 def path_sent(mtx: media.MediaMTX) -> dict[str, int]:
     return {p.name: p.bytes_sent for p in mtx.api().paths()}
 

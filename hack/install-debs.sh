@@ -11,11 +11,12 @@
 #   socat       relays a test client's TCP connection from another loopback address
 #   chromium    the headless browser the control room's tests (streamdist ui) drive with
 #               Playwright (which downloads no browser of its own)
+#   linux-perf, valgrind: the mediaprofile benchmark (perf stat/record, callgrind)
 #
 # Idempotent: installs only what is missing (hack/lib/apt.sh).
 set -euo pipefail
 
-PKGS=(ffmpeg srt-tools openssl lua5.4 iproute2 procps ca-certificates curl socat chromium)
+PKGS=(ffmpeg srt-tools openssl lua5.4 iproute2 procps ca-certificates curl socat chromium linux-perf valgrind)
 
 # shellcheck source=lib/apt.sh
 source "$(dirname "$0")/lib/apt.sh"

@@ -1,5 +1,6 @@
 """Smoke run of every benchmark at its smallest size (``python -m bench --quick``), so
-``make bench`` keeps working. Asserts that each ran and produced its figures, never a
+``make bench`` keeps working (nodecost, which needs the local real node, has its smoke
+run in tests/e2e on that suite's node). Asserts that each ran and produced its figures, never a
 speed target: the machine running ``make test`` is small and busy."""
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tests.harness import media  # noqa: E402
 import bench  # noqa: E402
 
 CLUSTER = ("scale", "steady", "restart", "schedule")
-MEDIA = ("mediacost", "recovery", "latency")
+MEDIA = ("mediacost", "mediaprofile", "recovery", "latency")
 
 
 def _number(value: Any) -> bool:
@@ -66,10 +67,23 @@ def test_media_benchmark(name: str, tmp_path: Path) -> None:
     res = _run(name, tmp_path)
     f = res.figures
     if name == "mediacost":
+        (size,) = f["sizes"].values()
         for v in ("ours", "tee", "forward", "direct"):
-            assert f[v]["cpu_per_min"] > 0 and f[v]["rss_mb"] > 0, (v, f[v])
-            assert f[v]["delivered_min_mbps"] > 0, (v, f[v])
-        assert all(_number(r) for r in f["ratios"].values())
+            assert size[v]["cpu_per_min"] > 0 and size[v]["pss_mb"] > 0, (v, size[v])
+            assert size[v]["delivered_min_mbps"] > 0, (v, size[v])
+            assert _number(size[v]["router_cpu_per_reader"]), (v, size[v])
+            assert v == "direct" or isinstance(size[v]["interruptions"], int), (v, size[v])
+        # the outputs were metered with the FFmpeg their wrapper runs
+        assert {"ffmpeg", "streamdist-ffmp"} <= set(size["ours"]["members"]), size["ours"]["members"]
+        assert size["ours"]["own_pss_mb"] > 0
+        assert all(_number(r) for r in size["ratios"].values())
+    elif name == "mediaprofile":
+        c = f["syscalls"]
+        assert _number(c["packets_per_s"]) and c["packets_per_s"] > 0 and c["readers"] == f["outputs"], c
+        for who in ("output FFmpeg", "router"):
+            assert c["counts"][who]["all syscalls"] > 0, (who, c["counts"][who])
+        assert f["perf"]["ffmpeg"] and f["perf"]["mediamtx"]
+        assert all(f["callgrind"][k] > 0 for k in ("loader", "setup", "probe", "relay")), f["callgrind"]
     elif name == "recovery":
         for key, o in f.items():
             assert _number(o["recovered_s"]), (key, o)

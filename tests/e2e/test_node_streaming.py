@@ -969,6 +969,22 @@ def test_control_room_output_added_in_the_browser_streams(node: NodeCluster, kub
                 wait_for(lambda: not recv.ready("live/web"), 30, interval=0.2, what="the suspended output to stop publishing")
 
 
+def test_nodecost_meters_each_pods_cgroup(node: NodeCluster, kube: Kube, tmp_path: Path) -> None:
+    """bench/nodecost on this suite's node (the benchmark's smoke run: it needs the node,
+    so it runs here and not in tests/bench): each output's and the router's pod cgroup
+    is found and metered while the outputs stream."""
+    from bench.common import Opts
+    from bench.nodecost import measure
+
+    f = measure(node, kube.ns, 3, 10.0, tmp_path, Opts(quick=True, workdir=tmp_path, verbose=False))
+    pods = f["pods"]
+    assert set(pods) == {"router", "out-0", "out-1", "out-2"}, pods
+    for name, p in pods.items():
+        assert p["cpu_per_min"] > 0 and p["working_set_mb"] > 0 and p["pss_mb"] > 0, (name, p)
+    assert f["delivered_min_mbps"] > 0, f
+    print(f"[e2e] nodecost (3 outputs, 10 s): {pods}", flush=True)
+
+
 def test_the_bridge_keeps_its_address_while_pods_come_and_go(node: NodeCluster, kube: Kube) -> None:
     """Runs after the others (pods created and deleted by the dozen): the pods' gateway
     kept one MAC. A bridge whose address was never set takes its lowest port's, and each
