@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from streamdist import render, status, urls
-from streamdist.models import parse_input, parse_output
+from streamdist.models import ROUTER_PORTS, parse_input, parse_output
 from streamdist.settings import Settings
 
 SETTINGS = Settings()
@@ -301,7 +301,7 @@ input_specs = st.fixed_dictionaries(
     {},
     optional={
         "protocol": st.sampled_from(["udp", "srt", "rtmp", "rtsp"]),
-        "port": st.integers(1024, 65535),
+        "port": st.integers(1024, 65535).filter(lambda p: p not in ROUTER_PORTS),
         "service": st.fixed_dictionaries({"type": st.sampled_from(["ClusterIP", "NodePort", "LoadBalancer"])}),
         "maxOutputs": st.integers(1, 200),
         "allowedSources": st.lists(st.sampled_from(["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]), max_size=3),
