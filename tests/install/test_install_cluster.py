@@ -44,8 +44,16 @@ CRDS = {"streaminputs.streamdist.io", "streamoutputs.streamdist.io", "clusterkop
         "kopfpeerings.kopf.dev"}
 
 
-def _helm(cp: ControlPlane, *args: str, timeout: float = 300) -> Any:
-    return helm(*args, env={"KUBECONFIG": str(cp.kubeconfig)}, timeout=timeout)
+def _helm(cp: ControlPlane, *args: str, timeout: float = 420) -> Any:
+    """helm against the test's control plane; a failure says what the cluster held at that moment
+    (a `--wait` that runs out names no object by itself)."""
+    proc = helm(*args, env={"KUBECONFIG": str(cp.kubeconfig)}, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        state = cp.kubectl("get", "pods,statefulsets,deployments,jobs", "-A", "-o", "wide", check=False)
+        events = cp.kubectl("get", "events", "-A", "--sort-by=.lastTimestamp", check=False)
+        raise AssertionError(f"helm {' '.join(args[:2])} exited {proc.returncode}:\n{proc.stderr}\n"
+                             f"{state.stdout}\n{events.stdout[-4000:]}")
+    return proc
 
 
 def _crds(cp: ControlPlane) -> set[str]:
@@ -129,7 +137,7 @@ def release(install_cp: ControlPlane) -> str:
         cp.kubectl("create", "namespace", ns)
         cp.kubectl("label", "namespace", ns, *RESTRICTED)
     out = _helm(cp, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--set", "resyncSeconds=3",
-                "--wait", "--timeout", "180s")
+                "--wait", "--timeout", "300s")
     return str(out.stdout)
 
 
@@ -473,7 +481,7 @@ def test_helm_upgrade_leaves_running_output_pods_alone(install_cp: ControlPlane,
 
     _helm(cp, "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--reuse-values",
           "--set", "resources.limits.memory=768Mi", "--set", "podAnnotations.upgraded=yes",
-          "--set", "portRange=20000-21999", "--set", "resyncSeconds=4", "--wait", "--timeout", "180s")
+          "--set", "portRange=20000-21999", "--set", "resyncSeconds=4", "--wait", "--timeout", "300s")
     sts = kjson(cp, "-n", NAMESPACE, "get", "statefulset", FULLNAME)
     assert sts["status"]["updateRevision"] != revision
     # The rollout, played by the local processes: each replica restarts with the new env.
@@ -531,7 +539,7 @@ def test_watching_one_namespace_needs_no_cluster_wide_rights(install_cp: Control
         cp.kubectl("create", "namespace", ns)
         cp.kubectl("label", "namespace", ns, *RESTRICTED)
     _helm(cp, "install", NS_RELEASE, str(CHART), "--namespace", NS_NAMESPACE, "--set", "watchNamespaces={team-a}",
-          "--set", "resyncSeconds=3", "--wait", "--timeout", "180s")
+          "--set", "resyncSeconds=3", "--wait", "--timeout", "300s")
     ops = Operators(cp, tmp_path, NS_NAMESPACE, NS_FULLNAME)
     try:
         assert ops.env(1)["STREAMDIST_NAMESPACES"] == "team-a"
