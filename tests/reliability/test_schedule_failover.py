@@ -14,7 +14,16 @@ import pytest
 from tests.harness.controlplane import ControlPlane
 from tests.harness.operator import OperatorProcess
 from tests.integration.conftest import Kubectl
-from tests.integration.test_schedule_boundaries import BOUNDARY_S, HARNESS_S, PodLog, _ahead, _mono, _one_off, _output, _reasons
+from tests.integration.test_schedule_boundaries import (
+    BOUNDARY_S,
+    HARNESS_S,
+    PodLog,
+    _ahead,
+    _mono,
+    _one_off,
+    _output,
+    _reasons,
+)
 from tests.reliability.support import poll, user_kubeconfig
 
 pytestmark = pytest.mark.timeout(600)
