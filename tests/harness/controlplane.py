@@ -514,6 +514,11 @@ class ControlPlane:
                 "--use-service-account-credentials=true",
                 "--controllers=*",
                 "--leader-elect=false",
+                # KWOK's node heartbeat comes every 20 s plus up to 25 s of jitter; on two
+                # busy cores it misses the default 50 s grace, and the node lifecycle
+                # controller then marks every pod NotReady for good (KWOK never makes them
+                # Ready again). Fake nodes do not fail; callers may still pass their own.
+                "--node-monitor-grace-period=30m",
                 *self._extra["kube-controller-manager"],
             ],
         )

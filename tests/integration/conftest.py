@@ -36,12 +36,10 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     # Test-only KWOK Stages (crashes, back-off, image pulls): they act only on pods a
     # test marks (annotation streamdist.test/crash, or an output name prefix "kwok-").
     stages = sorted((REPO_ROOT / "tests" / "integration" / "kwok").glob("*.yaml"))
-    # Under load KWOK's fake heartbeats arrive late: a long grace keeps nodes Ready.
     with ControlPlane(
         tmp_path_factory.mktemp("control-plane"),
         bins,
         kwok_stages=stages,
-        controller_manager_args=["--node-monitor-grace-period=30m"],
     ) as cp:
         cp.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
         cp.kubectl("wait", "--for=condition=Established", "crd/streaminputs.streamdist.io",

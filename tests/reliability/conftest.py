@@ -19,12 +19,6 @@ from tests.harness.controlplane import ControlPlane, bin_dir  # noqa: E402
 from tests.harness.operator import OperatorProcess  # noqa: E402
 from tests.integration.conftest import Kubectl, k, ns  # noqa: E402, F401
 
-# KWOK's node heartbeat comes every 20 s plus up to 25 s of jitter; with two busy cores
-# it can miss the controller-manager's 50 s grace period, and then the node lifecycle
-# controller marks every pod NotReady for good (KWOK never makes them Ready again):
-# inputs would drop to Pending in the middle of a "nothing changed" check.
-CONTROLLER_MANAGER_ARGS = ("--node-monitor-grace-period=30m",)
-
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
@@ -54,7 +48,6 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     with ControlPlane(
         tmp_path_factory.mktemp("control-plane"),
         bin_dir(),
-        controller_manager_args=CONTROLLER_MANAGER_ARGS,
         apiserver_args=(f"--audit-policy-file={audit / 'policy.yaml'}", f"--audit-log-path={audit / 'audit.log'}"),
     ) as cp:
         cp.audit_log = audit / "audit.log"  # type: ignore[attr-defined]
