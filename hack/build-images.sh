@@ -211,6 +211,7 @@ build_ffmpeg() {
     # the Dockerfile's checks: SRT and RTMPS are built in
     in_chroot "$root" sh -c "ffmpeg -hide_banner -protocols 2>/dev/null | grep -qx '  srt' && ffmpeg -hide_banner -protocols 2>/dev/null | grep -qx '  rtmps'" ||
       die "ffmpeg in the image lacks srt or rtmps"
+    in_chroot "$root" srt-live-transmit -version >/dev/null 2>&1 || die "srt-live-transmit (srt-tools) missing from the image"
     slim "$root"
     log "ffmpeg: packing"
     dockerfile_config "$df"

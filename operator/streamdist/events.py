@@ -67,3 +67,19 @@ def ready_reason(status: dict[str, Any]) -> str | None:
         if cond.get("type") == "Ready":
             return cond.get("reason")  # type: ignore[no-any-return]
     return None
+
+
+def degraded(previous: dict[str, Any], status: dict[str, Any]) -> Event | None:
+    """The Degraded condition turned True (Warning, its reason) or back to False."""
+    before, now = _condition(previous, "Degraded"), _condition(status, "Degraded")
+    if now is None or now.get("status") == (before or {}).get("status"):
+        return None
+    if now.get("status") == "True":
+        return Event("Warning", str(now.get("reason")), str(now.get("message")))
+    if (before or {}).get("status") == "True":
+        return Event("Normal", "Recovered", "the output is no longer degraded")
+    return None
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), None)

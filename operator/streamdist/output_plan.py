@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from . import events, render, urls
+from . import events, render, telemetry, urls
 from .events import Event
 from .models import StreamOutput
 from .schedule import Position
@@ -30,6 +30,7 @@ from .status import (
     output_phase,
     quantize_bitrate,
 )
+from .telemetry import Summary
 
 # An FFmpeg that pulls nothing this long while its input is live is stuck: replace it.
 STALL_SECONDS = 12.0
@@ -75,6 +76,7 @@ class SeenOutput:
     pods: tuple[dict[str, Any], ...] = ()
     previous: dict[str, Any] = field(default_factory=dict)
     flow: Flowing | None = None
+    telemetry: Summary | None = None  # the output pod's own metrics, summarised
     failures: int = 0
     extras: str = ""  # digest of the extra children last applied (or SERVICE_DELETED)
     conflict: str = ""  # a child's name is held by another owner
@@ -340,6 +342,8 @@ def _running(seen: SeenOutput, view: PodView | None) -> tuple[dict[str, Any], tu
         extra["bitrateKbps"] = quantize_bitrate(seen.previous.get("bitrateKbps"), rate)
     if seen.destination.scheme == "rtmps":
         extra["tlsVerification"] = "Skipped" if seen.output.spec.tls.insecure_skip_verify else "Verified"
+    fields, degraded = _telemetry(seen, state.phase)
+    extra.update(fields)
     status = OutputStatus(
         generation=seen.output.metadata.generation,
         phase=state.phase,
@@ -354,11 +358,20 @@ def _running(seen: SeenOutput, view: PodView | None) -> tuple[dict[str, Any], tu
         replacements=int(seen.previous.get("replacements") or 0),
         last_error=(last_error(view) if view else "") or seen.previous.get("lastError", ""),
         input_ready=input_ready,
+        degraded=degraded,
         extra=extra,
     ).render(seen.previous, now_iso(seen.now))
     streaming = state.phase == "Streaming" and view is not None and view.restart_count == 0
-    event = events.transition(seen.previous, status, state.reason, state.message)
-    return status, (event,) if event else (), 0 if streaming else None
+    found = (events.transition(seen.previous, status, state.reason, state.message),
+             events.degraded(seen.previous, status))  # fmt: skip
+    return status, tuple(e for e in found if e), 0 if streaming else None
+
+
+def _telemetry(seen: SeenOutput, phase: str) -> tuple[dict[str, Any], Cond | None]:
+    """What the pod's own metrics add while it streams: the summary and Degraded."""
+    if phase != "Streaming" or not seen.settings.telemetry:
+        return {}, None
+    return telemetry.status_fields(seen.previous, seen.telemetry), telemetry.degraded(seen.telemetry)
 
 
 def listener_endpoint(out: StreamOutput, dest: urls.Destination) -> str:

@@ -63,6 +63,20 @@ IO_TIMEOUT_US = 5_000_000
 # start at 0.5 s, 0.46-0.51 s at 0.25 s; at 0.1 s an MPEG-TS ingest often had sent no
 # video yet and the FLV/RTSP muxers failed.
 ANALYZE_US = 250_000
+# Every output pod serves FFmpeg's progress (and libsrt's link statistics) in
+# Prometheus' format on this port (the image's entrypoint, streamdist-ffmpeg).
+TELEMETRY_PORT = urls.OUTPUT_METRICS_PORT
+TELEMETRY_ENV = "STREAMDIST_TELEMETRY_LISTEN"
+# FFmpeg writes its -progress key=value blocks to fd 3, which the entrypoint reads,
+# every PROGRESS_PERIOD seconds; -nostats leaves its stderr to warnings and errors.
+PROGRESS_ARGS = ("-nostats", "-progress", "pipe:3", "-stats_period", "2")
+# SRT destinations: FFmpeg muxes MPEG-TS into a pipe; libsrt's srt-live-transmit (Debian
+# srt-tools) sends it on and reports the link's statistics (JSON lines, totals, every
+# SRT_STATS_PACKETS packets sent); it exits when the link breaks (-a no: the kubelet's
+# restart is the reconnect). The entrypoint splits the argv at "|".
+SRT_RELAY = "srt-live-transmit"
+SRT_STATS_PACKETS = 250
+SRT_RELAY_ARGS = (SRT_RELAY, "-a", "no", "-s", str(SRT_STATS_PACKETS), "-f", "-pf", "json", "file://con")
 FLV_AUDIO = frozenset({"aac", "mpeg-4 audio", "mp3", "mpeg-1/2 audio layer 3"})
 
 POD_SECURITY: dict[str, Any] = {
@@ -465,8 +479,8 @@ def muxer_args(dest: urls.Destination) -> list[str]:
     if dest.scheme in ("rtmp", "rtmps"):
         return ["-f", "flv", "-flvflags", "no_duration_filesize", *timeout]
     if dest.scheme == "srt":
-        # A listener waits for its receiver as long as it takes; a caller gives up.
-        return ["-f", "mpegts"] if dest.listener else ["-f", "mpegts", *timeout]
+        # into the pipe to srt-live-transmit, which owns the SRT socket (relay_args)
+        return ["-f", "mpegts"]
     # UDP has no peer to fail: a dead destination is never noticed (by design of UDP).
     return ["-f", "mpegts"]
 
@@ -486,17 +500,20 @@ def tls_args(dest: urls.Destination, tls: TLSSpec) -> list[str]:
 
 
 def ffmpeg_args(source: str, destination_arg: str, plan: OutputPlan, tls: Sequence[str] = ()) -> list[str]:
-    """FFmpeg's argv (after the program name): pull RTSP/TCP, copy video, push.
+    """The entrypoint's argv (after its name): FFmpeg pulling RTSP/TCP, copying video and
+    pushing; for SRT, FFmpeg into a pipe, then "|" and srt-live-transmit (relay_args).
 
     The destination is one argv element, the last (the image's masking entrypoint
     relies on that); when it comes from a Secret it is the Kubernetes env reference
     $(STREAMDIST_DESTINATION), expanded by the kubelet, so the key is in no manifest.
     """
+    srt = plan.destination.scheme == "srt"
     return [
         "-hide_banner",
         "-nostdin",
         "-loglevel",
         "warning",
+        *PROGRESS_ARGS,
         "-rtsp_transport",
         "tcp",
         "-timeout",
@@ -514,8 +531,14 @@ def ffmpeg_args(source: str, destination_arg: str, plan: OutputPlan, tls: Sequen
         *audio_codec_args(plan.destination, plan.input_audio),
         *muxer_args(plan.destination),
         *tls,
-        destination_arg,
+        *(relay_args(destination_arg) if srt else [destination_arg]),
     ]
+
+
+def relay_args(destination_arg: str) -> list[str]:
+    """FFmpeg's output is its stdout; srt-live-transmit reads it and sends it to the
+    destination (in FFmpeg's option dialect: the entrypoint translates it for libsrt)."""
+    return ["pipe:1", "|", *SRT_RELAY_ARGS, destination_arg]
 
 
 def _output_env(out: StreamOutput, dest: urls.Destination, secret_ref: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -530,7 +553,8 @@ def _output_env(out: StreamOutput, dest: urls.Destination, secret_ref: dict[str,
     if secret_ref:
         env.append({"name": DESTINATION_ENV, "valueFrom": {"secretKeyRef": secret_ref}})
     address = f"{out.spec.input}.{out.metadata.namespace}.svc:{RTSP_PORT}"
-    return [*env, {"name": MASKED_DESTINATION_ENV, "value": dest.masked}, {"name": INPUT_ADDRESS_ENV, "value": address}]
+    return [*env, {"name": MASKED_DESTINATION_ENV, "value": dest.masked}, {"name": INPUT_ADDRESS_ENV, "value": address},
+            {"name": TELEMETRY_ENV, "value": f"0.0.0.0:{TELEMETRY_PORT}"}]  # fmt: skip
 
 
 def pod_name(out: StreamOutput, revision: str) -> str:
@@ -568,6 +592,7 @@ def render_output(out: StreamOutput, plan: OutputPlan, settings: Settings) -> li
         "env": _output_env(out, plan.destination, secret_ref),
         "ca": {"configMap": ca_ref, "dir": CA_DIR, "file": CA_FILE} if ca_ref else None,
         "listen_port": listen_port,
+        "telemetry_port": TELEMETRY_PORT,
         "service_type": out.spec.service.type,
         "pod_security": POD_SECURITY,
         "container_security": CONTAINER_SECURITY,

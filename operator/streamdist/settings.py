@@ -33,6 +33,13 @@ class Settings:
     # Read each router's control API for input health. Off where routers are not real
     # (KWOK test clusters): their Service addresses lead nowhere.
     health_poll: bool = True
+    # Read every running output pod's metrics (FFmpeg's progress, SRT link statistics)
+    # for status.link/rttMs/lossPercent/droppedFrames/speed and Degraded. Off by default
+    # where health polling is off (KWOK: pod addresses lead nowhere).
+    telemetry: bool = True
+    telemetry_seconds: float = 10.0
+    # Where output pods serve it (render.TELEMETRY_PORT); another only for the benchmark.
+    telemetry_port: int = 9998
     # kopf peering: "" runs standalone; else the peering object's name, our priority
     # and the identity kopf writes our keep-alives under.
     peering: str = ""
@@ -81,6 +88,9 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         resync_seconds=float(env.get("STREAMDIST_RESYNC_SECONDS", "5")),
         metrics_port=int(env.get("STREAMDIST_METRICS_PORT", "9090")),
         health_poll=_flag(env.get("STREAMDIST_HEALTH_POLL", "true")),
+        telemetry=_flag(env.get("STREAMDIST_TELEMETRY", env.get("STREAMDIST_HEALTH_POLL", "true"))),
+        telemetry_seconds=float(env.get("STREAMDIST_TELEMETRY_SECONDS", "10")),
+        telemetry_port=int(env.get("STREAMDIST_TELEMETRY_PORT", "9998")),
         peering=env.get("STREAMDIST_PEERING", ""),
         priority=int(env.get("STREAMDIST_PRIORITY", "0") or 0),
         identity=env.get("POD_ID", ""),

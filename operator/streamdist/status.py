@@ -253,11 +253,13 @@ class OutputStatus:
     replacements: int = 0
     last_error: str = ""
     input_ready: Cond | None = None
+    degraded: Cond | None = None  # from the pod's own telemetry, while a pod runs
     extra: dict[str, Any] = field(default_factory=dict)
 
     def render(self, previous: dict[str, Any] | None, now: str) -> dict[str, Any]:
         ready = Cond("Ready", "True" if self.phase == "Streaming" else "False", self.reason, self.message)
         conds = [ready, self.input_ready or Cond("InputReady", "Unknown", "Unknown", "input not evaluated")]
+        conds += [self.degraded] if self.degraded else []
         out: dict[str, Any] = {
             "observedGeneration": self.generation,
             "phase": self.phase,

@@ -21,6 +21,9 @@ SCHEMES: tuple[Scheme, ...] = ("srt", "rtmp", "rtmps", "udp", "rtsp")
 MASK = "***"
 
 DEFAULT_PORTS = {"rtmp": 1935, "rtmps": 443, "rtsp": 554}
+# The output pod's own metrics port (render.TELEMETRY_PORT; the router's MediaMTX serves its
+# metrics on the same number): an SRT listener cannot take it.
+OUTPUT_METRICS_PORT = 9998
 
 # Query parameters FFmpeg's srt and udp protocols read, that a user may legitimately set.
 # Anything else (say `?localport=` or a typo) is refused with a message naming it.
@@ -138,6 +141,8 @@ def parse(url: str) -> Destination:
         raise URLError(f"{scheme_l} url needs a port between 1 and 65535")
     if mode == "listener" and port < 1024:
         raise URLError("srt listener url needs a port between 1024 and 65535 (the pod runs as non-root)")
+    if mode == "listener" and port == OUTPUT_METRICS_PORT:
+        raise URLError(f"srt listener url cannot use port {OUTPUT_METRICS_PORT}: the output pod serves metrics there")
     if scheme_l in ("udp", "srt") and parts.username is not None:
         raise URLError(f"{scheme_l} url cannot carry user credentials")
     return Destination(scheme_l, host, port, mode, mask(url))

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -453,12 +454,24 @@ class RenderedOutput:
     argv: list[str]  # exactly what runs
     env: dict[str, str]  # the container's env, resolved
     group: ProcessGroup
+    metrics_port: int = 0  # where the entrypoint serves /metrics here (the pod's TELEMETRY_PORT)
     process: ManagedProcess | None = None
     runs: list[ManagedProcess] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.model.metadata.name
+
+    def metrics_text(self, timeout: float = 2.0) -> str:
+        """The pod's GET /metrics, as Prometheus and the operator read it."""
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{self.metrics_port}/metrics", timeout=timeout) as resp:
+            return str(resp.read().decode())
+
+    def metrics(self) -> dict[str, float]:
+        """The pod's metrics by name (the exposition holds no labels)."""
+        from streamdist.telemetry import parse_exposition
+
+        return parse_exposition(self.metrics_text())
 
     @property
     def pod(self) -> dict[str, Any]:
@@ -525,7 +538,8 @@ def prepare_output(
     pod = _only(docs, "Pod")
     (container,) = pod["spec"]["containers"]
     env = resolve_env(container, secrets)
-    plain = {render.MASKED_DESTINATION_ENV, render.READ_USER_ENV, render.READ_PASSWORD_ENV, render.INPUT_ADDRESS_ENV}
+    plain = {render.MASKED_DESTINATION_ENV, render.READ_USER_ENV, render.READ_PASSWORD_ENV, render.INPUT_ADDRESS_ENV,
+             render.TELEMETRY_ENV}
     assert set(env) == (plain | {render.DESTINATION_ENV} if out.spec.url_from is not None else plain), env
     argv = [k8s_expand(a, env) for a in [*container["command"], *container.get("args", [])]]
     argv = _mount_config_maps(pod, container, argv, config_maps or {})
@@ -536,8 +550,13 @@ def prepare_output(
     argv[hits[0]] = argv[hits[0]].replace(service, f"{LOOPBACK}:{router_rtsp_port}")
     assert env[render.INPUT_ADDRESS_ENV] == service
     env[render.INPUT_ADDRESS_ENV] = f"{LOOPBACK}:{router_rtsp_port}"
-    assert raw_url in argv, "the destination reaches FFmpeg as one argv element"
-    return RenderedOutput(model=out, plan=plan, docs=copy.deepcopy(docs), argv=argv, env=env, group=group)
+    # the pod's metrics port, moved to a free loopback port (parallel tests)
+    assert env[render.TELEMETRY_ENV] == f"0.0.0.0:{render.TELEMETRY_PORT}"
+    metrics_port = media.free_tcp_port()
+    env[render.TELEMETRY_ENV] = f"{LOOPBACK}:{metrics_port}"
+    assert argv[-1] == raw_url, "the destination reaches the entrypoint as its last argv element"
+    return RenderedOutput(model=out, plan=plan, docs=copy.deepcopy(docs), argv=argv, env=env, group=group,
+                          metrics_port=metrics_port)
 
 
 def _mount_config_maps(pod: dict[str, Any], container: dict[str, Any], argv: list[str],

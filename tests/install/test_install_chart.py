@@ -475,9 +475,9 @@ def test_ffmpeg_image_is_debians_ffmpeg_only():
     (stage,) = _stages(path)
     body = "\n".join(stage["lines"])
     installs = re.findall(r"apt-get install --yes --no-install-recommends ([^\\\n&]+)", body)
-    # Debian's ffmpeg, the minimal python3 and its stdlib the backup switcher runs on, and
+    # Debian's ffmpeg, srt-live-transmit (SRT outputs), the minimal python3 and its stdlib the backup switcher runs on, and
     # the CAs RTMPS outputs verify servers against
-    expected = ["ffmpeg", "python3-minimal", "libpython3-stdlib", "ca-certificates"]
+    expected = ["ffmpeg", "srt-tools", "python3-minimal", "libpython3-stdlib", "ca-certificates"]
     assert [i.split() for i in installs] == [expected]
     packages = [ln for ln in (REPO / "images" / "ffmpeg" / "packages.txt").read_text().splitlines()
                 if ln and not ln.startswith("#")]

@@ -200,6 +200,7 @@ def test_url_from_secret_reaches_the_pod_as_an_env_reference_only(case: tuple[st
         {"name": render.DESTINATION_ENV, "valueFrom": {"secretKeyRef": {"name": "dest", "key": "url"}}},
         {"name": render.MASKED_DESTINATION_ENV, "value": masked},
         {"name": render.INPUT_ADDRESS_ENV, "value": "cam.live.svc:8554"},
+        {"name": render.TELEMETRY_ENV, "value": "0.0.0.0:9998"},
     ]
     assert [e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"][:2]] == ["cam-credentials"] * 2
 

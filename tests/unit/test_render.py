@@ -128,6 +128,7 @@ def test_secret_destination_goes_through_env():
         {"name": "STREAMDIST_DESTINATION", "valueFrom": {"secretKeyRef": {"name": "yt", "key": "url"}}},
         {"name": "STREAMDIST_MASKED_DESTINATION", "value": urls.mask(SECRET_URL)},
         {"name": "STREAMDIST_INPUT_ADDRESS", "value": "in-udp.live.svc:8554"},
+        {"name": "STREAMDIST_TELEMETRY_LISTEN", "value": "0.0.0.0:9998"},
     ]
     assert "CANARY" not in urls.mask(SECRET_URL)
 

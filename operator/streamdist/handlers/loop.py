@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 from .. import peering
-from . import health, inputs, outputs
+from . import health, inputs, outputs, telemetry
 from .context import Context, Key, log, logline
 from .dispatch import guarded
 
@@ -67,11 +67,12 @@ def active(ctx: Context) -> bool:
 
 
 async def run(ctx: Context) -> None:
-    """Two loops side by side: every second whether this replica acts and the back-off
-    check; every resync period the health poll and resync. A slow router delays only
-    the second."""
-    await asyncio.gather(_every(BACKOFF_CHECK_SECONDS, _backoff_tick, ctx), _every(ctx.settings.resync_seconds,
-                                                                                    _resync_tick, ctx))  # fmt: skip
+    """Three loops side by side: every second whether this replica acts and the back-off
+    check; every resync period the health poll and resync; every telemetry period the
+    output pods' metrics. A slow router delays only the second, a slow pod the third."""
+    await asyncio.gather(_every(BACKOFF_CHECK_SECONDS, _backoff_tick, ctx),
+                         _every(ctx.settings.resync_seconds, _resync_tick, ctx),
+                         _every(ctx.settings.telemetry_seconds, _telemetry_tick, ctx))  # fmt: skip
 
 
 async def _every(seconds: float, tick: Any, ctx: Context) -> None:
@@ -90,6 +91,11 @@ async def _backoff_tick(ctx: Context) -> None:
         if resumed:
             await _resync_tick(ctx)
         await loop.run_in_executor(None, check_backoff, ctx, crashlooping(ctx))
+
+
+async def _telemetry_tick(ctx: Context) -> None:
+    if not ctx.paused and ctx.settings.telemetry:
+        await asyncio.get_running_loop().run_in_executor(None, telemetry.poll_all, ctx)
 
 
 async def _resync_tick(ctx: Context) -> None:

@@ -6,9 +6,10 @@ only place a record goes (the object is gone from kopf's index).
 
 Threads. Reconciles run in kopf's worker threads and in the resync thread, one object
 at a time (Context.lock). The health poll (resync thread) writes
-`InputMemory.observation` and `OutputMemory.flow`; the object's own reconcile writes
-every other field. Fields are replaced whole by immutable values, never changed in
-place, so a reader in another thread sees the old value or the new one. The maps of
+`InputMemory.observation` and `OutputMemory.flow`, the telemetry poll (its own loop's
+thread) `OutputMemory.telemetry`; the object's own reconcile writes every other field.
+Fields are replaced whole by immutable values, never changed in place, so a reader in
+another thread sees the old value or the new one. The maps of
 records change under Memory's lock, and whole-memory reads take a snapshot under it:
 no reader iterates a map another thread is inserting into.
 """
@@ -22,6 +23,7 @@ from typing import Any
 
 from ..mediamtx import InputHealth, PathSample
 from ..schedule import Placed
+from ..telemetry import Sample, Summary
 
 Endpoints = tuple[str, ...]  # where encoders send: the primary's, then the backup's
 
@@ -73,6 +75,14 @@ class Flow:
 
 
 @dataclass(frozen=True)
+class OutputTelemetry:
+    """The latest read of an output pod's own metrics, and the window's summary."""
+
+    sample: Sample
+    summary: Summary
+
+
+@dataclass(frozen=True)
 class Written:
     """The status last written for one object (uid: a re-created object starts afresh)."""
 
@@ -91,6 +101,7 @@ class InputMemory:
 @dataclass
 class OutputMemory:
     flow: Flow | None = None
+    telemetry: OutputTelemetry | None = None
     failures: int = 0  # consecutive failures (kubelet restarts + replacements) since it streamed
     extras: str = ""  # digest of the extra children (SRT listener Service) last applied
     written: Written | None = None

@@ -76,6 +76,7 @@ def observe(ctx: Context, key: OutputKey, body: dict[str, Any]) -> SeenOutput:
         pods=tuple(ctx.idx.all(ctx.idx.pods, (key.namespace, key.name))),
         previous=_previous(ctx, key, body),
         flow=_flowing(ctx, key),
+        telemetry=memory.telemetry.summary if memory.telemetry else None,
         failures=memory.failures,
         extras=memory.extras,
         window=window,
