@@ -12,11 +12,13 @@
 #   chromium    the headless browser the control room's tests (streamdist ui) drive with
 #               Playwright (which downloads no browser of its own)
 #   linux-perf, valgrind: the mediaprofile benchmark (perf stat/record, callgrind)
+#   iptables    the random loss of the impaired SRT link (tests/harness/impair.py:
+#               the `statistic` match, inside a network namespace the test creates)
 #
 # Idempotent: installs only what is missing (hack/lib/apt.sh).
 set -euo pipefail
 
-PKGS=(ffmpeg srt-tools openssl lua5.4 iproute2 procps ca-certificates curl socat chromium linux-perf valgrind)
+PKGS=(ffmpeg srt-tools openssl lua5.4 iproute2 procps ca-certificates curl socat chromium linux-perf valgrind iptables)
 
 # shellcheck source=lib/apt.sh
 source "$(dirname "$0")/lib/apt.sh"

@@ -29,6 +29,7 @@ SRT_CONNECTED = "streamdist_srt_connected"
 SRT_RTT = "streamdist_srt_rtt_milliseconds"
 SRT_SENT = "streamdist_srt_packets_sent_total"
 SRT_LOST = "streamdist_srt_packets_lost_total"
+SRT_RETRANSMITTED = "streamdist_srt_packets_retransmitted_total"
 
 
 def parse_exposition(text: str) -> dict[str, float]:
@@ -63,8 +64,9 @@ class Sample:
     srt: bool  # the page has SRT statistics (an SRT destination)
     connected: bool = False
     rtt_ms: float | None = None
-    sent: float = 0.0
+    sent: float = 0.0  # retransmissions included
     lost: float = 0.0
+    retransmitted: float = 0.0
 
 
 def sample(pod: str, at: float, metrics: dict[str, float]) -> Sample:
@@ -81,6 +83,7 @@ def sample(pod: str, at: float, metrics: dict[str, float]) -> Sample:
         rtt_ms=metrics.get(SRT_RTT),
         sent=metrics.get(SRT_SENT, 0.0),
         lost=metrics.get(SRT_LOST, 0.0),
+        retransmitted=metrics.get(SRT_RETRANSMITTED, 0.0),
     )
 
 
@@ -112,15 +115,21 @@ def summarize(previous: Sample | None, current: Sample, listener: bool) -> Summa
 
 
 def _loss_percent(before: Sample | None, current: Sample) -> float | None:
-    """Lost / sent over the window (since the connection for a first sample)."""
+    """Packets sent again per packet of the stream, over the window (since the
+    connection for a first sample).
+
+    libsrt resends each packet its receiver reports lost, once (unless the resend is
+    lost too): retransmissions count the losses. Its own lost counter does not: libsrt
+    1.5 counts each loss report twice (measured through 2 % random loss: 328 lost, 162
+    retransmitted, 166 dropped by the kernel)."""
     if not current.connected:
         return None
-    sent, lost = current.sent, current.lost
-    if before is not None and before.connected and current.sent >= before.sent and current.lost >= before.lost:
-        sent, lost = current.sent - before.sent, current.lost - before.lost
-    if sent <= 0:
+    sent, again = current.sent, current.retransmitted
+    if before is not None and before.connected and sent >= before.sent and again >= before.retransmitted:
+        sent, again = sent - before.sent, again - before.retransmitted
+    if sent - again <= 0:
         return None
-    return 100.0 * lost / sent
+    return 100.0 * again / (sent - again)
 
 
 def degraded(summary: Summary | None) -> Cond:

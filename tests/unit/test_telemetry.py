@@ -31,6 +31,7 @@ streamdist_srt_connected 1
 streamdist_srt_rtt_milliseconds 20.765
 streamdist_srt_packets_sent_total 1000
 streamdist_srt_packets_lost_total 0
+streamdist_srt_packets_retransmitted_total 0
 """
 
 
@@ -48,14 +49,17 @@ def test_the_page_parses_into_names_and_values_and_skips_what_is_not_a_sample():
 
 
 @pytest.mark.parametrize(("before", "after", "listener", "want"), [
-    # first sample: loss since the connection, nothing known of motion yet
-    (None, {"lost": 30.0}, False, Summary("Up", None, 0, 0.976097808764855, 20.765, 3.0)),
-    # the window: 20 lost of 1000 sent
-    ({}, {"frames": 200.0, "sent": 2000.0, "lost": 20.0}, False, Summary("Up", True, 0, 0.976097808764855, 20.765, 2.0)),
+    # first sample: loss since the connection (packets sent again per packet of the stream), no motion known yet
+    (None, {"sent": 1030.0, "retransmitted": 30.0, "lost": 60.0}, False,
+     Summary("Up", None, 0, 0.976097808764855, 20.765, 3.0)),
+    # the window: 20 of 1000 stream packets sent again (libsrt's lost counter, double, is not the measure)
+    ({}, {"frames": 200.0, "sent": 2020.0, "retransmitted": 20.0, "lost": 40.0}, False,
+     Summary("Up", True, 0, 0.976097808764855, 20.765, 2.0)),
     # nothing muxed over the window
     ({}, {}, False, Summary("Up", False, 0, 0.976097808764855, 20.765, None)),
     # counters went down: another connection (the window starts again from its totals)
-    ({"sent": 5000.0, "lost": 50.0}, {"frames": 300.0}, False, Summary("Up", True, 0, 0.976097808764855, 20.765, 0.0)),
+    ({"sent": 5000.0, "retransmitted": 50.0}, {"frames": 300.0}, False,
+     Summary("Up", True, 0, 0.976097808764855, 20.765, 0.0)),
     # a new pod: no window across pods
     ({"pod": "p0"}, {"frames": 300.0}, False, Summary("Up", None, 0, 0.976097808764855, 20.765, 0.0)),
     # not connected: a caller is Down, a listener is Listening; no RTT, no loss
