@@ -6,10 +6,12 @@
 #   hack/build-prometheus.sh [promtool] [prometheus] [alertmanager]   (default: all three)
 #
 # Why: no registry here ships them as packages (Debian's prometheus is 2.42, older than
-# the rule syntax the chart is tested with, and pulls a web UI from elsewhere); the Go
-# module proxy serves both modules. Prometheus' web UI is embedded only with the
-# `builtinassets` tag and a Node build of its pages: built without it, the server and its
-# API (what the e2e test uses) work and the UI pages say the assets are missing.
+# the rule syntax the chart is tested with); the Go module proxy serves both modules.
+# Neither web UI is built (each is a Node/Elm build of its own): Prometheus embeds its
+# UI only with the `builtinassets` tag, so without it the server and its API (what the
+# e2e test uses) work and the UI pages say the assets are missing; Alertmanager embeds
+# ui/app/dist unconditionally, so its build gets that directory holding one page saying
+# the UI was not built (its API and its receivers, the webhook, are unaffected).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck disable=SC1091
@@ -33,10 +35,44 @@ build() {
   case "$1" in
     promtool) go_install_cached promtool "$PROMETHEUS_VERSION" "$prom/cmd/promtool" "$(ldflags "$(prom_release)")" ;;
     prometheus) go_install_cached prometheus "$PROMETHEUS_VERSION" "$prom/cmd/prometheus" "$(ldflags "$(prom_release)")" ;;
-    alertmanager) go_install_cached alertmanager "$ALERTMANAGER_VERSION" "$am/cmd/alertmanager" \
-      "$(ldflags "${ALERTMANAGER_VERSION#v}")" ;;
+    alertmanager) build_alertmanager ;;
     *) echo "build-prometheus: unknown component $1" >&2; return 1 ;;
   esac
+}
+
+# Alertmanager from a copy of its module (ui/app/dist added), built with the module's
+# own go.mod and go.sum; once, under the same lock scheme as go_install_cached.
+build_alertmanager() {
+  local cache=${STREAMDIST_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamdist/bin}
+  local dest="$cache/alertmanager-$ALERTMANAGER_VERSION/alertmanager"
+  if [[ -x "$dest" ]]; then
+    echo "build-alertmanager: already built" >&2; echo "$dest"; return 0
+  fi
+  mkdir -p "$cache"
+  (
+    exec 9>"$cache/.lock-alertmanager"
+    flock 9
+    [[ -x "$dest" ]] && exit 0
+    scratch=$(mktemp -d "$cache/.build-alertmanager.XXXXXX")
+    trap 'chmod -R u+w "$scratch" 2>/dev/null; rm -rf "$scratch"' EXIT
+    t0=$(date +%s)
+    dir=$(cd "$scratch" && GOFLAGS=-mod=mod go mod download -json "$am@$ALERTMANAGER_VERSION" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    [[ -d "$dir" ]] || { echo "build-alertmanager: module not downloaded" >&2; exit 1; }
+    cp -r "$dir" "$scratch/src" && chmod -R u+w "$scratch/src"
+    for ui in elm mantine; do
+      mkdir -p "$scratch/src/ui/app/dist/$ui"
+      printf '%s\n' '<!doctype html><title>Alertmanager</title><p>The web UI is not built here (hack/build-prometheus.sh); the API under /api/v2 works.' \
+        > "$scratch/src/ui/app/dist/$ui/index.html"
+    done
+    echo "build-alertmanager: building $am@$ALERTMANAGER_VERSION (a few minutes cold)" >&2
+    (cd "$scratch/src" && CGO_ENABLED=0 nice -n 10 go build -trimpath -mod=readonly \
+      -ldflags "$(ldflags "${ALERTMANAGER_VERSION#v}")" -o "$scratch/alertmanager" ./cmd/alertmanager) || exit 1
+    mkdir -p "$(dirname "$dest")"
+    mv -f "$scratch/alertmanager" "$dest.tmp" && mv -f "$dest.tmp" "$dest"
+    echo "build-alertmanager: took $(( $(date +%s) - t0 ))s" >&2
+  ) || return 1
+  echo "$dest"
 }
 
 [[ $# -gt 0 ]] || set -- promtool prometheus alertmanager

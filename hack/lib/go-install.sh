@@ -22,8 +22,9 @@ go_install_cached() {
     trap 'rm -rf "$scratch"' EXIT
     echo "build-$name: building $pkg@$version (a few minutes cold)" >&2
     t0=$(date +%s)
+    # `|| exit 1`: set -e does not reach into a subshell on the left of `||`
     (cd "$scratch" && CGO_ENABLED=0 GOBIN="$scratch/bin" nice -n 10 go install -trimpath \
-      -ldflags "$ldflags" "$pkg@$version")
+      -ldflags "$ldflags" "$pkg@$version") || exit 1
     mkdir -p "$(dirname "$dest")"
     mv -f "$scratch/bin/$name" "$dest.tmp" && mv -f "$dest.tmp" "$dest"
     echo "build-$name: took $(( $(date +%s) - t0 ))s" >&2

@@ -30,54 +30,89 @@ RECONCILE_SECONDS = Histogram(
 )
 
 
+# Conditions of an input exported as 0/1 gauges (streamdist_input_<name lowercased>):
+# the confidence monitor's findings.
+INPUT_FLAGS = ("Black", "Frozen", "Silent")
+# Every metric name the operator exports (the chart's dashboard and alerts may use
+# these and the output pods' own; tests/unit/test_dashboards.py compares).
+EXPORTED = (
+    "streamdist_operator_active",
+    "streamdist_output_reconnects_total",
+    "streamdist_output_phase",
+    "streamdist_output_bitrate_kbps",
+    "streamdist_output_degraded",
+    "streamdist_input_bitrate_kbps",
+    "streamdist_input_readers",
+    "streamdist_input_phase",
+    *(f"streamdist_input_{flag.lower()}" for flag in INPUT_FLAGS),
+    "streamdist_reconcile_duration_seconds_bucket",
+    "streamdist_reconcile_duration_seconds_count",
+    "streamdist_reconcile_duration_seconds_sum",
+)
+
+
+def _gauge(name: str, help_text: str, *labels: str) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, labels=list(labels))
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), {})
+
+
 class StatusCollector(Collector):
+    """Gauges and counters of every input and output, from what their status says."""
+
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
     def collect(self) -> Iterator[Metric]:
-        reconnects = CounterMetricFamily(
-            "streamdist_output_reconnects",
-            "Restarts of an output since it was created.",
-            labels=["namespace", "output", "input"],
-        )
-        out_phase = GaugeMetricFamily(
-            "streamdist_output_phase", "1 for the phase an output is in.", labels=["namespace", "output", "phase"]
-        )
-        out_rate = GaugeMetricFamily(
-            "streamdist_output_bitrate_kbps", "Measured kbit/s flowing to an output.", labels=["namespace", "output"]
-        )
-        in_rate = GaugeMetricFamily(
-            "streamdist_input_bitrate_kbps", "kbit/s the source sends to an input.", labels=["namespace", "input"]
-        )
-        in_readers = GaugeMetricFamily(
-            "streamdist_input_readers", "Readers of an input.", labels=["namespace", "input"]
-        )
-        in_phase = GaugeMetricFamily(
-            "streamdist_input_phase", "1 for the phase an input is in.", labels=["namespace", "input", "phase"]
-        )
         # With kopf peering one replica acts and the others stand by: this says which,
         # so a scrape of every replica shows the one acting (and an alert can fire on none).
-        active = GaugeMetricFamily(
-            "streamdist_operator_active", "1 while this replica acts, 0 while it stands by for a peer."
-        )
+        active = _gauge("streamdist_operator_active", "1 while this replica acts, 0 while it stands by for a peer.")
         active.add_metric([], 0.0 if self.ctx.paused else 1.0)
+        yield active
+        yield from self._outputs()
+        yield from self._inputs()
+
+    def _outputs(self) -> Iterator[Metric]:
+        reconnects = CounterMetricFamily("streamdist_output_reconnects", "Restarts of an output since it was created.",
+                                         labels=["namespace", "output", "input"])  # fmt: skip
+        phase = _gauge("streamdist_output_phase", "1 for the phase an output is in.", "namespace", "output", "phase")
+        rate = _gauge("streamdist_output_bitrate_kbps", "Measured kbit/s flowing to an output.", "namespace", "output")
+        degraded = _gauge("streamdist_output_degraded", "1 while the output's Degraded condition is True (reason).",
+                          "namespace", "output", "reason")  # fmt: skip
         idx = self.ctx.idx
         for (ns, name), bodies in idx.items(idx.outputs):
             body = _first(bodies)
-            status = body.get("status") or {}
-            spec = body.get("spec") or {}
+            status, spec = body.get("status") or {}, body.get("spec") or {}
             reconnects.add_metric([ns, name, spec.get("input", "")], float(status.get("reconnects") or 0))
-            for phase in OUTPUT_PHASES:
-                out_phase.add_metric([ns, name, phase], 1.0 if status.get("phase") == phase else 0.0)
+            for value in OUTPUT_PHASES:
+                phase.add_metric([ns, name, value], 1.0 if status.get("phase") == value else 0.0)
             if status.get("bitrateKbps") is not None:
-                out_rate.add_metric([ns, name], float(status["bitrateKbps"]))
+                rate.add_metric([ns, name], float(status["bitrateKbps"]))
+            cond = _condition(status, "Degraded")
+            if cond:
+                degraded.add_metric([ns, name, cond.get("reason", "")], 1.0 if cond.get("status") == "True" else 0.0)
+        yield from (reconnects, phase, rate, degraded)
+
+    def _inputs(self) -> Iterator[Metric]:
+        rate = _gauge("streamdist_input_bitrate_kbps", "kbit/s the source sends to an input.", "namespace", "input")
+        readers = _gauge("streamdist_input_readers", "Readers of an input.", "namespace", "input")
+        phase = _gauge("streamdist_input_phase", "1 for the phase an input is in.", "namespace", "input", "phase")
+        flags = {flag: _gauge(f"streamdist_input_{flag.lower()}", f"1 while the input's {flag} condition is True.",
+                              "namespace", "input") for flag in INPUT_FLAGS}  # fmt: skip
+        idx = self.ctx.idx
         for (ns, name), bodies in idx.items(idx.inputs):
             status = _first(bodies).get("status") or {}
-            in_rate.add_metric([ns, name], float(status.get("bitrateKbps") or 0))
-            in_readers.add_metric([ns, name], float(status.get("readers") or 0))
-            for phase in INPUT_PHASES:
-                in_phase.add_metric([ns, name, phase], 1.0 if status.get("phase") == phase else 0.0)
-        yield from (active, reconnects, out_phase, out_rate, in_rate, in_readers, in_phase)
+            rate.add_metric([ns, name], float(status.get("bitrateKbps") or 0))
+            readers.add_metric([ns, name], float(status.get("readers") or 0))
+            for value in INPUT_PHASES:
+                phase.add_metric([ns, name, value], 1.0 if status.get("phase") == value else 0.0)
+            for flag, gauge in flags.items():
+                cond = _condition(status, flag)
+                if cond:
+                    gauge.add_metric([ns, name], 1.0 if cond.get("status") == "True" else 0.0)
+        yield from (rate, readers, phase, *flags.values())
 
 
 def _first(store: Any) -> dict[str, Any]:
