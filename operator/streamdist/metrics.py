@@ -30,27 +30,6 @@ RECONCILE_SECONDS = Histogram(
 )
 
 
-# Conditions of an input exported as 0/1 gauges (streamdist_input_<name lowercased>):
-# the confidence monitor's findings.
-INPUT_FLAGS = ("Black", "Frozen", "Silent")
-# Every metric name the operator exports (the chart's dashboard and alerts may use
-# these and the output pods' own; tests/unit/test_dashboards.py compares).
-EXPORTED = (
-    "streamdist_operator_active",
-    "streamdist_output_reconnects_total",
-    "streamdist_output_phase",
-    "streamdist_output_bitrate_kbps",
-    "streamdist_output_degraded",
-    "streamdist_input_bitrate_kbps",
-    "streamdist_input_readers",
-    "streamdist_input_phase",
-    *(f"streamdist_input_{flag.lower()}" for flag in INPUT_FLAGS),
-    "streamdist_reconcile_duration_seconds_bucket",
-    "streamdist_reconcile_duration_seconds_count",
-    "streamdist_reconcile_duration_seconds_sum",
-)
-
-
 def _gauge(name: str, help_text: str, *labels: str) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, help_text, labels=list(labels))
 
@@ -77,30 +56,34 @@ class StatusCollector(Collector):
     def _outputs(self) -> Iterator[Metric]:
         reconnects = CounterMetricFamily("streamdist_output_reconnects", "Restarts of an output since it was created.",
                                          labels=["namespace", "output", "input"])  # fmt: skip
-        phase = _gauge("streamdist_output_phase", "1 for the phase an output is in.", "namespace", "output", "phase")
-        rate = _gauge("streamdist_output_bitrate_kbps", "Measured kbit/s flowing to an output.", "namespace", "output")
+        # Every output's series carry its input: a dashboard row per input selects its
+        # outputs by that label, and an alert names the input it belongs to.
+        phase = _gauge("streamdist_output_phase", "1 for the phase an output is in.",
+                       "namespace", "output", "input", "phase")  # fmt: skip
+        rate = _gauge("streamdist_output_bitrate_kbps", "Measured kbit/s flowing to an output.",
+                      "namespace", "output", "input")  # fmt: skip
         degraded = _gauge("streamdist_output_degraded", "1 while the output's Degraded condition is True (reason).",
-                          "namespace", "output", "reason")  # fmt: skip
+                          "namespace", "output", "input", "reason")  # fmt: skip
         idx = self.ctx.idx
         for (ns, name), bodies in idx.items(idx.outputs):
             body = _first(bodies)
             status, spec = body.get("status") or {}, body.get("spec") or {}
-            reconnects.add_metric([ns, name, spec.get("input", "")], float(status.get("reconnects") or 0))
+            src = spec.get("input", "")
+            reconnects.add_metric([ns, name, src], float(status.get("reconnects") or 0))
             for value in OUTPUT_PHASES:
-                phase.add_metric([ns, name, value], 1.0 if status.get("phase") == value else 0.0)
+                phase.add_metric([ns, name, src, value], 1.0 if status.get("phase") == value else 0.0)
             if status.get("bitrateKbps") is not None:
-                rate.add_metric([ns, name], float(status["bitrateKbps"]))
+                rate.add_metric([ns, name, src], float(status["bitrateKbps"]))
             cond = _condition(status, "Degraded")
             if cond:
-                degraded.add_metric([ns, name, cond.get("reason", "")], 1.0 if cond.get("status") == "True" else 0.0)
+                degraded.add_metric([ns, name, src, cond.get("reason", "")],
+                                    1.0 if cond.get("status") == "True" else 0.0)
         yield from (reconnects, phase, rate, degraded)
 
     def _inputs(self) -> Iterator[Metric]:
         rate = _gauge("streamdist_input_bitrate_kbps", "kbit/s the source sends to an input.", "namespace", "input")
         readers = _gauge("streamdist_input_readers", "Readers of an input.", "namespace", "input")
         phase = _gauge("streamdist_input_phase", "1 for the phase an input is in.", "namespace", "input", "phase")
-        flags = {flag: _gauge(f"streamdist_input_{flag.lower()}", f"1 while the input's {flag} condition is True.",
-                              "namespace", "input") for flag in INPUT_FLAGS}  # fmt: skip
         idx = self.ctx.idx
         for (ns, name), bodies in idx.items(idx.inputs):
             status = _first(bodies).get("status") or {}
@@ -108,11 +91,7 @@ class StatusCollector(Collector):
             readers.add_metric([ns, name], float(status.get("readers") or 0))
             for value in INPUT_PHASES:
                 phase.add_metric([ns, name, value], 1.0 if status.get("phase") == value else 0.0)
-            for flag, gauge in flags.items():
-                cond = _condition(status, flag)
-                if cond:
-                    gauge.add_metric([ns, name], 1.0 if cond.get("status") == "True" else 0.0)
-        yield from (rate, readers, phase, *flags.values())
+        yield from (rate, readers, phase)
 
 
 def _first(store: Any) -> dict[str, Any]:

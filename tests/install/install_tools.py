@@ -57,6 +57,22 @@ def helm_path() -> Path:
     return path
 
 
+@cache
+def promtool_path() -> Path:
+    """The pinned promtool (hack/build-prometheus.sh promtool builds it when missing)."""
+    path = cache_root() / f"promtool-{versions()['PROMETHEUS_VERSION']}" / "promtool"
+    if not os.access(path, os.X_OK):
+        subprocess.run(["bash", str(HACK / "build-prometheus.sh"), "promtool"], check=True,
+                       stdout=subprocess.DEVNULL, timeout=1800)
+    assert os.access(path, os.X_OK), f"{path} missing after hack/build-prometheus.sh promtool"
+    return path
+
+
+def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Runs the pinned promtool; the caller looks at the exit code."""
+    return subprocess.run([str(promtool_path()), *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
 def helm(*args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 300,
          input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Runs the pinned helm with a private cache/config dir (never the user's repos)."""

@@ -89,8 +89,10 @@ KOPF_CLUSTER = {
 @pytest.mark.parametrize(
     "values",
     [[], ["--set", "watchNamespaces={live,studio}"], ["--set", "replicaCount=1", "--set", "peering.enabled=false"],
-     ["--set", "metrics.serviceMonitor.enabled=true"]],
-    ids=["defaults", "watch-namespaces", "single-standalone", "service-monitor"],
+     ["--set", "metrics.serviceMonitor.enabled=true"],
+     ["--set", "metrics.podMonitor.enabled=true", "--set", "metrics.prometheusRule.enabled=true",
+      "--set", "metrics.grafanaDashboard.enabled=true"]],
+    ids=["defaults", "watch-namespaces", "single-standalone", "service-monitor", "monitoring"],
 )
 def test_helm_lint_strict(values):
     out = helm("lint", "--strict", str(CHART), *values)
