@@ -26,6 +26,7 @@ deps: venv ui
 	bash hack/install-debs.sh
 	bash hack/build-bins.sh
 	bash hack/build-mediamtx.sh
+	bash hack/build-prometheus.sh >/dev/null
 	$(MAKE) node-deps
 
 # The local real node (tests/e2e, make demo): containerd, runc, CNI, ipset from Debian;

@@ -58,19 +58,21 @@ def helm_path() -> Path:
 
 
 @cache
-def promtool_path() -> Path:
-    """The pinned promtool (hack/build-prometheus.sh promtool builds it when missing)."""
-    path = cache_root() / f"promtool-{versions()['PROMETHEUS_VERSION']}" / "promtool"
+def prometheus_bin(name: str) -> Path:
+    """The pinned promtool, prometheus or alertmanager (hack/build-prometheus.sh NAME
+    builds it when missing; `make deps` builds all three)."""
+    key = "ALERTMANAGER_VERSION" if name == "alertmanager" else "PROMETHEUS_VERSION"
+    path = cache_root() / f"{name}-{versions()[key]}" / name
     if not os.access(path, os.X_OK):
-        subprocess.run(["bash", str(HACK / "build-prometheus.sh"), "promtool"], check=True,
+        subprocess.run(["bash", str(HACK / "build-prometheus.sh"), name], check=True,
                        stdout=subprocess.DEVNULL, timeout=1800)
-    assert os.access(path, os.X_OK), f"{path} missing after hack/build-prometheus.sh promtool"
+    assert os.access(path, os.X_OK), f"{path} missing after hack/build-prometheus.sh {name}"
     return path
 
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Runs the pinned promtool; the caller looks at the exit code."""
-    return subprocess.run([str(promtool_path()), *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+    return subprocess.run([str(prometheus_bin("promtool")), *args], capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
 def helm(*args: str, env: dict[str, str] | None = None, check: bool = True, timeout: float = 300,
