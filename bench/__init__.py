@@ -10,6 +10,7 @@ nodecost       the same outputs on the local real node: each pod's cgroup CPU an
 recovery       destination down and up again: time to frames vs reconnect delay
 latency        delay added by the relay, per output protocol
 schedule       1,000 scheduled outputs: windows opening/closing at the same second
+telemetry      1,000 settled outputs: operator CPU, RSS, status writes, pods read vs not
 =============  ================================================================
 
 Run ``python -m bench`` (``make bench``); ``--only NAME`` for one, ``--quick`` for
@@ -25,10 +26,22 @@ import traceback
 from pathlib import Path
 from typing import TextIO
 
-from . import common, latency, mediacost, mediaprofile, nodecost, recovery, restart, scale, schedule, steady
+from . import (
+    common,
+    latency,
+    mediacost,
+    mediaprofile,
+    nodecost,
+    recovery,
+    restart,
+    scale,
+    schedule,
+    steady,
+    telemetry,
+)
 from .common import Opts, Result
 
-BENCHMARKS = (scale, steady, restart, mediacost, mediaprofile, nodecost, recovery, latency, schedule)
+BENCHMARKS = (scale, steady, restart, mediacost, mediaprofile, nodecost, recovery, latency, schedule, telemetry)
 
 
 def by_name(name: str):  # type: ignore[no-untyped-def]

@@ -434,7 +434,8 @@ class RssSampler(threading.Thread):
 class Cluster:
     """ControlPlane (with audit log) + CRDs + an operator identity; stops on exit."""
 
-    def __init__(self, workdir: Path, nodes: int = 2) -> None:
+    def __init__(self, workdir: Path, nodes: int = 2, pod_cidr: str | None = None) -> None:
+        """pod_cidr: where KWOK hands out pod IPs (the harness' default otherwise)."""
         self.workdir = workdir
         if workdir.exists():
             shutil.rmtree(workdir, ignore_errors=True)
@@ -451,6 +452,8 @@ class Cluster:
             # (routers' Deployments unavailable) and, after 5 min, evicts them. Fake nodes
             # flapping is not what is measured here.
             controller_manager_args=["--node-monitor-grace-period=15m"],
+            # kwok's last --cidr wins
+            kwok_args=[f"--cidr={pod_cidr}"] if pod_cidr else [],
             apiserver_args=[
                 f"--audit-policy-file={policy}",
                 f"--audit-log-path={self.audit_path}",

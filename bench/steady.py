@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import cluster
+from . import cluster, podpages
 from .cluster import OPERATOR_USER, Cluster, RssSampler, Watcher
 from .common import Opts, Result, Table, counts, cpu_seconds, say, wait_until
 
@@ -58,32 +58,50 @@ def _reconciles(port: int) -> float:
     return cluster.metric_sum(cluster.operator_metrics(port), "streamdist_reconcile_duration_seconds_count")
 
 
-def measure(opts: Opts, inputs: int, per: int, window: float) -> dict[str, Any]:
+def measure(opts: Opts, inputs: int, per: int, window: float, telemetry: bool = False) -> dict[str, Any]:
+    """telemetry: the operator reads every output pod's metrics page every 10 s, as on a
+    real cluster; KWOK's pods get loopback addresses (127.1.0.0/16) where one local
+    server answers for all of them with the page an RTMP output's entrypoint serves
+    (bench/podpages.py). Off: as on any KWOK cluster, nothing to read."""
     outputs = inputs * per
-    work = opts.dir(f"{NAME}-{inputs}x{per}")
+    work = opts.dir(f"{NAME}-{inputs}x{per}" + ("-telemetry" if telemetry else ""))
     manifest = cluster.write_manifests(work / "manifest.yaml", cluster.manifests(inputs, per))
-    with Cluster(work / "cluster", nodes=cluster.nodes_for(outputs + inputs)) as cl:
-        ns = cl.namespace("bench")
-        op = cl.start_operator()
-        assert op.proc is not None
-        pid = op.proc.pid
-        watcher = Watcher(cl.cp.kubeconfig, ns).start()
-        cl.apply(ns, manifest)
-        settled = wait_until(lambda: watcher.settled(outputs, inputs), 60 + outputs * 0.4)
-        if not settled:
-            raise RuntimeError(f"only {watcher.streaming_count()}/{outputs} outputs Streaming")
-        cl.wait_quiet(OPERATOR_USER, 2 * cluster.RESYNC_SECONDS, timeout=120)
-        rss = RssSampler(pid)
-        rss.start()
-        r0 = _reconciles(op.metrics_port)
-        m0, a0, c0, t0 = cl.metrics(), cl.audit.offset(), cpu_seconds(pid) or 0.0, time.monotonic()
-        time.sleep(window)
-        m1, a1, c1, t1 = cl.metrics(), cl.audit.offset(), cpu_seconds(pid) or 0.0, time.monotonic()
-        r1 = _reconciles(op.metrics_port)
-        rss.stop()
-        watcher.stop()
-        reqs = cl.audit.requests(OPERATOR_USER, a0, a1)
-        streaming_after = watcher.streaming_count()
+    pages = podpages.PodPages().start() if telemetry else None
+    env = {"STREAMDIST_TELEMETRY": "true", "STREAMDIST_TELEMETRY_PORT": str(pages.port)} if pages else {}
+    try:
+        with Cluster(work / "cluster", nodes=cluster.nodes_for(outputs + inputs),
+                     pod_cidr=podpages.POD_CIDR if pages else None) as cl:  # fmt: skip
+            ns = cl.namespace("bench")
+            op = cl.start_operator(env=env)
+            assert op.proc is not None
+            pid = op.proc.pid
+            watcher = Watcher(cl.cp.kubeconfig, ns).start()
+            cl.apply(ns, manifest)
+            settled = wait_until(lambda: watcher.settled(outputs, inputs), 60 + outputs * 0.4)
+            if not settled:
+                raise RuntimeError(f"only {watcher.streaming_count()}/{outputs} outputs Streaming")
+            if pages:
+                # every output's status holds its pod's telemetry before the window opens
+                if not wait_until(lambda: _with_link(watcher) >= outputs, 120):
+                    raise RuntimeError(f"only {_with_link(watcher)}/{outputs} outputs show their pod's telemetry")
+            cl.wait_quiet(OPERATOR_USER, 2 * cluster.RESYNC_SECONDS, timeout=120)
+            rss = RssSampler(pid)
+            rss.start()
+            r0 = _reconciles(op.metrics_port)
+            p0 = pages.served if pages else 0
+            m0, a0, c0, t0 = cl.metrics(), cl.audit.offset(), cpu_seconds(pid) or 0.0, time.monotonic()
+            time.sleep(window)
+            m1, a1, c1, t1 = cl.metrics(), cl.audit.offset(), cpu_seconds(pid) or 0.0, time.monotonic()
+            p1 = pages.served if pages else 0
+            r1 = _reconciles(op.metrics_port)
+            rss.stop()
+            watcher.stop()
+            reqs = cl.audit.requests(OPERATOR_USER, a0, a1)
+            streaming_after = watcher.streaming_count()
+            degraded = _degraded(watcher)
+    finally:
+        if pages:
+            pages.stop()
     minutes = (t1 - t0) / 60
     delta = m1 - m0
     patches = sum(v for (verb, r, sub), v in delta.items() if verb == "PATCH" and sub == "status"
@@ -106,4 +124,20 @@ def measure(opts: Opts, inputs: int, per: int, window: float) -> dict[str, Any]:
         "patch_bodies": cluster.status_patches(reqs),
         "patch_changes": dict(cluster.patch_changes(reqs)),
         "streaming_after": streaming_after,
+        "telemetry": telemetry,
+        "pages_per_min": (p1 - p0) / minutes,
+        "degraded": degraded,
     }
+
+
+def _with_link(watcher: Watcher) -> int:
+    with watcher.lock:
+        return sum(1 for s in watcher.outputs.values() if s.status.get("link"))
+
+
+def _degraded(watcher: Watcher) -> int:
+    """Outputs whose Degraded condition is True (a healthy page must make none)."""
+    with watcher.lock:
+        return sum(1 for s in watcher.outputs.values()
+                   if any(c.get("type") == "Degraded" and c.get("status") == "True"
+                          for c in s.status.get("conditions") or []))  # fmt: skip

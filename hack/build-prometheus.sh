@@ -8,8 +8,8 @@
 # Why: no registry here ships them as packages (Debian's prometheus is 2.42, older than
 # the rule syntax the chart is tested with); the Go module proxy serves both modules.
 # Neither web UI is built (each is a Node/Elm build of its own): Prometheus embeds its
-# UI only with the `builtinassets` tag, so without it the server and its API (what the
-# e2e test uses) work and the UI pages say the assets are missing; Alertmanager embeds
+# UI only with the `builtinassets` tag, so without it the server and its API (what
+# tests/install/test_alerting.py uses) work and the UI pages say the assets are missing; Alertmanager embeds
 # ui/app/dist unconditionally, so its build gets that directory holding one page saying
 # the UI was not built (its API and its receivers, the webhook, are unaffected).
 set -euo pipefail

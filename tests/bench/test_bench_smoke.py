@@ -22,7 +22,7 @@ from tests.harness import media  # noqa: E402
 
 import bench  # noqa: E402
 
-CLUSTER = ("scale", "steady", "restart", "schedule")
+CLUSTER = ("scale", "steady", "restart", "schedule", "telemetry")
 MEDIA = ("mediacost", "mediaprofile", "recovery", "latency")
 
 
@@ -55,6 +55,13 @@ def test_cluster_benchmark(name: str, tmp_path: Path) -> None:
         assert all(_number(v) for v in (*f["start"], *f["stop"], f["cpu_s"], f["margin_s"])), f
     elif name == "steady":
         assert f["window_s"] >= 29 and _number(f["cpu_per_min"]) and _number(f["status_patches_per_min"])
+    elif name == "telemetry":
+        off, on = f["off"], f["on"]
+        assert off["pages_per_min"] == 0 and off["window_s"] >= 29
+        # on: every pod read about every 10 s (6 a minute), and every healthy output stays so
+        assert on["pages_per_min"] >= 3 * on["outputs"], on["pages_per_min"]
+        assert on["degraded"] == 0 and on["streaming_after"] == on["outputs"], on
+        assert all(_number(x[k]) for x in (off, on) for k in ("cpu_per_min", "rss_mb", "status_patches_per_min"))
     else:
         assert _number(f["readopted_s"]) and f["pods_before"] == f["outputs"], f
         assert _number(f["reconnects_after"]) and _number(f["cpu_s"])

@@ -21,6 +21,12 @@ from .memory import OutputKey, OutputTelemetry
 TELEMETRY_TIMEOUT = 1.0
 MAX_PAGE = 64 * 1024
 WORKERS = 16
+# A pod that missed a read keeps its last record this many poll periods: one late
+# answer (a busy node, a busy operator) is not news, and dropping the record would
+# flip status to NoTelemetry and back, two status writes per hiccup per output
+# (bench/telemetry.py saw that at load 10 on two cores). A pod silent for longer is
+# NoTelemetry; a new pod never inherits its predecessor's record.
+MISSED_READS = 3
 
 
 def poll_all(ctx: Context) -> int:
@@ -53,7 +59,10 @@ def poll(ctx: Context, key: OutputKey, pod: str, ip: str, listener: bool) -> boo
     try:
         page = fetch(ip, ctx.settings.telemetry_port)
     except (OSError, ValueError):
-        memory.telemetry = None
+        kept = memory.telemetry
+        stale_after = MISSED_READS * ctx.settings.telemetry_seconds
+        if kept is None or kept.sample.pod != pod or time.monotonic() - kept.sample.at > stale_after:
+            memory.telemetry = None
         return False
     before = memory.telemetry
     current = telemetry.sample(pod, time.monotonic(), telemetry.parse_exposition(page))
