@@ -56,6 +56,16 @@ def page(metrics: list[tuple[str, str, str]], seconds: float) -> str:
     return "".join(out)
 
 
+class _Server(ThreadingHTTPServer):
+    # every pod has its own listener; here one stands in for all of them, so its
+    # backlog must hold what the operator's parallel reads open at once
+    request_queue_size = 1024
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # the operator gave up on a late answer (its deadline is 1 s): counted, not printed
+        self.late = getattr(self, "late", 0) + 1
+
+
 class PodPages:
     def __init__(self) -> None:
         self.metrics = ffmpeg_metrics()
@@ -81,9 +91,14 @@ class PodPages:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("0.0.0.0", 0), Handler)
+        self.server = _Server(("0.0.0.0", 0), Handler)
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
+
+    @property
+    def late(self) -> int:
+        """Answers the operator no longer waited for (since the start)."""
+        return int(getattr(self.server, "late", 0))
 
     def start(self) -> PodPages:
         threading.Thread(target=self.server.serve_forever, name="pod-pages", daemon=True).start()

@@ -93,6 +93,7 @@ def measure(opts: Opts, inputs: int, per: int, window: float, telemetry: bool = 
             time.sleep(window)
             m1, a1, c1, t1 = cl.metrics(), cl.audit.offset(), cpu_seconds(pid) or 0.0, time.monotonic()
             p1 = pages.served if pages else 0
+            late = pages.late if pages else 0
             r1 = _reconciles(op.metrics_port)
             rss.stop()
             watcher.stop()
@@ -126,6 +127,7 @@ def measure(opts: Opts, inputs: int, per: int, window: float, telemetry: bool = 
         "streaming_after": streaming_after,
         "telemetry": telemetry,
         "pages_per_min": (p1 - p0) / minutes,
+        "pages_late": late,
         "degraded": degraded,
     }
 

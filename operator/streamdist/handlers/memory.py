@@ -80,6 +80,7 @@ class OutputTelemetry:
 
     sample: Sample
     summary: Summary
+    missed: int = 0  # reads of the same pod that failed since this one
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from .. import telemetry
@@ -21,11 +22,12 @@ from .memory import OutputKey, OutputTelemetry
 TELEMETRY_TIMEOUT = 1.0
 MAX_PAGE = 64 * 1024
 WORKERS = 16
-# A pod that missed a read keeps its last record this many poll periods: one late
-# answer (a busy node, a busy operator) is not news, and dropping the record would
-# flip status to NoTelemetry and back, two status writes per hiccup per output
-# (bench/telemetry.py saw that at load 10 on two cores). A pod silent for longer is
-# NoTelemetry; a new pod never inherits its predecessor's record.
+# A pod keeps its last record through this many failed reads in a row: one late answer
+# (a busy node, a busy operator) is not news, and dropping the record would flip status
+# to NoTelemetry and back, two status writes per hiccup per output (bench/telemetry.py
+# saw that at load 10 on two cores). Counted in reads, not seconds: a poll round of
+# many pods takes longer on a busy operator. A pod silent for longer is NoTelemetry; a
+# new pod never inherits its predecessor's record.
 MISSED_READS = 3
 
 
@@ -60,9 +62,10 @@ def poll(ctx: Context, key: OutputKey, pod: str, ip: str, listener: bool) -> boo
         page = fetch(ip, ctx.settings.telemetry_port)
     except (OSError, ValueError):
         kept = memory.telemetry
-        stale_after = MISSED_READS * ctx.settings.telemetry_seconds
-        if kept is None or kept.sample.pod != pod or time.monotonic() - kept.sample.at > stale_after:
+        if kept is None or kept.sample.pod != pod or kept.missed >= MISSED_READS:
             memory.telemetry = None
+        else:
+            memory.telemetry = replace(kept, missed=kept.missed + 1)
         return False
     before = memory.telemetry
     current = telemetry.sample(pod, time.monotonic(), telemetry.parse_exposition(page))
