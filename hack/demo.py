@@ -134,7 +134,7 @@ def _run_demo_set(
         step("waiting until the input is Live and every output Streaming")
         cluster.wait_for("the demo to stream", lambda: demo_settled(cluster, NAMESPACE), timeout=300)
         step(f"all Streaming {time.monotonic() - started:.0f}s after start; kubectl get streamdist:")
-        print(cluster.kubectl("get", "streamdist", "-n", NAMESPACE).stdout)
+        print(cluster.kubectl("get", "streamdist", "-n", NAMESPACE, "-o", "wide").stdout)
         print(cluster.kubectl("get", "pods", "-n", pods.namespace, "-o", "wide").stdout)
         print("Watch each output:")
         for name, command in sorted(pieces.watch.items()):
@@ -234,7 +234,7 @@ def _current_cluster() -> int:
     kubectl("apply", "-n", NAMESPACE, "-f", str(ROOT / "examples" / "demo"))
     print("NOTE: on your cluster the demo outputs send to receiver.streamdist-demo.svc, which you provide;")
     print("      send a source to the input's endpoint shown below.")
-    print(kubectl("get", "streamdist", "-n", NAMESPACE, check=False).stdout)
+    print(kubectl("get", "streamdist", "-n", NAMESPACE, "-o", "wide", check=False).stdout)
     return 0
 
 
