@@ -199,7 +199,7 @@ def _kwok_demo() -> int:
             cp.kubectl("apply", "-n", NAMESPACE, "-f", str(ROOT / "examples" / "demo"))
             cp.wait_for("the demo outputs to settle", lambda: demo_settled(cp, NAMESPACE, live=False), timeout=60)
             step(f"settled in {time.monotonic() - started:.1f}s; kubectl get streamdist -n {NAMESPACE}:")
-            print(cp.kubectl("get", "streamdist", "-n", NAMESPACE).stdout)
+            print(cp.kubectl("get", "streamdist", "-n", NAMESPACE, "-o", "wide").stdout)
             print("NOTE: the pods are played by KWOK (fake nodes): no video flows in this mode.")
             with _start_ui(cp) as ui:
                 _footer(cp.kubeconfig, f"operator log: {op.log}", ui)
