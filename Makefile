@@ -44,7 +44,7 @@ node-deps:
 lint: venv
 	$(VENV)/bin/ruff check operator tests images
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict images/ffmpeg/streamdist_switch.py
+	MYPYPATH=images/ffmpeg $(VENV)/bin/mypy --strict images/ffmpeg/streamdist_switch.py
 
 test: deps lint
 	bash hack/run-tests.sh

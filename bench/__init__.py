@@ -11,6 +11,7 @@ recovery       destination down and up again: time to frames vs reconnect delay
 latency        delay added by the relay, per output protocol
 schedule       1,000 scheduled outputs: windows opening/closing at the same second
 telemetry      1,000 settled outputs: operator CPU, RSS, status writes, pods read vs not
+failover       receiver's gap at each switch between primary and backup source
 =============  ================================================================
 
 Run ``python -m bench`` (``make bench``); ``--only NAME`` for one, ``--quick`` for
@@ -28,6 +29,7 @@ from typing import TextIO
 
 from . import (
     common,
+    failover,
     latency,
     mediacost,
     mediaprofile,
@@ -41,7 +43,8 @@ from . import (
 )
 from .common import Opts, Result
 
-BENCHMARKS = (scale, steady, restart, mediacost, mediaprofile, nodecost, recovery, latency, schedule, telemetry)
+BENCHMARKS = (scale, steady, restart, mediacost, mediaprofile, nodecost, recovery, latency, schedule, telemetry,
+              failover)
 
 
 def by_name(name: str):  # type: ignore[no-untyped-def]

@@ -188,11 +188,11 @@ build_mediamtx() {
 build_ffmpeg() {
   local pk="$REPO_ROOT/images/ffmpeg/packages.txt" out k pkgs
   local wrapper="$REPO_ROOT/images/ffmpeg/streamdist-ffmpeg"
-  local switch="$REPO_ROOT/images/ffmpeg/streamdist_switch.py"
+  local switch="$REPO_ROOT/images/ffmpeg/streamdist_switch.py" switchlib=("$REPO_ROOT"/images/ffmpeg/switchlib/*.py)
   pkgs=$(grep -v '^[[:space:]]*#' "$pk" | xargs)
   [[ -n "$pkgs" ]] || die "no packages in $pk"
   local df="$REPO_ROOT/images/ffmpeg/Dockerfile"
-  k=$(key "$pk" "$wrapper" "$switch" "$OCI" "$SUITE" "$df" "$DOCKERFILE" "$VERSION" \
+  k=$(key "$pk" "$wrapper" "$switch" "${switchlib[@]}" "$OCI" "$SUITE" "$df" "$DOCKERFILE" "$VERSION" \
     "$(recipe build_ffmpeg base_rootfs fresh_copy in_chroot add_user slim pack dockerfile_config)")
   out="$CACHE/ffmpeg-$k.tar"
   if [[ ! -f "$out" ]]; then
@@ -203,11 +203,14 @@ build_ffmpeg() {
     add_user "$root" ffmpeg
     install -m 0755 "$wrapper" "$root/usr/local/bin/streamdist-ffmpeg"
     in_chroot "$root" perl -c /usr/local/bin/streamdist-ffmpeg 2>/dev/null || die "streamdist-ffmpeg does not compile"
-    # the backup switcher: stdlib-only Python on Debian's python3-minimal + libpython3-stdlib
-    install -m 0755 "$switch" "$root/usr/local/bin/streamdist-switch"
-    in_chroot "$root" sh -c "python3 -c 'import json, urllib.request, argparse, subprocess, signal, ctypes' &&
-        python3 /usr/local/bin/streamdist-switch --help >/dev/null" ||
-      die "streamdist-switch does not run on the image's python3 (a module missing from packages.txt?)"
+    # the backup switcher: stdlib-only Python on Debian's python3-minimal + libpython3-stdlib;
+    # its modules beside it (python puts the symlink's target directory on sys.path)
+    install -D -m 0755 "$switch" "$root/usr/local/lib/streamdist-switch/streamdist_switch.py"
+    install -D -m 0644 -t "$root/usr/local/lib/streamdist-switch/switchlib" "${switchlib[@]}"
+    ln -sf ../lib/streamdist-switch/streamdist_switch.py "$root/usr/local/bin/streamdist-switch"
+    in_chroot "$root" sh -c "python3 -c 'import json, urllib.request, argparse, subprocess, signal, ctypes, selectors, fractions, statistics, hmac' &&
+        python3 /usr/local/bin/streamdist-switch --help >/dev/null && test -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf" ||
+      die "streamdist-switch does not run on the image's python3, or its slate font is missing (packages.txt?)"
     # the Dockerfile's checks: SRT and RTMPS are built in
     in_chroot "$root" sh -c "ffmpeg -hide_banner -protocols 2>/dev/null | grep -qx '  srt' && ffmpeg -hide_banner -protocols 2>/dev/null | grep -qx '  rtmps'" ||
       die "ffmpeg in the image lacks srt or rtmps"

@@ -51,7 +51,8 @@ def window(before: str | None, phase: str | None) -> Event | None:
 
 
 def switched(previous_source: str | None, source: str | None, reason: str, message: str) -> Event | None:
-    """An input's readers now get another source (primary, backup, fallback slate)."""
+    """An input's readers now get another source (primary, backup, the slate): Normal
+    for the primary, a Warning for anything else."""
     if not source or not previous_source or previous_source == source:
         return None
     return Event("Normal" if source == "primary" else "Warning", reason, message)

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import events, render
+from . import events, render, switch_state
 from .events import Event
 from .handlers.memory import Endpoints, InputObservation
 from .models import StreamInput
 from .status import Cond, conditions, input_phase, now_iso, quantize_bitrate
+from .switch_state import Switched
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class SeenInput:
 class InputDecision:
     status: dict[str, Any]
     events: tuple[Event, ...] = ()
+    # Each new switch of the backup switch: (what went on air, its gap in ms), for the
+    # switch-gap histogram once the status that shows it is written.
+    switch_gaps: tuple[tuple[str, int], ...] = ()
 
 
 def plan_input(seen: SeenInput) -> InputDecision:
@@ -44,6 +48,7 @@ def plan_input(seen: SeenInput) -> InputDecision:
     phase, ready, recv = input_phase(seen.router_ready, receiving(observation), kept)
     active = active_source(inp, observation)
     conds = [ready, recv] + ([on_air(active)] if inp.spec.slate else [])
+    switches = new_switches(inp, observation, previous)
     status = {
         "observedGeneration": inp.metadata.generation,
         "phase": phase,
@@ -52,15 +57,32 @@ def plan_input(seen: SeenInput) -> InputDecision:
         **({"backupEndpoint": seen.endpoints[1]} if len(seen.endpoints) > 1 else {}),
         **health_fields(previous, observation),
         **({"activeSource": active} if active else {}),
+        **({"lastSwitch": switches[-1].as_status()} if switches else {}),
         "conditions": conditions(previous.get("conditions"), conds, inp.metadata.generation, now_iso(seen.now)),
     }
     lost = "Waiting" if previous.get("phase") != "Live" else "SourceLost"
     reason = {"Live": "SourceLive", "Waiting": lost}.get(phase, ready.reason)
     message = recv.message if phase in ("Live", "Waiting") else ready.message
-    cond = on_air(active)
-    found = (events.transition(previous, status, reason, message),
-             events.switched(previous.get("activeSource"), active, cond.reason, cond.message))  # fmt: skip
-    return InputDecision(status, tuple(e for e in found if e))
+    found = [events.transition(previous, status, reason, message), *map(switch_event, switches)]
+    if not inp.spec.backup:  # the switch reports its own switches (above); MediaMTX's slate does not
+        cond = on_air(active)
+        found.append(events.switched(previous.get("activeSource"), active, cond.reason, cond.message))
+    gaps = tuple((s.to, s.gap_ms) for s in switches if s.gap_ms is not None)
+    return InputDecision(status, tuple(e for e in found if e), gaps)
+
+
+def new_switches(inp: StreamInput, seen: InputObservation | None, previous: dict[str, Any]) -> tuple[Switched, ...]:
+    """The backup switch's switches not in status yet (status.lastSwitch marks the last)."""
+    if not inp.spec.backup or seen is None or seen.switch is None:
+        return ()
+    return switch_state.new_switches(seen.switch, (previous.get("lastSwitch") or {}).get("at"))
+
+
+def switch_event(switched: Switched) -> Event | None:
+    """The Event of one switch: what is on air now, and the gap readers had at the cut."""
+    cond = on_air(SLATE_AS_ACTIVE.get(switched.to, switched.to))
+    gap = f"; {switched.gap_ms} ms without frames at the switch" if switched.gap_ms is not None else ""
+    return events.switched(switched.source, switched.to, cond.reason, cond.message + gap)
 
 
 def plan_failure(body: dict[str, Any], previous: dict[str, Any], reason: str, message: str,
@@ -79,16 +101,21 @@ def plan_failure(body: dict[str, Any], previous: dict[str, Any], reason: str, me
     return InputDecision(status, (event,) if event else ())
 
 
+# The switch calls its slate "slate"; status.activeSource has called it "fallback".
+SLATE_AS_ACTIVE = {"slate": "fallback"}
+
+
 def active_source(inp: StreamInput, seen: InputObservation | None) -> str | None:
     """primary, backup or fallback: what readers of an input with a slate get now.
 
-    With a backup, the readers' path is fed by the switch's relay, whose RTSP session
-    names its role; anything else online there counts as the primary."""
+    With a backup, the switch says (its state endpoint); without one, MediaMTX's
+    readers' path is either online (the source) or not (its slate)."""
     if not inp.spec.slate or seen is None or seen.sample is None:
         return None
-    if not seen.sample.online:
-        return "fallback"
-    return "backup" if inp.spec.backup and seen.relay == "backup" else "primary"
+    if inp.spec.backup:
+        on = seen.switch.on_air if seen.switch else None
+        return SLATE_AS_ACTIVE.get(on, on) if on else None
+    return "primary" if seen.sample.online else "fallback"
 
 
 def on_air(active: str | None) -> Cond:
@@ -97,8 +124,8 @@ def on_air(active: str | None) -> Cond:
     if active == "backup":
         return Cond("OnAir", "True", "SwitchedToBackup", "the primary source is gone: the backup is on air")
     if active == "fallback":
-        return Cond("OnAir", "True", "SwitchedToFallback", "no source: the fallback slate is on air")
-    return Cond("OnAir", "Unknown", "HealthUnknown", "MediaMTX's control API has not answered yet")
+        return Cond("OnAir", "True", "SwitchedToSlate", "no source: the slate is on air")
+    return Cond("OnAir", "Unknown", "HealthUnknown", "what is on air has not been read yet")
 
 
 def receiving(seen: InputObservation | None) -> bool | None:

@@ -44,7 +44,6 @@ from pydantic import BaseModel, ConfigDict
 
 __all__ = [
     "API_VERSION_PREFIX",
-    "RELAY_QUERY_KEY",
     "SESSION_ENDPOINTS",
     "InputHealth",
     "MediaMTXAPIError",
@@ -59,7 +58,6 @@ __all__ = [
     "parse_sessions",
     "parse_time",
     "reader_sessions",
-    "relay_role",
     "stalled_readers",
 ]
 
@@ -273,21 +271,6 @@ def parse_sessions(kind: str, doc: Mapping[str, Any]) -> list[Session]:
             )
         )
     return out
-
-
-RELAY_QUERY_KEY = "streamdist"
-
-
-def relay_role(path: PathSample, sessions: list[Session]) -> str | None:
-    """Whose relay publishes into ``path``: the backup switch tags its RTSP publish
-    with ``?streamdist=primary|backup``; None for any other source."""
-    if not path.online or path.source_type != "rtspSession":
-        return None
-    source = next((s for s in sessions if s.id == path.source_id), None)
-    if source is None:
-        return None
-    values = urllib.parse.parse_qs(source.query).get(RELAY_QUERY_KEY)
-    return values[0] if values else None
 
 
 # ----------------------------------------------------------------- derived values

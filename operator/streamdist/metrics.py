@@ -7,6 +7,7 @@ deleted output disappears from the scrape by itself. Values are what status show
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,27 @@ RECONCILE_SECONDS = Histogram(
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+# Each switch of an input's backup switch: how long its readers went without frames
+# at the cut (the switch measures it; status.lastSwitch and the Event say it too).
+SWITCH_GAP_SECONDS = Histogram(
+    "streamdist_input_switch_gap_seconds",
+    "Output time without frames at a switch of source (primary, backup, slate), as the switch measured it.",
+    ["namespace", "input", "to"],
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2, 5, 10),
+)
+SWITCH_TARGETS = ("primary", "backup", "slate")
+
+
+def observe_switch_gaps(namespace: str, name: str, gaps: tuple[tuple[str, int], ...]) -> None:
+    for to, gap_ms in gaps:
+        SWITCH_GAP_SECONDS.labels(namespace, name, to).observe(gap_ms / 1000)
+
+
+def forget_input(namespace: str, name: str) -> None:
+    """A deleted input's switch-gap series go with it."""
+    for to in SWITCH_TARGETS:
+        with contextlib.suppress(KeyError):
+            SWITCH_GAP_SECONDS.remove(namespace, name, to)
 
 
 def _gauge(name: str, help_text: str, *labels: str) -> GaugeMetricFamily:

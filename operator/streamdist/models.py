@@ -62,17 +62,64 @@ class ServiceSpec(_Model):
     type: ServiceType = "ClusterIP"
 
 
-class Fallback(_Model):
-    """What readers get while the source is missing: MediaMTX's own offline slate.
+class ConfigMapKeyRef(_Model):
+    name: str = Field(min_length=1, max_length=253)
+    key: str = Field(min_length=1, max_length=253)
 
-    The tracks must be those the source publishes, so that a reader's stream keeps
-    the same shape across the switch (FFmpeg outputs keep running, timestamps go on).
+
+class ImageFrom(_Model):
+    config_map_key_ref: ConfigMapKeyRef = Field(alias="configMapKeyRef")
+
+
+PixelFormat = Literal["yuv420p", "yuvj420p", "yuv422p", "yuv444p", "yuv420p10le"]
+VideoProfile = Literal["baseline", "main", "high", "high10", "high422", "high444", "main10"]
+HEX_COLOR = r"^#[0-9a-fA-F]{6}$"
+# Printable text only: the slate draws it (a control character would not show).
+SLATE_TEXT = r"^[^\x00-\x1f\x7f]*$"
+FRAME_RATE = r"^[0-9]{1,6}(\.[0-9]{1,3}|/[0-9]{1,5})?$"
+
+
+class Fallback(_Model):
+    """The slate readers get while no source is on air.
+
+    The tracks (``video``, ``audio``, ``sampleRate``, ``channelCount``) must be those
+    the source publishes, so that a reader's stream keeps its shape across a switch.
+    With a backup the switch makes the slate in the source's own format, learned from
+    its tracks; ``width``/``height`` (and ``frameRate``, ``pixelFormat``, ``profile``)
+    name that format before any source has published. ``color``, ``text`` and
+    ``imageFrom`` say what it shows. Without a backup MediaMTX's built-in slate plays
+    ("STREAM IS OFFLINE", 1920x1080), and those fields are refused.
     """
 
     video: Literal["H264", "H265"] = "H264"
     audio: Literal["MPEG4Audio", "none"] = "MPEG4Audio"
     sample_rate: int = Field(default=48000, alias="sampleRate", ge=8000, le=96000)
     channel_count: int = Field(default=2, alias="channelCount", ge=1, le=8)
+    width: int | None = Field(default=None, ge=16, le=7680)
+    height: int | None = Field(default=None, ge=16, le=4320)
+    frame_rate: str = Field(default="25", alias="frameRate", pattern=FRAME_RATE)
+    pixel_format: PixelFormat = Field(default="yuv420p", alias="pixelFormat")
+    profile: VideoProfile | None = None
+    color: str = Field(default="#000000", pattern=HEX_COLOR)
+    text: str | None = Field(default=None, max_length=200, pattern=SLATE_TEXT)
+    image_from: ImageFrom | None = Field(default=None, alias="imageFrom")
+
+    @model_validator(mode="after")
+    def _size(self) -> Fallback:
+        if (self.width is None) != (self.height is None):
+            raise ValueError("fallback.width and fallback.height go together: both or neither")
+        return self
+
+    @property
+    def switch_fields(self) -> list[str]:
+        """The fields only the backup switch's slate honours, as given in the spec."""
+        return [alias for name, alias in SWITCH_FIELDS.items() if name in self.model_fields_set]
+
+
+SWITCH_FIELDS = {
+    "width": "width", "height": "height", "frame_rate": "frameRate", "pixel_format": "pixelFormat",
+    "profile": "profile", "color": "color", "text": "text", "image_from": "imageFrom",
+}  # fmt: skip
 
 
 class Backup(_Model):
@@ -84,6 +131,8 @@ class Backup(_Model):
 
     protocol: InputProtocol = "udp"
     port: int | None = Field(default=None, ge=MIN_PORT, le=MAX_PORT)
+    # Silence after which the source on air counts as lost and the switch cuts away.
+    loss_after_ms: int = Field(default=300, alias="lossAfterMs", ge=50, le=10000)
 
 
 # Ingests that carry a publisher's credential: every one but UDP (MPEG-TS has no place for it).
@@ -145,6 +194,15 @@ class StreamInputSpec(_Model):
             raise ValueError(f"backup.port is required: a {self.backup.protocol} backup needs a listener of its own")
         elif self.backup.port == self.port:
             raise ValueError("backup.port must differ from port")
+        return self
+
+    @model_validator(mode="after")
+    def _switch_slate(self) -> StreamInputSpec:
+        if self.fallback is not None and self.backup is None and self.fallback.switch_fields:
+            raise ValueError(
+                "fallback width, height, frameRate, pixelFormat, profile, color, text and imageFrom need spec.backup: "
+                "the backup switch makes that slate (without a backup MediaMTX's built-in slate plays)"
+            )
         return self
 
     @model_validator(mode="after")

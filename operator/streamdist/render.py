@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from . import credentials, urls
+from . import credentials, switch_render, urls
 from .credentials import Publisher, RouterCredentials
 from .models import API_VERSION, CREDENTIAL_PROTOCOLS, StreamInput, StreamOutput, TLSSpec, backup_shares_listener
 from .settings import Settings
@@ -51,7 +51,7 @@ APPLIED_DIGEST_ANNOTATION = "streamdist.io/applied-digest"
 # On an output's pod: the resourceVersion of the destination's Secret it was made with.
 SECRET_VERSION_ANNOTATION = "streamdist.io/secret-version"
 # The same image's backup switch (images/ffmpeg/streamdist_switch.py).
-SWITCH_COMMAND = "streamdist-switch"
+SWITCH_COMMAND = switch_render.COMMAND
 MASKED_DESTINATION_ENV = "STREAMDIST_MASKED_DESTINATION"
 # Seconds FFmpeg waits on a silent socket before it gives up and exits (so the kubelet
 # restarts it). Microseconds, as FFmpeg's -timeout/-rw_timeout expect.
@@ -352,6 +352,11 @@ def _input_values(inp: StreamInput, port: int, settings: Settings, plan: RouterP
         "pull_policy": settings.image_pull_policy,
         "ingests": [i for i in ingests(inp, port) if i.listener],
         "switch": _switch_container(inp, settings),
+        "switch_volumes": switch_render.volumes(inp),
+        "state_port": switch_render.STATE_PORT if inp.spec.backup else None,
+        "config_files": {switch_render.CREDENTIAL_KEY: switch_render.credential_file(plan.credentials)}
+        if inp.spec.backup
+        else {},
         "service_type": inp.spec.service.type,
         "local_traffic": bool(inp.spec.allowed_sources) and inp.spec.service.type != "ClusterIP",
         "rtsp_port": RTSP_PORT,
@@ -378,6 +383,7 @@ def _policy_values(inp: StreamInput, settings: Settings, all_ingests: list[Inges
     return {
         "readers": output_labels_of(inp.metadata.name),
         "operator_peer": operator,
+        "operator_ports": [API_PORT, METRICS_PORT, *([switch_render.STATE_PORT] if inp.spec.backup else [])],
         "ingest_ports": [dict(p) for p in {tuple(sorted(p.items())): p for p in ingest_ports}.values()],
         "sources": sources,
     }
@@ -405,19 +411,9 @@ def input_services(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str
 
 
 def _switch_container(inp: StreamInput, settings: Settings) -> dict[str, Any] | None:
-    """The backup switch: a sidecar (FFmpeg image) relaying the live source into the
-    readers' path, MediaMTX having no switch of its own (images/ffmpeg/streamdist_switch.py)."""
-    if inp.spec.backup is None:
-        return None
-    return {
-        "image": settings.ffmpeg_image,
-        "command": [SWITCH_COMMAND],
-        "args": [
-            "--path", inp.metadata.name,
-            "--api", f"http://127.0.0.1:{API_PORT}",
-            "--rtsp", f"rtsp://127.0.0.1:{RTSP_PORT}",
-        ],
-    }  # fmt: skip
+    """The backup switch: a sidecar (FFmpeg image) putting the live source on the
+    readers' path, MediaMTX having no switch of its own (switch_render)."""
+    return switch_render.container(inp, settings.ffmpeg_image, API_PORT, RTSP_PORT)
 
 
 def input_read_url(namespace: str, input_name: str) -> str:

@@ -23,7 +23,7 @@ from tests.harness import media  # noqa: E402
 import bench  # noqa: E402
 
 CLUSTER = ("scale", "steady", "restart", "schedule", "telemetry")
-MEDIA = ("mediacost", "mediaprofile", "recovery", "latency")
+MEDIA = ("mediacost", "mediaprofile", "recovery", "latency", "failover")
 
 
 def _number(value: Any) -> bool:
@@ -94,6 +94,11 @@ def test_media_benchmark(name: str, tmp_path: Path) -> None:
     elif name == "recovery":
         for key, o in f.items():
             assert _number(o["recovered_s"]), (key, o)
+    elif name == "failover":
+        (run,) = f.values()
+        assert run["switches"] >= 2 * run["cycles"], run  # each cycle: to the backup and back
+        assert all(_number(v) for v in (*run["to_backup"], *run["to_primary"], run["switch_cpu_s"])), run
+        assert run["slate_cpu"] and run["measured"].get("backup"), run
     else:
         assert f["sent"] > 0
         for p in ("udp", "srt", "rtmp", "rtsp"):

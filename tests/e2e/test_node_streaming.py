@@ -509,13 +509,19 @@ def test_backup_source_takes_over_and_outputs_stay_connected(node: NodeCluster, 
             f"the output published anew (its FFmpeg restarted) across the switches: {path}"
         )
         assert status.get("phase") == "Streaming" and not status.get("reconnects"), status
-        reasons = {e.get("reason") for e in kube.get("events")["items"]}
+        events = kube.get("events")["items"]
+        reasons = {e.get("reason") for e in events}
         assert {"SwitchedToBackup", "SwitchedToPrimary"} <= reasons, reasons
+        to_backup = next(e for e in events if e.get("reason") == "SwitchedToBackup")
+        assert re.search(r"; \d+ ms without frames at the switch$", to_backup.get("message", "")), to_backup
+        last = kube.status("si", "studio").get("lastSwitch") or {}
+        assert last.get("to") == "primary" and 0 <= last.get("gapMs", -1) < 1000, last
         rec = recv.record("live/prog", tmp_path / "after.ts", 6)
         rec.wait(30)
         print(
             f"[e2e] backup: status.activeSource backup {seen_backup:.1f}s after the primary encoder stopped, "
-            f"primary {seen_primary:.1f}s after it restarted (operator health poll every 2 s here); "
+            f"primary {seen_primary:.1f}s after it restarted (operator health poll every 2 s here); the Event: "
+            f"{to_backup.get('message')!r}; status.lastSwitch {last}; "
             f"the output's one RTMP publish lasted throughout; {_probe_ok(tmp_path / 'after.ts', 'after')}",
             flush=True,
         )

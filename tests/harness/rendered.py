@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from streamdist import credentials, render, urls
+from streamdist import credentials, render, switch_render, switch_state, urls
 from streamdist.models import CREDENTIAL_PROTOCOLS, StreamInput, StreamOutput, parse_input, parse_output
 from streamdist.settings import Settings
 from streamdist.status import PodView, last_error, one_line_error
@@ -47,6 +47,8 @@ SETTINGS = Settings()
 
 # Secrets as the tests hand them over: {secret name: {key: value}}.
 Secrets = Mapping[str, Mapping[str, str]]
+# ConfigMaps a pod mounts besides the router's own: {name: {key: text or bytes}}.
+ConfigMaps = Mapping[str, Mapping[str, str | bytes]]
 # The publisher's credential of an input whose test gives none (user:password).
 DEFAULT_PUBLISHER = "publisher:harness-publish-0001"
 # Each prepared input's credentials Secret, as the operator writes it: what its output
@@ -184,6 +186,7 @@ class RenderedInput:
     api_port: int
     metrics_port: int
     switch_argv: list[str] | None = None  # the backup switch sidecar, as rendered
+    state_port: int = 0  # its GET /v1/state, on loopback
     mediamtx: MediaMTX | None = None
     switch: ManagedProcess | None = None
     starts: int = 0
@@ -237,6 +240,19 @@ class RenderedInput:
         assert self.mediamtx is not None, "router not started"
         return self.mediamtx.process
 
+    def on_air(self) -> str | None:
+        """What the backup switch says is on air (its state endpoint, read with the
+        operator's credential as the health poll does); None while it cannot say."""
+        creds = self.plan.credentials
+        try:
+            return switch_state.fetch(LOOPBACK, self.state_port, creds.api_user, creds.api_password).on_air
+        except switch_state.SwitchStateError:
+            return None
+
+    def switch_state(self) -> switch_state.SwitchState:
+        creds = self.plan.credentials
+        return switch_state.fetch(LOOPBACK, self.state_port, creds.api_user, creds.api_password)
+
     def stop(self) -> None:
         if self.switch is not None:
             self.switch.stop(grace=5)
@@ -280,6 +296,7 @@ def prepare_input(
     secrets: Secrets | None = None,
     group: ProcessGroup,
     settings: Settings = SETTINGS,
+    configmaps: ConfigMaps | None = None,
 ) -> RenderedInput:
     """Render ``inp`` and lay out its ConfigMap as the volume mount would; start it
     with ``.start()``.
@@ -348,7 +365,7 @@ def prepare_input(
         if ingest.protocol in ("srt", "rtmp"):
             overrides[f"MTX_{ingest.protocol.upper()}ADDRESS"] = f"{LOOPBACK}:{ingest.port}"
     assert not set(overrides) & set(env)
-    switch_argv = _switch_argv(sidecars[0], api, rtsp) if sidecars else None
+    switch_argv, state = _switch_argv(sidecars[0], pod_spec, api, rtsp, workdir, configmaps) if sidecars else (None, 0)
     return RenderedInput(
         model=inp,
         plan=plan,
@@ -366,18 +383,60 @@ def prepare_input(
         api_port=api,
         metrics_port=metrics,
         switch_argv=switch_argv,
+        state_port=state,
     )
 
 
-def _switch_argv(container: dict[str, Any], api: int, rtsp: int) -> list[str]:
+def _switch_argv(
+    container: dict[str, Any], pod_spec: dict[str, Any], api: int, rtsp: int, workdir: Path,
+    configmaps: ConfigMaps | None,
+) -> tuple[list[str], int]:  # fmt: skip
     """The switch sidecar's command + args, run from this checkout's images/ffmpeg, with
-    the pod-local MediaMTX addresses moved to the loopback ports the router got here."""
+    the pod-local MediaMTX addresses moved to the loopback ports the router got here,
+    its state endpoint on a free loopback port, and its volumes laid out as the kubelet
+    would (the router's ConfigMap, an emptyDir, the slate image's ConfigMap key from
+    ``configmaps``; an optional one that is missing is an empty directory)."""
     assert container["command"] == [render.SWITCH_COMMAND], container["command"]
+    state = media.free_tcp_port()
     moved = {f"http://127.0.0.1:{render.API_PORT}": f"http://{LOOPBACK}:{api}",
-             f"rtsp://127.0.0.1:{render.RTSP_PORT}": f"rtsp://{LOOPBACK}:{rtsp}"}  # fmt: skip
-    args = [moved.get(a, a) for a in container.get("args") or []]
-    assert set(moved.values()) <= set(args), f"switch args do not name the router's API and RTSP: {args}"
-    return [sys.executable, str(FFMPEG_IMAGE_DIR / "streamdist_switch.py"), *args]
+             f"rtsp://127.0.0.1:{render.RTSP_PORT}": f"rtsp://{LOOPBACK}:{rtsp}",
+             f":{switch_render.STATE_PORT}": f"{LOOPBACK}:{state}"}  # fmt: skip
+    volumes = {v["name"]: v for v in pod_spec.get("volumes") or []}
+    mounts = {m["mountPath"]: _volume_dir(volumes[m["name"]], workdir, configmaps or {})
+              for m in container.get("volumeMounts") or []}  # fmt: skip
+    args = []
+    for arg in container.get("args") or []:
+        arg = moved.get(arg, arg)
+        for mount_path, local in mounts.items():
+            if arg == mount_path or arg.startswith(mount_path.rstrip("/") + "/"):
+                arg = str(local) + arg[len(mount_path.rstrip("/")) :]
+                break
+        args.append(arg)
+    assert set(moved.values()) <= set(args), f"switch args do not name the router's API, RTSP and state: {args}"
+    return [sys.executable, str(FFMPEG_IMAGE_DIR / "streamdist_switch.py"), *args], state
+
+
+def _volume_dir(volume: dict[str, Any], workdir: Path, configmaps: ConfigMaps) -> Path:
+    """A pod volume as a local directory: ``mounts/config`` (the router's ConfigMap, as
+    laid out for MediaMTX), a fresh one for an emptyDir, a ConfigMap's items."""
+    if "emptyDir" in volume:
+        local = workdir / "volumes" / volume["name"]
+        local.mkdir(parents=True, exist_ok=True)
+        return local
+    source = volume["configMap"]
+    if source["name"].endswith("-mediamtx"):
+        return workdir / "mounts" / "config"
+    local = workdir / "volumes" / volume["name"]
+    local.mkdir(parents=True, exist_ok=True)
+    data = configmaps.get(source["name"])
+    if data is None:
+        assert source.get("optional"), f"ConfigMap {source['name']} not given to the test and not optional"
+        return local
+    for item in source.get("items") or [{"key": k, "path": k} for k in data]:
+        if item["key"] in data:
+            value = data[item["key"]]
+            (local / item["path"]).write_bytes(value if isinstance(value, bytes) else value.encode())
+    return local
 
 
 def start_input(
@@ -387,8 +446,9 @@ def start_input(
     secrets: Secrets | None = None,
     group: ProcessGroup,
     settings: Settings = SETTINGS,
+    configmaps: ConfigMaps | None = None,
 ) -> RenderedInput:
-    router = prepare_input(inp, workdir, secrets=secrets, group=group, settings=settings)
+    router = prepare_input(inp, workdir, secrets=secrets, group=group, settings=settings, configmaps=configmaps)
     router.start()
     return router
 

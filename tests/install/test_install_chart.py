@@ -477,9 +477,10 @@ def test_ffmpeg_image_is_debians_ffmpeg_only():
     (stage,) = _stages(path)
     body = "\n".join(stage["lines"])
     installs = re.findall(r"apt-get install --yes --no-install-recommends ([^\\\n&]+)", body)
-    # Debian's ffmpeg, srt-live-transmit (SRT outputs), the minimal python3 and its stdlib the backup switcher runs on, and
-    # the CAs RTMPS outputs verify servers against
-    expected = ["ffmpeg", "srt-tools", "python3-minimal", "libpython3-stdlib", "ca-certificates"]
+    # Debian's ffmpeg, srt-live-transmit (SRT outputs), the minimal python3 and its stdlib the
+    # backup switcher runs on, the CAs RTMPS outputs verify servers against, and the font of
+    # the switch's slate text
+    expected = ["ffmpeg", "srt-tools", "python3-minimal", "libpython3-stdlib", "ca-certificates", "fonts-dejavu-core"]
     assert [i.split() for i in installs] == [expected]
     packages = [ln for ln in (REPO / "images" / "ffmpeg" / "packages.txt").read_text().splitlines()
                 if ln and not ln.startswith("#")]
@@ -487,7 +488,9 @@ def test_ffmpeg_image_is_debians_ffmpeg_only():
     assert "USER 10001:10001" in stage["lines"]
     assert 'ENTRYPOINT ["streamdist-ffmpeg"]' in stage["lines"]
     assert "COPY --chmod=0755 streamdist-ffmpeg /usr/local/bin/streamdist-ffmpeg" in stage["lines"]
-    assert "COPY --chmod=0755 streamdist_switch.py /usr/local/bin/streamdist-switch" in stage["lines"]
+    assert "COPY --chmod=0755 streamdist_switch.py /usr/local/lib/streamdist-switch/streamdist_switch.py" in stage["lines"]
+    assert "COPY switchlib/ /usr/local/lib/streamdist-switch/switchlib/" in stage["lines"]
+    assert "ln -s ../lib/streamdist-switch/streamdist_switch.py /usr/local/bin/streamdist-switch" in body
     assert "rm -rf /var/lib/apt/lists/*" in body
 
 

@@ -110,6 +110,25 @@ def test_control_api_and_metrics_answer_only_the_operator(tmp_path, group, media
     assert _curl(f"{api}/v3/config/paths/get/evil", *_auth(operator)) == 404, "the path was added"
 
 
+def test_backup_switch_state_answers_only_the_operator(tmp_path, group, media_report):
+    """The switch's GET /v1/state (what is on air, every switch): the operator's control-API
+    credential, checked against the hash in the router's ConfigMap; nobody else."""
+    router = _router(tmp_path, group, "srt", backup={"protocol": "udp", "port": media.free_udp_port()})
+    creds = router.plan.credentials
+    url = f"http://{media.LOOPBACK}:{router.state_port}/v1/state"
+    media.wait_for(lambda: _curl(url) == 401, 10, what="the switch's state endpoint")
+    clients = {"nobody": None, "an output pod (read credential)": (creds.read_user, creds.read_password),
+               "the encoder (publish credential)": (PUBLISHER.user, PUBLISHER.password),
+               "a guess": ("streamdist", "streamdist"),
+               "the operator's user with the config's hash as password": (creds.api_user,
+                                                                           credentials.hashed(creds.api_password))}  # fmt: skip
+    got = {who: _curl(url, *_auth(pair)) for who, pair in clients.items()}
+    for who, status in got.items():
+        media_report.note(f"backup switch state: {who}: HTTP {status}")
+    assert set(got.values()) == {401}, got
+    assert _curl(url, *_auth((creds.api_user, creds.api_password))) == 200
+
+
 # --- readers ---------------------------------------------------------------------------
 
 

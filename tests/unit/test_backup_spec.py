@@ -1,6 +1,8 @@
 """Backup source: the spec rules, the rendered router (paths, listeners, the switch
 sidecar, ingest ports), endpoints and which source the status says is on air."""
 
+import json
+
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -63,8 +65,17 @@ def test_udp_primary_with_srt_backup_renders_three_paths_and_both_listeners():
     assert [c["name"] for c in containers] == ["mediamtx", "switch"]
     switch = containers[1]
     assert switch["image"] == SETTINGS.ffmpeg_image and switch["command"] == ["streamdist-switch"]
-    assert switch["args"] == ["--path", "cam", "--api", "http://127.0.0.1:9997", "--rtsp", "rtsp://127.0.0.1:8554"]
+    assert switch["args"] == [
+        "--path", "cam", "--api", "http://127.0.0.1:9997", "--rtsp", "rtsp://127.0.0.1:8554", "--loss-after-ms", "300",
+        "--state-address", ":9996", "--state-credential", "/config/switch-credential.json", "--workdir", "/tmp",
+        "--slate-color", "#000000", "--video", "h264", "--audio", "aac", "--sample-rate", "48000", "--channels", "2",
+    ]  # fmt: skip
     assert switch["securityContext"]["readOnlyRootFilesystem"] is True
+    assert switch["ports"] == [{"name": "switch", "containerPort": 9996, "protocol": "TCP"}]
+    assert switch["volumeMounts"] == [{"name": "config", "mountPath": "/config", "readOnly": True},
+                                      {"name": "switch-tmp", "mountPath": "/tmp"}]  # fmt: skip
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["switch-tmp"] == {"name": "switch-tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
     ports = [(p["name"], p["port"], p["targetPort"], p["protocol"]) for p in ingest_svc["spec"]["ports"]]
     assert ports == [("ingest", 20001, 20001, "UDP"), ("backup", 21001, 21001, "UDP")]
 
@@ -115,32 +126,74 @@ def _sample(online: bool, source_id: str = "s1") -> mediamtx.PathSample:
                                sampled_at=0.0)  # fmt: skip
 
 
-def _session(sid: str, query: str) -> mediamtx.Session:
-    return mediamtx.Session(type="rtspSession", id=sid, path="cam", state="publish", remote_addr="127.0.0.1:1",
-                            created=None, bytes_received=1, bytes_sent=0, query=query)  # fmt: skip
+def test_switch_state_endpoint_is_rendered_for_the_operator_only():
+    from streamdist import credentials
+    from streamdist.settings import Settings
+
+    inp = _input("udp", {"protocol": "udp", "port": 21001, "lossAfterMs": 150})
+    settings = Settings(operator_namespace="streamdist", operator_labels=(("app", "streamdist"),))
+    docs = render.render_input(inp, 20001, settings)
+    plan = render.RouterPlan.for_render(inp)
+    cm = render.find(docs, "ConfigMap")["data"]
+    assert json.loads(cm["switch-credential.json"]) == {
+        "user": plan.credentials.api_user, "pass": credentials.hashed(plan.credentials.api_password)}  # fmt: skip
+    assert plan.credentials.api_password not in json.dumps(docs)
+    inside, _ = render.input_services(docs)
+    assert {"name": "switch", "port": 9996, "targetPort": 9996, "protocol": "TCP"} in inside["spec"]["ports"]
+    policy = render.find(docs, "NetworkPolicy")
+    operator_rule = next(r for r in policy["spec"]["ingress"] if "namespaceSelector" in r["from"][0])
+    assert [p["port"] for p in operator_rule["ports"]] == [9997, 9998, 9996]
+    switch = render.find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][1]
+    assert switch["args"][switch["args"].index("--loss-after-ms") + 1] == "150"
+    # without a backup: no switch, no state port, no credential file
+    plain = render.render_input(_input("udp"), 20001, settings)
+    assert "switch-credential.json" not in render.find(plain, "ConfigMap")["data"]
+    assert 9996 not in [p["port"] for p in render.input_services(plain)[0]["spec"]["ports"]]
 
 
-def test_relay_role_from_the_publishing_session_query():
-    sessions = [_session("s0", "streamdist=primary"), _session("s1", "streamdist=backup")]
-    assert mediamtx.relay_role(_sample(True, "s1"), sessions) == "backup"
-    assert mediamtx.relay_role(_sample(True, "s0"), sessions) == "primary"
-    assert mediamtx.relay_role(_sample(True, "other"), sessions) is None
-    assert mediamtx.relay_role(_sample(False, "s1"), sessions) is None
-    assert mediamtx.relay_role(_sample(True, "s0"), [_session("s0", "x=1")]) is None
+def test_slate_look_and_format_reach_the_switch():
+    inp = _input("udp", {"protocol": "udp", "port": 21001}, fallback={
+        "width": 1280, "height": 720, "frameRate": "30000/1001", "profile": "high", "color": "#102030",
+        "text": "We'll be right back", "imageFrom": {"configMapKeyRef": {"name": "slates", "key": "logo.png"}}})  # fmt: skip
+    spec = render.find(render.render_input(inp, 20001, SETTINGS), "Deployment")["spec"]["template"]["spec"]
+    args = spec["containers"][1]["args"]
+    pairs = dict(zip(args[::2], args[1::2], strict=True))
+    assert pairs["--width"] == "1280" and pairs["--height"] == "720"
+    assert pairs["--fps"] == "30000/1001" and pairs["--profile"] == "high" and pairs["--slate-color"] == "#102030"
+    assert pairs["--slate-text"] == "We'll be right back" and pairs["--slate-image"] == "/slate/image"
+    image = next(v for v in spec["volumes"] if v["name"] == "slate-image")
+    assert image["configMap"] == {"name": "slates", "optional": True, "items": [{"key": "logo.png", "path": "image"}]}
+    assert {"name": "slate-image", "mountPath": "/slate", "readOnly": True} in spec["containers"][1]["volumeMounts"]
 
 
-def test_active_source_with_a_backup():
+@pytest.mark.parametrize("fallback", [{"text": "hi"}, {"width": 640, "height": 360}, {"color": "#000000"},
+                                      {"imageFrom": {"configMapKeyRef": {"name": "a", "key": "b"}}}])
+def test_switch_slate_fields_need_a_backup(fallback):
+    with pytest.raises(ValidationError, match=r"need spec\.backup"):
+        _input("udp", fallback=fallback)
+
+
+def test_width_and_height_go_together():
+    with pytest.raises(ValidationError, match=r"width and fallback\.height go together"):
+        _input("udp", {"protocol": "udp", "port": 21001}, fallback={"width": 640})
+
+
+def test_active_source_with_a_backup_is_what_the_switch_says():
+    from streamdist.switch_state import SwitchState
+
     inp = _input("udp", {"protocol": "udp", "port": 21001})
 
-    def seen(online, relay):
-        sample = _sample(online)
-        return InputObservation(mediamtx.input_health(None, sample), sample, relay=relay)
+    def seen(on_air):
+        sample = _sample(True)
+        return InputObservation(mediamtx.input_health(None, sample), sample,
+                                switch=SwitchState(on_air) if on_air != "unread" else None)  # fmt: skip
 
-    assert active_source(inp, seen(True, "backup")) == "backup"
-    assert active_source(inp, seen(True, "primary")) == "primary"
-    assert active_source(inp, seen(True, None)) == "primary"
-    assert active_source(inp, seen(False, None)) == "fallback"
+    assert active_source(inp, seen("backup")) == "backup"
+    assert active_source(inp, seen("primary")) == "primary"
+    assert active_source(inp, seen("slate")) == "fallback"
+    assert active_source(inp, seen(None)) is None and active_source(inp, seen("unread")) is None
     assert on_air("backup").reason == "SwitchedToBackup" and on_air("backup").status == "True"
+    assert on_air("fallback").reason == "SwitchedToSlate"
 
 
 def test_outputs_see_which_source_of_their_input_is_on_air():

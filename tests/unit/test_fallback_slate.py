@@ -42,5 +42,5 @@ def test_active_source_and_on_air():
     assert active_source(inp, _seen(False)) == "fallback"
     assert active_source(inp, None) is None
     assert active_source(_input(), _seen(False)) is None
-    assert on_air("fallback").reason == "SwitchedToFallback"
+    assert on_air("fallback").reason == "SwitchedToSlate"
     assert on_air("primary").status == "True"

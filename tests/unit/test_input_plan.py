@@ -9,6 +9,7 @@ from streamdist import mediamtx
 from streamdist.handlers.memory import InputObservation
 from streamdist.input_plan import SeenInput, plan_failure, plan_input
 from streamdist.models import parse_input
+from streamdist.switch_state import Switched, SwitchState
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 BODY = {"metadata": {"name": "cam", "namespace": "live", "uid": "u", "generation": 2}}
@@ -18,11 +19,17 @@ def _input(**spec):
     return parse_input({**BODY, "spec": {"protocol": "udp", **spec}})
 
 
-def _observed(ready: bool, online: bool | None = None, relay: str | None = None) -> InputObservation:
+def _observed(ready: bool, online: bool | None = None, switch: SwitchState | None = None) -> InputObservation:
     sample = mediamtx.PathSample(name="cam", ready=ready, online=ready if online is None else online, ready_time=None,
                                  source_type="rtspSession", source_id="s", tracks=("H264",) if ready else (),
                                  bytes_received=0, bytes_sent=0, readers=(), sampled_at=0.0)
-    return InputObservation(mediamtx.input_health(None, sample), sample, relay=relay)
+    return InputObservation(mediamtx.input_health(None, sample), sample, switch=switch)
+
+
+START = Switched("primary", None, None, "start", "2026-11-29T11:59:00.000Z")
+TO_BACKUP = Switched("backup", "primary", 312, "lost", "2026-11-29T11:59:30.120Z")
+TO_SLATE = Switched("slate", "backup", 301, "lost", "2026-11-29T11:59:40.000Z")
+BACK = Switched("primary", "slate", 40, "returned", "2026-11-29T11:59:50.500Z")
 
 
 def _seen(inp=None, **kw):
@@ -65,14 +72,43 @@ def test_events_on_transitions(before, observation, events):
     assert [(e.type, e.reason) for e in decision.events] == events
 
 
-def test_switch_to_backup_and_back_is_an_event_each_way():
+def test_each_switch_is_an_event_with_its_gap_and_lands_in_last_switch():
     inp = _input(publishSecretRef={"name": "p", "key": "k"}, backup={"protocol": "srt", "port": 21000})
-    on_backup = plan_input(_seen(inp, observation=_observed(True, relay="backup"),
-                                 previous={"phase": "Live", "activeSource": "primary"}))
+    started = plan_input(_seen(inp, observation=_observed(True, switch=SwitchState("primary", (START,)))))
+    assert started.status["activeSource"] == "primary" and "lastSwitch" not in started.status
+    assert started.switch_gaps == ()
+    on_backup = plan_input(_seen(inp, observation=_observed(True, switch=SwitchState("backup", (START, TO_BACKUP))),
+                                 previous={**started.status, "phase": "Live"}))
     assert on_backup.status["activeSource"] == "backup"
+    assert on_backup.status["lastSwitch"] == {"from": "primary", "to": "backup", "gapMs": 312, "reason": "lost",
+                                              "at": "2026-11-29T11:59:30.120Z"}
     assert [(e.type, e.reason) for e in on_backup.events] == [("Warning", "SwitchedToBackup")]
-    back = plan_input(_seen(inp, observation=_observed(True, relay="primary"), previous=on_backup.status))
-    assert [(e.type, e.reason) for e in back.events] == [("Normal", "SwitchedToPrimary")]
+    assert "312 ms without frames" in on_backup.events[0].message
+    assert on_backup.switch_gaps == (("backup", 312),)
+    assert _cond(on_backup.status, "OnAir")["reason"] == "SwitchedToBackup"
+    # two switches between polls: an Event and a histogram sample each; the same state again: nothing
+    state = SwitchState("primary", (START, TO_BACKUP, TO_SLATE, BACK))
+    back = plan_input(_seen(inp, observation=_observed(True, switch=state), previous=on_backup.status))
+    assert [(e.type, e.reason) for e in back.events] == [("Warning", "SwitchedToSlate"), ("Normal", "SwitchedToPrimary")]
+    assert back.switch_gaps == (("slate", 301), ("primary", 40)) and back.status["lastSwitch"]["to"] == "primary"
+    again = plan_input(_seen(inp, observation=_observed(True, switch=state), previous=back.status))
+    assert again.events == () and again.switch_gaps == ()
+
+
+def test_backup_input_without_the_switch_state_says_on_air_unknown():
+    inp = _input(publishSecretRef={"name": "p", "key": "k"}, backup={"protocol": "srt", "port": 21000})
+    status = plan_input(_seen(inp, observation=_observed(True))).status
+    assert "activeSource" not in status and _cond(status, "OnAir")["status"] == "Unknown"
+
+
+def test_fallback_only_input_follows_the_readers_path():
+    inp = _input(fallback={})
+    live = plan_input(_seen(inp, observation=_observed(True, online=True), previous={"activeSource": "fallback"}))
+    assert live.status["activeSource"] == "primary"
+    assert [(e.type, e.reason) for e in live.events] == [("Normal", "SourceLive"), ("Normal", "SwitchedToPrimary")]
+    slate = plan_input(_seen(inp, observation=_observed(True, online=False), previous=live.status))
+    assert slate.status["activeSource"] == "fallback"
+    assert ("Warning", "SwitchedToSlate") in [(e.type, e.reason) for e in slate.events]
 
 
 def test_failure_is_failed_with_the_reason_and_one_event():

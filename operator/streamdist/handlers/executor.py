@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import metrics
 from ..input_plan import InputDecision
 from ..output_plan import SERVICE_DELETED, OutputDecision
 from . import status_writes
@@ -37,18 +38,23 @@ def act_output(ctx: Context, key: OutputKey, body: dict[str, Any], decision: Out
 
 
 def act_input(ctx: Context, key: InputKey, body: dict[str, Any], decision: InputDecision) -> None:
-    _report(ctx, key, body, decision.status, decision.events)
+    """Status and Events; the switch gaps into their histogram once the status that
+    shows them is written (a reconcile that repeats it counts nothing twice)."""
+    if _report(ctx, key, body, decision.status, decision.events):
+        metrics.observe_switch_gaps(key.namespace, key.name, decision.switch_gaps)
 
 
-def _report(ctx: Context, key: InputKey | OutputKey, body: dict[str, Any], status: Any, events: Any) -> None:
-    """Write the status when it changed; its Events only then (a repeat posts nothing)."""
+def _report(ctx: Context, key: InputKey | OutputKey, body: dict[str, Any], status: Any, events: Any) -> bool:
+    """Write the status when it changed; its Events only then (a repeat posts nothing).
+    True when it was written."""
     if status is None:
-        return
+        return False
     before = status_writes.previous_status(ctx, key, body).get("phase")
     if not status_writes.write(ctx, key, body, status):
-        return
+        return False
     if status.get("phase") and status["phase"] != before:
         kind = status_writes.kind_of(key)
         logline("transition", kind=kind, namespace=key.namespace, name=key.name, phase=status["phase"])
     for event in events:
         status_writes.post(ctx, key, body, event)
+    return True

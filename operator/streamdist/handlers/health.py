@@ -11,8 +11,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .. import render
-from ..mediamtx import MediaMTXAPIError, MediaMTXClient, PathSample, Session, relay_role
+from .. import render, switch_render, switch_state
+from ..mediamtx import MediaMTXAPIError, MediaMTXClient, Session
+from ..switch_state import SwitchState, SwitchStateError
 from .context import Context, logline
 from .memory import Applied, Flow, InputKey, InputObservation, OutputKey
 
@@ -45,30 +46,31 @@ def poll(ctx: Context, key: InputKey, applied: Applied) -> bool:
     before = memory.observation
     try:
         health, sample = client.health(key.name, before.sample if before else None)
-        rtsp = _relay_sessions(ctx, key, client, sample)
-        known = {"rtspSession": rtsp} if rtsp is not None else None
-        readers = client.readers_of(sample, known) if sample and sample.readers else []
-        relay = relay_role(sample, rtsp) if sample and rtsp is not None else None
+        readers = client.readers_of(sample) if sample and sample.readers else []
     except MediaMTXAPIError as exc:
         memory.observation = InputObservation(None, None, error=str(exc)[:200])
         if before is None or before.health is not None:
             logline("router-unreachable", namespace=key.namespace, input=key.name, error=str(exc)[:200])
             return True
         return False
-    memory.observation = InputObservation(health, sample, relay=relay)
+    switch = _switch_state(ctx, key, applied, before)
+    memory.observation = InputObservation(health, sample, switch=switch)
     _measure_outputs(ctx, key, readers)
-    return before is None or before.health != health or before.relay != relay
+    return before is None or before.health != health or before.switch != switch
 
 
-def _relay_sessions(
-    ctx: Context, key: InputKey, client: MediaMTXClient, sample: PathSample | None
-) -> list[Session] | None:
-    """With a backup on air: the RTSP sessions, to see whose relay publishes into the
-    readers' path (fetched once, and reused for the outputs' reader sessions)."""
+def _switch_state(ctx: Context, key: InputKey, applied: Applied, before: InputObservation | None) -> SwitchState | None:
+    """With a backup: the switch's own state (what is on air, each switch's gap), from
+    its endpoint on the router pod; None (logged once) while it cannot be read."""
     body = ctx.idx.one(ctx.idx.inputs, (key.namespace, key.name))
-    if sample is None or not sample.online or not ((body or {}).get("spec") or {}).get("backup"):
+    if not ((body or {}).get("spec") or {}).get("backup"):
         return None
-    return client.sessions("rtspSession")
+    try:
+        return switch_state.fetch(applied.api_host, switch_render.STATE_PORT, *applied.api_auth, timeout=POLL_TIMEOUT)
+    except SwitchStateError as exc:
+        if before is None or before.switch is not None:
+            logline("switch-unreachable", namespace=key.namespace, input=key.name, error=str(exc)[:200])
+        return None
 
 
 def _measure_outputs(ctx: Context, input_key: InputKey, readers: list[Session]) -> None:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from .. import credentials, ports, render
 from ..input_plan import SeenInput, ingest_endpoint, plan_failure, plan_input
 from ..kube import NameConflict
-from ..metrics import RECONCILE_SECONDS
+from ..metrics import RECONCILE_SECONDS, forget_input
 from ..models import SecretKeyRef, StreamInput, explain, parse_input
 from ..secret_policy import Refusal, Usage
 from . import executor, status_writes
@@ -27,6 +27,7 @@ def reconcile(ctx: Context, key: Key) -> None:
     body = ctx.idx.one(ctx.idx.inputs, key)
     if body is None:
         ctx.memory.forget(ikey)  # its port is free again; children go by garbage collection
+        forget_input(*key)
         return
     with ctx.lock(ikey), RECONCILE_SECONDS.labels(KIND).time():
         applied = _run(ctx, ikey, body)

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..mediamtx import InputHealth, PathSample
 from ..schedule import Placed
+from ..switch_state import SwitchState
 from ..telemetry import Sample, Summary
 
 Endpoints = tuple[str, ...]  # where encoders send: the primary's, then the backup's
@@ -61,7 +62,7 @@ class InputObservation:
     health: InputHealth | None
     sample: PathSample | None
     error: str = ""
-    relay: str | None = None  # with a backup: whose relay feeds the readers' path (primary, backup)
+    switch: SwitchState | None = None  # with a backup: what the switch says is on air, and its switches
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,3 @@
+"""The backup switch's parts (stdlib only, Python 3.11): MPEG-TS in and out (ts), the
+splice timeline (splice), the slate (slate), the child processes (children), the
+state the operator reads (state). streamdist_switch.py wires them together."""
