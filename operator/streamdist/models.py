@@ -62,9 +62,8 @@ class ServiceSpec(_Model):
     type: ServiceType = "ClusterIP"
 
 
-class ConfigMapKeyRef(_Model):
-    name: str = Field(min_length=1, max_length=253)
-    key: str = Field(min_length=1, max_length=253)
+class ConfigMapKeyRef(SecretKeyRef):
+    """A ConfigMap's key: the same naming rules as a Secret's."""
 
 
 class ImageFrom(_Model):
@@ -224,10 +223,6 @@ class StreamInputSpec(_Model):
 def backup_shares_listener(primary: str, backup: str) -> bool:
     """SRT, RTMP and RTSP tell paths apart on one listener; UDP MPEG-TS cannot."""
     return primary == backup and backup != "udp"
-
-
-class ConfigMapKeyRef(SecretKeyRef):
-    """A ConfigMap's key: the same naming rules as a Secret's."""
 
 
 class CAFrom(_Model):

@@ -143,9 +143,10 @@ def test_real_run_cuts_on_loss_returns_at_a_keyframe_plays_the_slate_and_stops_e
         (tmp_path / "silent-cam-primary").unlink()  # ... and comes back: at its keyframe, nearly no gap
         back = lines.wait(r"^event=switch from=backup to=primary ")
         assert int(re.search(r"gap_ms=(\d+)", back)[1]) < 200 and back.endswith("reason=returned")
-        for role in ("primary", "backup"):
-            (tmp_path / f"silent-cam-{role}").touch()
-        lines.wait(r"^event=switch from=(primary|backup) to=slate ")
+        (tmp_path / "silent-cam-backup").touch()  # the backup goes first (the primary is on air: no switch)
+        lines.wait(r"^event=source-lost role=backup ")
+        (tmp_path / "silent-cam-primary").touch()  # ... then the primary: nothing left but the slate
+        lines.wait(r"^event=switch from=primary to=slate ")
         state = _state(port)
         assert state["onAir"] == "slate" and state["slate"]["ready"] and state["slate"]["format"]["width"] == 640
         assert [s["to"] for s in state["switches"]][-3:] == ["backup", "primary", "slate"]
