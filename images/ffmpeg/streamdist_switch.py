@@ -207,6 +207,8 @@ class Switch:
         self.last_on_air: str | None = None
         self.api_error: str | None = None
         self.wall_offset = time.time() - time.monotonic()
+        if args.slate_image is not None and not args.slate_image.is_file():
+            log("slate-image-missing", path=args.slate_image)  # its ConfigMap or key is missing: the plain colour
         if self.declared is not None:
             self.want_slate(self.declared, time.monotonic())
 
