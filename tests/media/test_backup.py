@@ -35,12 +35,13 @@ pytestmark = pytest.mark.media
 
 GOP = 1.0  # the encoders' keyframe interval
 PRIMARY_SIZE, BACKUP_SIZE = (640, 360), (480, 270)
-# Receiver's time without source frames at a switch, asserted. bench/failover.py
-# (bench/RESULTS.md, "failover") measured p95 0.40 s / max 0.50 s to the backup and
-# 0.12 / 0.23 s back to the primary on a loaded 2-CPU machine: detection (300 ms) + the
-# cut; margin for a busier machine.
-TO_BACKUP_BOUND = 1.0
-TO_PRIMARY_BOUND = 0.6
+# Receiver's time without source frames at a switch, asserted: a bound, not a timing.
+# A switch to the backup costs lossAfterMs (300) plus the cut, one back to the primary
+# only the cut; each bound sits well above the maximum bench/failover.py measured
+# (bench/RESULTS.md, "failover"), so a busier machine that wakes the switch late still
+# passes, and a switch that waits for a router timeout (seconds: the relay before) fails.
+TO_BACKUP_BOUND = 0.8
+TO_PRIMARY_BOUND = 0.5
 PROTOCOLS = ("udp", "srt", "rtmp", "rtsp")
 
 
