@@ -42,7 +42,7 @@ node-deps:
 	else echo "node-deps: not root: the real node is not built (tests/e2e will say so)"; fi
 
 lint: venv
-	$(VENV)/bin/ruff check operator tests images
+	$(VENV)/bin/ruff check operator dev tests bench hack images
 	$(VENV)/bin/mypy
 	MYPYPATH=images/ffmpeg $(VENV)/bin/mypy --strict images/ffmpeg/streamdist_switch.py
 

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tests.harness.controlplane import ControlPlane, bin_dir
-from tests.harness.operator import OperatorProcess
+
+from streamdist_dev.controlplane import ControlPlane, bin_dir
+from streamdist_dev.operator import OperatorProcess
 
 from .common import REPO_ROOT, mem_kb, wait_until
 

@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any
 
-from tests.harness import media, rendered
+from streamdist_dev import media, rendered
 
 from .common import Opts, Result, Table, say, summary
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.harness import media
+from streamdist_dev import media
 
 from . import mediautil
 from .common import Opts, Result, Table, say

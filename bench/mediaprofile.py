@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.harness import media
+from streamdist_dev import media
 
 from . import mediacost, mediautil
 from .common import Opts, Result, Table, say

@@ -1,5 +1,5 @@
 """Media benchmarks' shared parts: the pre-encoded source, the rendered router and
-outputs (tests/harness/rendered runs exactly what streamdist.render produces), the
+outputs (dev/streamdist_dev/rendered runs exactly what streamdist.render produces), the
 receivers, and per-process accounting."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tests.harness import media, rendered
+
+from streamdist_dev import media, rendered
 
 from .common import cache_dir
 

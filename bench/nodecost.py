@@ -1,6 +1,6 @@
 """6. Media cost on the real node, per pod, as the kubelet sees it: the operator runs
 one UDP input and N outputs (RTSP pushes to a receiver on the host) on the local real
-node (tests/harness/node.py: containerd, kubelet, the images built by hack/); the
+node (dev/streamdist_dev/node.py: containerd, kubelet, the images built by hack/); the
 source loops the media-cost benchmark's 1080p30 6 Mbit/s file as MPEG-TS over UDP.
 
 Each pod is metered by its cgroup (v1): CPU from ``cpuacct.usage``, memory as the
@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tests.harness import media
-from tests.harness.node import CGROUP_ROOT, NODE_IP, NodeCluster, node_supported
-from tests.harness.operator import OperatorProcess
+
+from streamdist_dev import media
+from streamdist_dev.node import CGROUP_ROOT, NODE_IP, NodeCluster, node_supported
+from streamdist_dev.operator import OperatorProcess
 
 from . import mediautil
 from .common import REPO_ROOT, Opts, Result, Table, say, summary

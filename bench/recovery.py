@@ -28,9 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.harness import media, rendered
-
 from streamdist.status import backoff_allowed
+from streamdist_dev import media, rendered
 
 from . import mediautil
 from .common import Opts, Result, Table, say

@@ -282,7 +282,7 @@ build_operator() {
 # same binaries: localhost/streamdist/kind/{kube-apiserver,kube-controller-manager,
 # kube-scheduler,kube-proxy}:$KUBE_VERSION, .../etcd:$ETCD_VERSION, .../coredns:
 # $COREDNS_VERSION, and the pause image. A cluster made from it takes a kubeadm patch
-# naming that repository (tests/harness/kind.py writes it). Its CNI is a static ptp
+# naming that repository (dev/streamdist_dev/kind.py writes it). Its CNI is a static ptp
 # config for the one node (no kindnetd image here) and its StorageClass has no
 # provisioner (no local-path-provisioner image here).
 

@@ -8,7 +8,7 @@ watch each output, and runs until Ctrl-C (or `make demo-down`).
 
 STREAMDIST_CLUSTER=current uses the current kube context instead: it builds the three
 images, puts them where that cluster takes local images (kind, k3d, minikube; any
-other: REGISTRY=host[:port]/path, see tests/harness/load_images.py), and installs the
+other: REGISTRY=host[:port]/path, see dev/streamdist_dev/load_images.py), and installs the
 chart with those references. Where this machine cannot run the node (not root, no
 containerd), it falls back to KWOK fake nodes and says so: the operator (a process
 then) and the API server are real, no video flows.
@@ -27,12 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.harness import load_images  # noqa: E402
-from tests.harness.controlplane import ControlPlane  # noqa: E402
-from tests.harness.node import (  # noqa: E402
+from streamdist_dev import load_images
+from streamdist_dev.controlplane import ControlPlane
+from streamdist_dev.node import (
     IMAGES,
     NodeCluster,
     build_images,
@@ -42,9 +39,11 @@ from tests.harness.node import (  # noqa: E402
     start_demo_receivers,
     start_demo_source,
 )
-from tests.harness.operator import OperatorProcess  # noqa: E402
-from tests.harness.operator_pods import OperatorPods  # noqa: E402
-from tests.harness.ui import WRITE_RULES, UiProcess, page_kubeconfig, service_account  # noqa: E402
+from streamdist_dev.operator import OperatorProcess
+from streamdist_dev.operator_pods import OperatorPods
+from streamdist_dev.ui import WRITE_RULES, UiProcess, page_kubeconfig, service_account
+
+ROOT = Path(__file__).resolve().parents[1]
 
 STATE = ROOT / ".state" / "demo"
 NAMESPACE = "streamdist-demo"
@@ -122,7 +121,7 @@ def _run_demo_set(
     step(f"applying examples/demo/ to namespace {NAMESPACE}")
     cluster.kubectl("apply", "-n", NAMESPACE, "-f", str(ROOT / "examples" / "demo"))
     if nodeports:
-        from tests.harness.kind import expose_demo
+        from streamdist_dev.kind import expose_demo
 
         expose_demo(cluster, NAMESPACE)
     step("starting the local receivers and the test-pattern source")
@@ -148,7 +147,7 @@ def _run_demo_set(
 
 
 def _docker_here() -> bool:
-    from tests.harness.kind import docker_supported, running_docker
+    from streamdist_dev.kind import docker_supported, running_docker
 
     return running_docker() is not None or not docker_supported()
 
@@ -156,7 +155,7 @@ def _docker_here() -> bool:
 def _kind_demo() -> int:
     """kind on Docker (the user's daemon, or one started here): the node image and the
     images built here, loaded with kind, the chart, then the same demo set."""
-    from tests.harness.kind import DockerDaemon, KindKube, kind_bin, kind_cluster, load_node_image, running_docker
+    from streamdist_dev.kind import DockerDaemon, KindKube, kind_bin, kind_cluster, load_node_image, running_docker
 
     started = time.monotonic()
     step("building or reusing kind (Go module proxy), its node image and the images (hack/build-images.sh)")
@@ -183,7 +182,7 @@ def _kind_demo() -> int:
 
 def _kwok_demo() -> int:
     """Control plane with KWOK playing the nodes: the operator is real, no video flows."""
-    from tests.harness.controlplane import bin_dir
+    from streamdist_dev.controlplane import bin_dir
 
     shutil.rmtree(STATE / "cluster", ignore_errors=True)  # a fresh etcd each time
     step("building or reusing the control-plane binaries (hack/build-bins.sh)")
@@ -256,7 +255,7 @@ def _tools() -> dict[str, str]:
     tools = {name: path for name in ("kind", "k3d", "minikube", "skopeo") if (path := shutil.which(name))}
     cached = ROOT / ".state" / "no-kind"
     with contextlib.suppress(Exception):
-        from tests.harness.kind import kind_bin
+        from streamdist_dev.kind import kind_bin
 
         cached = kind_bin()
     if "kind" not in tools and cached.exists():

@@ -19,7 +19,7 @@
 # - kube-router's controller programs iptables + ipset only and runs beside any CNI and
 #   kube-proxy. The proxy serves only github.com/cloudnativelabs/kube-router/v2 v2.1.0,
 #   for which security flaws are reported: it is acceptable ONLY as the enforcer of this
-#   local test node (a host process started and stopped by tests/harness/node.py). It
+#   local test node (a host process started and stopped by dev/streamdist_dev/node.py). It
 #   is never shipped: not in the chart, not in manifests/, not in any image.
 #
 # Built with the module's own go.mod and go.sum (hack/lib/go-install.sh), like CoreDNS.

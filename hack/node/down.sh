@@ -14,7 +14,7 @@ log() { echo "node/down: $*" >&2; }
 
 if [[ -f "$STATE/serve.pid" ]]; then
   pid=$(cat "$STATE/serve.pid")
-  if kill -0 "$pid" 2>/dev/null && grep -q "tests.harness.node" "/proc/$pid/cmdline" 2>/dev/null; then
+  if kill -0 "$pid" 2>/dev/null && grep -q "streamdist_dev.node" "/proc/$pid/cmdline" 2>/dev/null; then
     log "stopping (pid $pid)"
     kill -TERM "$pid"
     for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
@@ -23,7 +23,7 @@ if [[ -f "$STATE/serve.pid" ]]; then
   rm -f "$STATE/serve.pid"
 fi
 cd "$ROOT"
-"$PY" -m tests.harness.node cleanup "$STATE" || true
+"$PY" -m streamdist_dev.node cleanup "$STATE" || true
 
 # Check: nothing of the node is left.
 left=0

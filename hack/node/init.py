@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PID 1 of the local node's own mount + PID namespace (see tests/harness/node.py).
+"""PID 1 of the local node's own mount + PID namespace (see dev/streamdist_dev/node.py).
 
 Started as
     unshare --mount --propagation private --pid --fork --mount-proc --kill-child=SIGKILL \

@@ -4,7 +4,7 @@
 These VMs run every process without CAP_SYS_RESOURCE in its bounding set (hack/NODE.md).
 Docker 20.10 gives a `--privileged` container every capability the kernel knows, and
 runc then fails: "unable to apply caps: operation not permitted". kind runs its nodes
-privileged, so the tests' dockerd (tests/harness/kind.py) uses this as its runtime:
+privileged, so the tests' dockerd (dev/streamdist_dev/kind.py) uses this as its runtime:
 before `runc create`/`runc run` it drops from the bundle's config.json the capabilities
 outside our own bounding set (what a newer Docker does itself), and before `runc exec`
 (`docker exec --privileged`, which kind uses) the same in the exec's process.json; then

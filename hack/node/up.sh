@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Starts the local real single-node cluster (tests/harness/node.py: control plane on
+# Starts the local real single-node cluster (dev/streamdist_dev/node.py: control plane on
 # loopback, containerd + kubelet + kube-proxy + CoreDNS, CNI bridge sdbr0 10.244.0.0/24)
 # in the background, under one state dir, and returns when the node is Ready and DNS
 # answers. Prints `export KUBECONFIG=...` as the last line of stdout.
@@ -37,7 +37,7 @@ fi
 mkdir -p "$STATE"
 log "starting (log: $STATE/serve.log)"
 cd "$ROOT"
-setsid "$PY" -m tests.harness.node serve "$STATE" >"$STATE/serve.log" 2>&1 </dev/null &
+setsid "$PY" -m streamdist_dev.node serve "$STATE" >"$STATE/serve.log" 2>&1 </dev/null &
 echo $! >"$STATE/serve.pid"
 pid=$!
 shown=0

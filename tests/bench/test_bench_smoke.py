@@ -6,21 +6,14 @@ speed target: the machine running ``make test`` is small and busy."""
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.common import Opts, Result
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-for _p in (REPO_ROOT, REPO_ROOT / "operator"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-from bench.common import Opts, Result  # noqa: E402
-from tests.harness import media  # noqa: E402
-
-import bench  # noqa: E402
+import bench
+from streamdist_dev import media
 
 CLUSTER = ("scale", "steady", "restart", "schedule", "telemetry")
 MEDIA = ("mediacost", "mediaprofile", "recovery", "latency", "failover")

@@ -11,15 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from bench.procmeter import TreeMeter, process_table, pss_kb, tree
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-for _p in (REPO_ROOT, REPO_ROOT / "operator"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-from bench.procmeter import TreeMeter, process_table, pss_kb, tree  # noqa: E402
-from tests.harness import media  # noqa: E402
-from tests.harness.rendered import FFMPEG_IMAGE_DIR  # noqa: E402
+from streamdist_dev import media
+from streamdist_dev.rendered import FFMPEG_IMAGE_DIR
 
 # A child that burns CPU_S of its own CPU time (bounded by 30 s of wall time), then
 # either exits (the parent reaps it and sleeps on) or stays until killed.

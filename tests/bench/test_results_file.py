@@ -3,17 +3,11 @@ others, and keeps each hand-written note after the section it is about."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-for _p in (REPO_ROOT, REPO_ROOT / "operator"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+from bench.common import Opts, Result, Table
 
-from bench.common import Opts, Result, Table  # noqa: E402
-
-from bench import write_results  # noqa: E402
+from bench import write_results
 
 OLD = """# old header
 

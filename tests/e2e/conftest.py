@@ -1,4 +1,4 @@
-"""Fixtures for the end-to-end tests on the local real node (tests/harness/node.py).
+"""Fixtures for the end-to-end tests on the local real node (dev/streamdist_dev/node.py).
 
 One NodeCluster per session (real containerd, kubelet, kube-proxy, CoreDNS, the images
 of hack/build-images.sh), the operator installed by its Helm chart from its own image
@@ -17,20 +17,18 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from streamdist_dev.kubectl import Kubectl
+from streamdist_dev.node import IMAGES, NodeCluster, node_supported
+from streamdist_dev.operator_pods import OperatorPods
 
-from tests.harness.node import IMAGES, NodeCluster, node_supported  # noqa: E402
-from tests.harness.operator_pods import OperatorPods  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 T = TypeVar("T")
 _ns_counter = itertools.count()
@@ -97,7 +95,7 @@ def _host_network() -> str:
     """The node's side of pod traffic: neighbours on the bridge, conntrack entries of the
     pod network, the NAT rules' packet counters (a pod that cannot reach a host-side
     receiver shows here)."""
-    from tests.harness.node import BRIDGE, POD_CIDR
+    from streamdist_dev.node import BRIDGE, POD_CIDR
 
     cmds = [
         ["ip", "neigh", "show", "dev", BRIDGE],
@@ -140,51 +138,6 @@ def _diagnostics(node: NodeCluster, operator: OperatorPods, ns: str, tmp: Path |
     return "\n".join(out)
 
 
-class Kube:
-    """kubectl bound to one namespace, with the waits the tests need."""
-
-    def __init__(self, nc: NodeCluster, namespace: str) -> None:
-        self.nc = nc
-        self.ns = namespace
-
-    def __call__(self, *args: str, input: str | None = None, check: bool = True) -> Any:
-        return self.nc.kubectl("-n", self.ns, *args, input=input, check=check)
-
-    def apply(self, obj: dict[str, Any] | str) -> Any:
-        data = obj if isinstance(obj, str) else json.dumps(obj)
-        return self("apply", "-f", "-", input=data)
-
-    def get(self, *args: str) -> Any:
-        return json.loads(self("get", *args, "-o", "json").stdout)
-
-    def status(self, kind: str, name: str) -> dict[str, Any]:
-        return self.get(kind, name).get("status") or {}
-
-    def wait(self, what: str, fn: Callable[[], T | None], timeout: float = 120.0, interval: float = 0.5) -> T:
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while True:
-            try:
-                got = fn()
-                if got:
-                    return got
-                last = None
-            except Exception as e:
-                last = e
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"timed out after {timeout:.0f}s waiting for {what}" + (f" ({last})" if last else "")
-                )
-            time.sleep(interval)
-
-    def service_ip(self, name: str) -> str:
-        return self.get("service", name)["spec"]["clusterIP"]
-
-    def describe(self) -> str:
-        out = self("get", "streamdist,pods,svc", "-o", "wide", check=False)
-        return (out.stdout or "") + (out.stderr or "")
-
-
 @pytest.fixture
-def kube(node: NodeCluster, ns: str) -> Kube:
-    return Kube(node, ns)
+def kube(node: NodeCluster, ns: str) -> Kubectl:
+    return Kubectl(node, ns, wait_timeout=120.0, wait_interval=0.5)

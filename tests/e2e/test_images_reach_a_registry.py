@@ -1,5 +1,5 @@
 """`REGISTRY=... make demo` on a cluster that pulls from a registry: the images built
-here are pushed with skopeo (tests/harness/load_images.py) to a real registry
+here are pushed with skopeo (dev/streamdist_dev/load_images.py) to a real registry
 (Distribution's, Debian's docker-registry, on loopback), and what the registry then
 serves is the image that was built: the same config blob (entrypoint, user, and every
 layer's content digest)."""
@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.harness.load_images import load, plan
-from tests.harness.media import ProcessGroup, free_tcp_port, wait_tcp_listening
-from tests.harness.node import IMAGES, build_images, node_supported
+
+from streamdist_dev.load_images import load, plan
+from streamdist_dev.media import ProcessGroup, free_tcp_port, wait_tcp_listening
+from streamdist_dev.node import IMAGES, build_images, node_supported
 
 PUSHED = ("operator", "mediamtx")  # the FFmpeg image is pushed the same way (600 MB: left out for time)
 

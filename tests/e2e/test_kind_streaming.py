@@ -1,10 +1,10 @@
 """Streaming on a kind cluster, through pytest-kind: the way a person with Docker tries it.
 
-Debian's Docker daemon (started for this module only: tests/harness/kind.py), kind
+Debian's Docker daemon (started for this module only: dev/streamdist_dev/kind.py), kind
 built from the Go module proxy at its pinned version, and a kind node image built here
 (hack/build-images.sh kind-node). The images reach the cluster the way
 ``STREAMDIST_CLUSTER=current make demo`` puts them there (``kind load image-archive``,
-tests/harness/load_images.py), the chart installs the two operator replicas, and the
+dev/streamdist_dev/load_images.py), the chart installs the two operator replicas, and the
 demo set (examples/demo: a UDP input, SRT listener, RTMP and UDP outputs) streams
 from a test pattern on this host to receivers on this host (at the kind network's
 gateway; the input and the SRT listener through NodePorts): video decoded at each.
@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.harness.load_images import load, plan
-from tests.harness.media import ffprobe_streams, record
-from tests.harness.node import IMAGES, build_images, demo_settled, start_demo_receivers, start_demo_source
-from tests.harness.operator_pods import OperatorPods
+
+from streamdist_dev.load_images import load, plan
+from streamdist_dev.media import ffprobe_streams, record
+from streamdist_dev.node import IMAGES, build_images, demo_settled, start_demo_receivers, start_demo_source
+from streamdist_dev.operator_pods import OperatorPods
 
 pytestmark = [pytest.mark.timeout(2400)]
 
@@ -36,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def kind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[str, Path]]]:
-    from tests.harness.kind import DockerDaemon, KindKube, docker_supported, kind_cluster, load_node_image
+    from streamdist_dev.kind import DockerDaemon, KindKube, docker_supported, kind_cluster, load_node_image
 
     why = docker_supported()
     if why and os.environ.get("STREAMDIST_REQUIRE_NODE") == "1":
@@ -62,7 +63,7 @@ def kind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[s
 
 
 def test_demo_set_streams_on_kind_with_the_operator_pods(kind: tuple[Any, dict[str, Path]], tmp_path: Path) -> None:
-    from tests.harness.kind import expose_demo
+    from streamdist_dev.kind import expose_demo
 
     k, archives = kind
     context = k.kubectl("config", "current-context").stdout.strip()

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.e2e.conftest import Kube
-from tests.harness.media import (
+
+from streamdist.settings import Settings
+from streamdist_dev.kubectl import Kubectl
+from streamdist_dev.media import (
     ManagedProcess,
     MediaMTX,
     ProcessGroup,
@@ -38,9 +40,7 @@ from tests.harness.media import (
     start_srt_caller_recorder,
     wait_for,
 )
-from tests.harness.node import IMAGES, NODE_IP, NodeCluster, start_encoder
-
-from streamdist.settings import Settings
+from streamdist_dev.node import IMAGES, NODE_IP, NodeCluster, start_encoder
 
 # the first test also pays for the node: on a cold cache, CoreDNS and the images are built
 pytestmark = [pytest.mark.timeout(1800)]
@@ -118,7 +118,7 @@ def _probe_ok(path: Path, what: str, min_frames: int = 25) -> str:
     return f"{what}: {v.frames} video frames decoded, codecs {probe.codecs}"
 
 
-def _start_live_input(kube: Kube, group: ProcessGroup, name: str = "cam") -> ManagedProcess:
+def _start_live_input(kube: Kubectl, group: ProcessGroup, name: str = "cam") -> ManagedProcess:
     kube.apply(_input(name))
     port = kube.wait(f"{name} port", lambda: kube.status("si", name).get("port"))
     ip = kube.wait(f"{name}-ingest ClusterIP", lambda: kube.service_ip(f"{name}-ingest"))
@@ -138,7 +138,7 @@ FFMPEG_ERROR = re.compile(r"refused|broken pipe|connection reset|end of file|i/o
 class _Timeline:
     """Each change of an output's (phase, reconnects, pod, lastError), timed."""
 
-    def __init__(self, kube: Kube, name: str, t0: float) -> None:
+    def __init__(self, kube: Kubectl, name: str, t0: float) -> None:
         self.kube, self.name, self.t0 = kube, name, t0
         self.rows: list[tuple[float, tuple[Any, ...]]] = []
         self.most_running = 0  # FFmpeg containers of this output running at the same time
@@ -181,20 +181,20 @@ class _Timeline:
         )
 
 
-def _ready_endpoints(kube: Kube, service: str) -> bool:
+def _ready_endpoints(kube: Kubectl, service: str) -> bool:
     slices = kube.get("endpointslices", "-l", f"kubernetes.io/service-name={service}")["items"]
     return any((e.get("conditions") or {}).get("ready") for s in slices for e in s.get("endpoints") or [])
 
 
-def _phase(kube: Kube, name: str) -> str | None:
+def _phase(kube: Kubectl, name: str) -> str | None:
     return kube.status("so", name).get("phase")
 
 
-def _all_streaming(kube: Kube, names: list[str]) -> bool:
+def _all_streaming(kube: Kubectl, names: list[str]) -> bool:
     return all(_phase(kube, n) == "Streaming" for n in names)
 
 
-def test_every_output_form_delivers_decodable_video(node: NodeCluster, kube: Kube, tmp_path: Path) -> None:
+def test_every_output_form_delivers_decodable_video(node: NodeCluster, kube: Kubectl, tmp_path: Path) -> None:
     with ProcessGroup(tmp_path / "logs") as group:
         recv = Receiver(tmp_path / "recv", group, hostname=f"recv.{kube.ns}.svc")
         udp_port, srt_port, listen_port = free_udp_port(NODE_IP), free_udp_port(NODE_IP), 20900
@@ -261,7 +261,7 @@ def test_every_output_form_delivers_decodable_video(node: NodeCluster, kube: Kub
             print(f"[e2e] {line}", flush=True)
 
 
-def test_destination_killed_for_20s_output_reconnects(node: NodeCluster, kube: Kube, tmp_path: Path) -> None:
+def test_destination_killed_for_20s_output_reconnects(node: NodeCluster, kube: Kubectl, tmp_path: Path) -> None:
     max_delay = 10
     # Worst case after the destination returns: the last retry failed just before, so the
     # spec allows max_delay; the operator replaces a pod the kubelet holds longer after
@@ -333,7 +333,7 @@ def test_destination_killed_for_20s_output_reconnects(node: NodeCluster, kube: K
         print(f"[e2e] {_probe_ok(tmp_path / 'after.ts', 'after the outage')}", flush=True)
 
 
-def test_router_pod_killed_input_and_outputs_recover(node: NodeCluster, kube: Kube, tmp_path: Path) -> None:
+def test_router_pod_killed_input_and_outputs_recover(node: NodeCluster, kube: Kubectl, tmp_path: Path) -> None:
     with ProcessGroup(tmp_path / "logs") as group:
         recv = Receiver(tmp_path / "recv", group)
         udp_port = free_udp_port(NODE_IP)
@@ -426,7 +426,7 @@ def _video_pts(path: Path) -> list[float]:
 
 
 def test_adding_and_deleting_outputs_leaves_the_others_without_gaps(
-    node: NodeCluster, kube: Kube, tmp_path: Path
+    node: NodeCluster, kube: Kubectl, tmp_path: Path
 ) -> None:
     with ProcessGroup(tmp_path / "logs") as group:
         recv = Receiver(tmp_path / "recv", group)
@@ -463,7 +463,7 @@ def test_adding_and_deleting_outputs_leaves_the_others_without_gaps(
         assert gaps[worst] < MAX_GAP, f"{worst} saw a {gaps[worst]:.3f}s gap: {gaps}"
 
 
-def test_backup_source_takes_over_and_outputs_stay_connected(node: NodeCluster, kube: Kube, tmp_path: Path) -> None:
+def test_backup_source_takes_over_and_outputs_stay_connected(node: NodeCluster, kube: Kubectl, tmp_path: Path) -> None:
     """A UDP primary with a UDP backup on the real node: the router pod's switch sidecar
     (FFmpeg image, non-root, read-only root) puts the backup on air when the primary
     encoder stops and the primary again when it returns; the output's FFmpeg keeps its
@@ -561,7 +561,7 @@ def _pod(name: str, image: str, labels: dict[str, str], **container: Any) -> dic
     }
 
 
-def _connect(kube: Kube, pod: str, ip: str, port: int, timeout: float = 3.0) -> str:
+def _connect(kube: Kubectl, pod: str, ip: str, port: int, timeout: float = 3.0) -> str:
     """One TCP connect from ``pod`` to ip:port: connected, refused, timeout, unreachable."""
     out = kube("exec", pod, "--", "python3", "-c", _CONNECT, ip, str(port), str(timeout))
     return str(out.stdout).strip()
@@ -579,12 +579,12 @@ def _host_connect(ip: str, port: int, timeout: float = 3.0) -> str:
         return "refused" if isinstance(e, ConnectionRefusedError) else f"error {e.errno}"
 
 
-def _pod_ready(kube: Kube, name: str) -> bool:
+def _pod_ready(kube: Kubectl, name: str) -> bool:
     conds = kube.get("pod", name).get("status", {}).get("conditions") or []
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 
-def test_network_policy_is_enforced_on_the_node(node: NodeCluster, kube: Kube) -> None:
+def test_network_policy_is_enforced_on_the_node(node: NodeCluster, kube: Kubectl) -> None:
     """kube-router enforces NetworkPolicy on the node: with a policy that admits only pods
     labelled ``role: allowed`` to the server's port 8554, the other client is refused
     (at the pod IP and through the Service), the allowed one connects (and only to that
@@ -667,7 +667,7 @@ def test_network_policy_is_enforced_on_the_node(node: NodeCluster, kube: Kube) -
     print(f"[e2e] netpol: lifted {time.monotonic() - t0:.1f}s after kubectl delete", flush=True)
 
 
-def test_only_the_outputs_of_an_input_reach_its_router(node: NodeCluster, kube: Kube, tmp_path: Path) -> None:
+def test_only_the_outputs_of_an_input_reach_its_router(node: NodeCluster, kube: Kubectl, tmp_path: Path) -> None:
     """The NetworkPolicy rendered with each router, enforced by the node: pods that are
     not outputs of the input cannot reach its router's RTSP, API or metrics port (at the
     pod IP or through the Service), not even a pod of another namespace carrying the very
@@ -676,7 +676,7 @@ def test_only_the_outputs_of_an_input_reach_its_router(node: NodeCluster, kube: 
     health poll comes from the operator's pods, which the policy admits by their labels."""
     from streamdist.render import API_PORT, METRICS_PORT, RTSP_PORT, output_labels_of
 
-    other = Kube(node, f"{kube.ns}-other"[:63])
+    other = Kubectl(node, f"{kube.ns}-other"[:63])
     node.kubectl("create", "namespace", other.ns)
     try:
         with ProcessGroup(tmp_path / "logs") as group:
@@ -774,7 +774,7 @@ def _metric(text: str, name: str, **labels: str) -> float | None:
 def _handover(node: NodeCluster, operator: Any, before: dict[str, tuple[str, int]]) -> dict[str, float]:
     """Deletes the acting replica's pod; times the standby taking over, the standby acting
     on a change made after the deletion, and the recreated replica taking back."""
-    from tests.harness.node import demo_settled
+    from streamdist_dev.node import demo_settled
 
     acting = operator.active()
     (standby,) = [p for p in operator.ready_pods() if p != acting]
@@ -857,7 +857,7 @@ def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
     to the standby, and SIGKILLing the acting process gets it back, with no output pod
     re-created or restarted; then video is decoded at every receiver. (Recording comes
     last: an SRT listener's FFmpeg ends when its caller hangs up, and is restarted.)"""
-    from tests.harness.node import demo_settled, start_demo_receivers, start_demo_source
+    from streamdist_dev.node import demo_settled, start_demo_receivers, start_demo_source
 
     repo = Path(__file__).resolve().parents[2]
     assert sorted(operator.ready_pods()) == ["streamdist-0", "streamdist-1"]
@@ -924,12 +924,13 @@ def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
         node.kubectl("delete", "namespace", DEMO_NS, "--wait=false", check=False)
 
 
-def test_control_room_output_added_in_the_browser_streams(node: NodeCluster, kube: Kube, tmp_path: Path) -> None:
+def test_control_room_output_added_in_the_browser_streams(node: NodeCluster, kube: Kubectl, tmp_path: Path) -> None:
     """The control room (streamdist ui) in Debian's chromium: an output added with the
     page's form as a token-bearing ServiceAccount reaches Streaming and its destination
     gets the stream; suspend turns it Suspended. Prints the time from the click."""
     from playwright.sync_api import sync_playwright
-    from tests.harness.ui import WRITE_RULES, UiProcess, launch_chromium, page_kubeconfig, results_dir, service_account
+
+    from streamdist_dev.ui import WRITE_RULES, UiProcess, launch_chromium, page_kubeconfig, results_dir, service_account
 
     with ProcessGroup(tmp_path / "logs") as group:
         recv = Receiver(tmp_path / "recv", group)
@@ -975,7 +976,7 @@ def test_control_room_output_added_in_the_browser_streams(node: NodeCluster, kub
                 wait_for(lambda: not recv.ready("live/web"), 30, interval=0.2, what="the suspended output to stop publishing")
 
 
-def test_nodecost_meters_each_pods_cgroup(node: NodeCluster, kube: Kube, tmp_path: Path) -> None:
+def test_nodecost_meters_each_pods_cgroup(node: NodeCluster, kube: Kubectl, tmp_path: Path) -> None:
     """bench/nodecost on this suite's node (the benchmark's smoke run: it needs the node,
     so it runs here and not in tests/bench): each output's and the router's pod cgroup
     is found and metered while the outputs stream."""
@@ -991,11 +992,11 @@ def test_nodecost_meters_each_pods_cgroup(node: NodeCluster, kube: Kube, tmp_pat
     print(f"[e2e] nodecost (3 outputs, 10 s): {pods}", flush=True)
 
 
-def test_the_bridge_keeps_its_address_while_pods_come_and_go(node: NodeCluster, kube: Kube) -> None:
+def test_the_bridge_keeps_its_address_while_pods_come_and_go(node: NodeCluster, kube: Kubectl) -> None:
     """Runs after the others (pods created and deleted by the dozen): the pods' gateway
     kept one MAC. A bridge whose address was never set takes its lowest port's, and each
     change cuts every pod off from Services and this host until its ARP entry expires."""
-    from tests.harness.node import BRIDGE, BRIDGE_MAC
+    from streamdist_dev.node import BRIDGE, BRIDGE_MAC
 
     sysfs = Path("/sys/class/net") / BRIDGE
     assert (sysfs / "address").read_text().strip() == BRIDGE_MAC

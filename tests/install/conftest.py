@@ -1,7 +1,7 @@
 """Fixtures of the install tests.
 
 The cluster tests get a control plane of their own (etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler, KWOK: tests/harness/controlplane.py, the same
+kube-controller-manager, kube-scheduler, KWOK: dev/streamdist_dev/controlplane.py, the same
 harness as tests/integration) rather than the integration tests' shared one, for two
 reasons: the integration `operator` fixture runs the operator with admin rights for
 the whole session, and a second operator acting on the same objects would hide any
@@ -12,7 +12,6 @@ start, so that the tests can read back every request the chart's ServiceAccount 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +19,7 @@ from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from tests.harness.controlplane import ControlPlane, bin_dir  # noqa: E402
+from streamdist_dev.controlplane import ControlPlane, bin_dir
 
 # The release the cluster tests install, and the namespace it goes to.
 RELEASE = "sd"

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.harness.controlplane import ControlPlane, free_ports
-from tests.harness.operator import OperatorProcess
 from tests.install.conftest import (
     FULLNAME,
     NAMESPACE,
@@ -35,6 +33,9 @@ from tests.install.conftest import (
     kjson,
 )
 from tests.install.install_tools import CHART, REPO, helm, run_health
+
+from streamdist_dev.controlplane import ControlPlane, free_ports
+from streamdist_dev.operator import OperatorProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 

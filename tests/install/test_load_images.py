@@ -1,5 +1,5 @@
 """How `STREAMDIST_CLUSTER=current make demo` puts the locally built images where the
-current cluster takes them (tests/harness/load_images.py): the decision, table-tested.
+current cluster takes them (dev/streamdist_dev/load_images.py): the decision, table-tested.
 The push to a real registry, and the load into a real kind cluster, are in tests/e2e."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.harness.load_images import LoadPlan, commands, plan, references
+
+from streamdist_dev.load_images import LoadPlan, commands, plan, references
 
 IMAGES = {
     "operator": "localhost/streamdist/operator:0.1.0",

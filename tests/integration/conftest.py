@@ -9,21 +9,17 @@ later runs reuse them. $STREAMDIST_BIN_DIR points at prebuilt ones instead.
 from __future__ import annotations
 
 import itertools
-import json
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from streamdist_dev.controlplane import ControlPlane, bin_dir
+from streamdist_dev.kubectl import Kubectl
+from streamdist_dev.operator import OperatorProcess
 
-from tests.harness.controlplane import ControlPlane, bin_dir  # noqa: E402
-from tests.harness.operator import OperatorProcess  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 T = TypeVar("T")
 _ns_counter = itertools.count()
@@ -65,51 +61,6 @@ def ns(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[
     control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-class Kubectl:
-    """What a user types, bound to one namespace, with waiting helpers."""
-
-    def __init__(self, cp: ControlPlane, namespace: str) -> None:
-        self.cp = cp
-        self.ns = namespace
-
-    def __call__(self, *args: str, input: str | None = None, check: bool = True) -> Any:
-        return self.cp.kubectl("-n", self.ns, *args, input=input, check=check)
-
-    def apply_file(self, *paths: Path | str, check: bool = True) -> Any:
-        files = [a for p in paths for a in ("-f", str(REPO_ROOT / p))]
-        return self("apply", *files, check=check)
-
-    def get(self, *args: str) -> Any:
-        return json.loads(self("get", *args, "-o", "json").stdout)
-
-    def items(self, kind: str, selector: str = "") -> list[dict[str, Any]]:
-        args = [kind] + (["-l", selector] if selector else [])
-        return self.get(*args)["items"]  # type: ignore[no-any-return]
-
-    def status(self, kind: str, name: str) -> dict[str, Any]:
-        return self.get(kind, name).get("status") or {}
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [e for e in self.items("events") if e["involvedObject"]["name"] == name]
-
-    def wait(self, what: str, fn: Callable[[], T | None], timeout: float = 30.0) -> T:
-        return self.cp.wait_for(what, fn, timeout=timeout, interval=0.3)
-
-    def condition(self, kind: str, name: str, ctype: str) -> dict[str, Any] | None:
-        for cond in self.status(kind, name).get("conditions") or []:
-            if cond["type"] == ctype:
-                return cond  # type: ignore[no-any-return]
-        return None
-
-
 @pytest.fixture
 def k(control_plane: ControlPlane, operator: OperatorProcess, ns: str) -> Kubectl:
     return Kubectl(control_plane, ns)
-
-
-def wait_gone(fn: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not fn():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.3)

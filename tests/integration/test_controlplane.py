@@ -6,7 +6,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from tests.harness.controlplane import DEFAULT_NODES, KWOK_NODE_ANNOTATION
+
+from streamdist_dev.controlplane import DEFAULT_NODES, KWOK_NODE_ANNOTATION
 
 pytestmark = pytest.mark.cluster
 

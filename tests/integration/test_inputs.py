@@ -2,7 +2,7 @@
 
 import concurrent.futures
 
-from tests.integration.conftest import Kubectl
+from streamdist_dev.kubectl import Kubectl
 
 MANAGED = "app.kubernetes.io/managed-by=streamdist"
 

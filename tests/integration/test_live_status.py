@@ -34,8 +34,9 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from tests.harness.controlplane import ControlPlaneError
-from tests.integration.conftest import Kubectl
+from streamdist_dev.kubectl import Kubectl
+
+from streamdist_dev.controlplane import ControlPlaneError
 
 pytestmark = pytest.mark.cluster
 

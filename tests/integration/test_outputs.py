@@ -2,7 +2,7 @@
 
 import time
 
-from tests.integration.conftest import Kubectl
+from streamdist_dev.kubectl import Kubectl
 
 CANARY = "CANARYstreamkey0042"
 

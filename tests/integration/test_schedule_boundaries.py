@@ -16,7 +16,7 @@ from typing import Any
 
 import kubernetes
 import pytest
-from tests.integration.conftest import Kubectl
+from streamdist_dev.kubectl import Kubectl
 
 # What the measurement itself may add: the watch's delivery to this process and this
 # process's own scheduling, on a machine shared with the other suites.

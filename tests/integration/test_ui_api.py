@@ -14,8 +14,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.harness.controlplane import ControlPlane
-from tests.harness.ui import (
+
+from streamdist import urls
+from streamdist.ui import forms
+from streamdist.ui.kubeapi import Api, ApiError, load_cluster
+from streamdist_dev.controlplane import ControlPlane
+from streamdist_dev.ui import (
     API,
     READ_RULES,
     WRITE_RULES,
@@ -25,12 +29,8 @@ from tests.harness.ui import (
     page_kubeconfig,
     service_account,
 )
-from tests.harness.ui import stream_input as _input
-from tests.harness.ui import stream_output as _output
-
-from streamdist import urls
-from streamdist.ui import forms
-from streamdist.ui.kubeapi import Api, ApiError, load_cluster
+from streamdist_dev.ui import stream_input as _input
+from streamdist_dev.ui import stream_output as _output
 
 CANARIES = ("c4n4ry-url-key-1f3e", "c4n4ry-secret-url-9a7b", "c4n4ry-passphrase-5d2c", "c4n4ry-publish-3e8f")
 pytestmark = pytest.mark.timeout(300)

@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.harness.ui import (
+
+from streamdist import urls
+from streamdist_dev.ui import (
     READ_RULES,
     WRITE_RULES,
     UiProcess,
@@ -24,8 +26,6 @@ from tests.harness.ui import (
     stream_input,
     stream_output,
 )
-
-from streamdist import urls
 
 pytestmark = pytest.mark.timeout(400)
 DESKTOP = {"width": 1280, "height": 900}

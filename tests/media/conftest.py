@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -29,12 +28,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-for _p in (ROOT, ROOT / "operator"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-from tests.harness import media  # noqa: E402
+from streamdist_dev import media
 
 RESULTS_ENV = "STREAMDIST_MEDIA_RESULTS"
 OWNER_ENV = "STREAMDIST_MEDIA_RESULTS_OWNER"

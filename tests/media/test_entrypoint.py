@@ -11,20 +11,14 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from bench.procmeter import process_table, tree
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-for _p in (REPO_ROOT, REPO_ROOT / "operator"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
-
-from bench.procmeter import process_table, tree  # noqa: E402
-from tests.harness import media  # noqa: E402
-from tests.harness.rendered import FFMPEG_IMAGE_DIR  # noqa: E402
+from streamdist_dev import media
+from streamdist_dev.rendered import FFMPEG_IMAGE_DIR
 
 pytestmark = pytest.mark.media
 WRAPPER = str(FFMPEG_IMAGE_DIR / "streamdist-ffmpeg")

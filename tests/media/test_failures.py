@@ -2,7 +2,7 @@
 
 An output pod is FFmpeg with ``restartPolicy: Always``: the kubelet's restart is the
 reconnect, so FFmpeg must *exit* when its destination or its source fails rather
-than hang. These tests run the rendered router and output argv (tests/harness/
+than hang. These tests run the rendered router and output argv (dev/streamdist_dev/
 rendered) and measure, from the moment of the failure, how long FFmpeg takes:
 
 * destination refused (nothing listening when FFmpeg starts);
@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.harness import media, rendered
+
+from streamdist_dev import media, rendered
 
 pytestmark = pytest.mark.media
 

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.harness import media, rendered
+
+from streamdist_dev import media, rendered
 
 pytestmark = pytest.mark.media
 

@@ -1,4 +1,4 @@
-"""Self-test of tests/harness/media.py: each piece the media tests build on works
+"""Self-test of dev/streamdist_dev/media.py: each piece the media tests build on works
 against real MediaMTX and FFmpeg on loopback.
 
 * ingest: the test source publishes over each input protocol (UDP MPEG-TS, SRT with
@@ -11,20 +11,14 @@ against real MediaMTX and FFmpeg on loopback.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from streamdist_dev import media
+
 pytestmark = pytest.mark.media
-
-ROOT = Path(__file__).resolve().parents[2]
-for p in (ROOT, ROOT / "operator"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-from tests.harness import media  # noqa: E402
 
 RECORD_SECONDS = 7.5  # readers join mid-GOP: up to 2 s (one GOP) before the first decodable frame
 PUSH_RECORD_SECONDS = 8.5  # recorder runs from before the source starts: also covers its start-up

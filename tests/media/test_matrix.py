@@ -2,7 +2,7 @@
 into every output form.
 
 For each input protocol (UDP MPEG-TS, SRT, SRT with a passphrase from a Secret,
-RTMP, RTSP) one test starts the router exactly as rendered (tests/harness/rendered),
+RTMP, RTSP) one test starts the router exactly as rendered (dev/streamdist_dev/rendered),
 publishes the lavfi test pattern (H.264 + AAC, 2 s GOP) to it, and runs six rendered
 output Pods at once, one per output form, as the product does: SRT caller, SRT
 listener, RTMP (destination from a Secret), RTMPS, UDP and RTSP. Real receivers
@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.harness import media, rendered
+
+from streamdist_dev import media, rendered
 
 pytestmark = pytest.mark.media
 

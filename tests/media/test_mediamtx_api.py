@@ -13,23 +13,18 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from streamdist import mediamtx as api
+from streamdist_dev import media
+
 pytestmark = pytest.mark.media
 
 ROOT = Path(__file__).resolve().parents[2]
-for p in (ROOT, ROOT / "operator"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-from tests.harness import media  # noqa: E402
-
-from streamdist import mediamtx as api  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "mediamtx"
 UPDATE = os.environ.get("STREAMDIST_UPDATE_FIXTURES") == "1"

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.harness import media, rendered
 
 from streamdist import credentials
+from streamdist_dev import media, rendered
 
 pytestmark = pytest.mark.media
 

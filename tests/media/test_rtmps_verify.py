@@ -6,7 +6,8 @@ spec.tls.insecureSkipVerify (which status shows)."""
 from __future__ import annotations
 
 import pytest
-from tests.harness import media, rendered
+
+from streamdist_dev import media, rendered
 
 pytestmark = pytest.mark.media
 

@@ -5,19 +5,17 @@ namespace that enforces the `restricted` Pod Security Standard.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.integration.conftest import k, ns  # noqa: F401
+
+from streamdist_dev.controlplane import ControlPlane, bin_dir
+from streamdist_dev.kubectl import Kubectl
+from streamdist_dev.operator import OperatorProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from tests.harness.controlplane import ControlPlane, bin_dir  # noqa: E402
-from tests.harness.operator import OperatorProcess  # noqa: E402
-from tests.integration.conftest import Kubectl, k, ns  # noqa: E402, F401
 
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",

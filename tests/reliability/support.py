@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import yaml
-from tests.integration.conftest import Kubectl
+from streamdist_dev.kubectl import Kubectl
 
 T = TypeVar("T")
 API = "streamdist.io/v1alpha1"

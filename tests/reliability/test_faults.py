@@ -17,9 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.harness.controlplane import ControlPlane
-from tests.harness.operator import OperatorProcess
-from tests.integration.conftest import Kubectl
+from streamdist_dev.kubectl import Kubectl
 from tests.reliability.support import (
     MANAGED,
     GoodSet,
@@ -35,6 +33,8 @@ from tests.reliability.support import (
 )
 
 from streamdist.handlers.context import SECRET_TTL
+from streamdist_dev.controlplane import ControlPlane
+from streamdist_dev.operator import OperatorProcess
 
 pytestmark = pytest.mark.timeout(600)
 REPO = Path(__file__).resolve().parents[2]

@@ -11,9 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from tests.harness.controlplane import ControlPlane
-from tests.harness.operator import OperatorProcess
-from tests.integration.conftest import Kubectl
+from streamdist_dev.kubectl import Kubectl
 from tests.integration.test_schedule_boundaries import (
     BOUNDARY_S,
     HARNESS_S,
@@ -25,6 +23,9 @@ from tests.integration.test_schedule_boundaries import (
     _reasons,
 )
 from tests.reliability.support import poll, user_kubeconfig
+
+from streamdist_dev.controlplane import ControlPlane
+from streamdist_dev.operator import OperatorProcess
 
 pytestmark = pytest.mark.timeout(600)
 REPO = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.integration.conftest import Kubectl
+from streamdist_dev.kubectl import Kubectl
 from tests.reliability.support import MANAGED, pods, poll, publisher, secret, si, so, text, url_from
 
 from streamdist import render, urls

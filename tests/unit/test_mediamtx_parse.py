@@ -4,18 +4,13 @@ with STREAMDIST_UPDATE_FIXTURES=1) and the pure health computations. No server."
 from __future__ import annotations
 
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT / "operator") not in sys.path:
-    sys.path.insert(0, str(ROOT / "operator"))
-
-from streamdist.mediamtx import (  # noqa: E402
+from streamdist.mediamtx import (
     InputHealth,
     PathSample,
     Session,
@@ -28,6 +23,8 @@ from streamdist.mediamtx import (  # noqa: E402
     reader_sessions,
     stalled_readers,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FIXTURES = ROOT / "tests" / "fixtures" / "mediamtx"
 

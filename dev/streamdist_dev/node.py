@@ -37,7 +37,6 @@ the bridge, the pod CIDR and the cgroup root are fixed names (a lock file enforc
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import json
 import os
@@ -50,19 +49,18 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tests.harness.controlplane import (
+from streamdist_dev.controlplane import (
     SERVICE_CLUSTER_IP_RANGE,
     Component,
     ControlPlane,
     ControlPlaneError,
-    _die_with_parent,
-    free_ports,
     repo_root,
-    tail,
 )
-from tests.harness.controlplane import (
+from streamdist_dev.controlplane import (
     bin_dir as _bin_dir,
 )
+from streamdist_dev.procs import free_ports, spawn, tail
+from streamdist_dev.wait import http_ok, wait_for
 
 __all__ = [
     "BRIDGE",
@@ -494,11 +492,11 @@ class NodeCluster:
         return self.cp.apply(manifest)
 
     def wait_for(self, what, fn, timeout: float = 60.0, interval: float = 0.25):
-        def check():
-            self._check_alive()
-            return fn()
+        return wait_for(what, fn, timeout, interval, check=self._check_alive_all, error=ControlPlaneError)
 
-        return self.cp.wait_for(what, check, timeout, interval)
+    def _check_alive_all(self) -> None:
+        self._check_alive()
+        self.cp._check_alive()
 
     def log_path(self, component: str) -> Path:
         return self.logs_dir / f"{component}.log"
@@ -728,7 +726,7 @@ class NodeCluster:
             d.mkdir(parents=True, exist_ok=True)
         pause = next((n for n in self.images if "/pause:" in n), "localhost/streamdist/pause:3.10.1")
         (cd / "config.toml").write_text(
-            f"""# containerd for the streamdist local node (tests/harness/node.py)
+            f"""# containerd for the streamdist local node (dev/streamdist_dev/node.py)
 version = 2
 root = "{cd / "root"}"
 state = "{cd / "state"}"
@@ -890,17 +888,7 @@ state = "{cd / "state"}"
         log = self.log_path(name)
         comp = Component(name=name, args=args, log=log, env=env)
         (self.state_dir / f"{name}.cmdline").write_text(" ".join(args) + "\n")
-        with open(log, "ab") as out:
-            comp.proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.state_dir,
-                env=env,
-                start_new_session=True,
-                preexec_fn=_die_with_parent if death_signal == signal.SIGTERM else _die_hard_with_parent,
-            )
+        comp.proc = spawn(args, log, cwd=self.state_dir, env=env, death_signal=death_signal)
         self.components[name] = comp
         with open(self.state_dir / "pids", "a") as f:
             f.write(f"{name} {comp.proc.pid}\n")
@@ -1041,22 +1029,10 @@ state = "{cd / "state"}"
         self.wait_for("kube-router's first NetworkPolicy sync", synced, self.start_timeout, 0.2)
 
     def _wait_http(self, comp: Component, url: str) -> None:
-        import urllib.request
-
-        deadline = time.monotonic() + self.start_timeout
-        last = ""
-        while True:
-            self._check_alive()
-            try:
-                with urllib.request.urlopen(url, timeout=3) as r:
-                    if r.status == 200:
-                        return
-                    last = f"HTTP {r.status}"
-            except Exception as e:
-                last = str(e)
-            if time.monotonic() > deadline:
-                raise self._fail(comp, f"not healthy at {url} (last: {last})")
-            time.sleep(0.2)
+        try:
+            wait_for(url, lambda: http_ok(url, timeout=3), self.start_timeout, 0.2, check=self._check_alive)
+        except TimeoutError as e:
+            raise self._fail(comp, f"not healthy: {e}") from None
 
 
 def _child_pid(pid: int) -> int | None:
@@ -1065,11 +1041,6 @@ def _child_pid(pid: int) -> int | None:
     except OSError:
         return None
     return int(kids[0]) if kids else None
-
-
-def _die_hard_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
 def _read(p: Path) -> str:
@@ -1112,7 +1083,8 @@ def start_demo_receivers(nc, namespace: str, outputs_file: Path | str, workdir: 
     import urllib.parse
 
     import yaml
-    from tests.harness import media
+
+    from streamdist_dev import media
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -1184,7 +1156,7 @@ def start_encoder(url: str, group, name: str = "encoder"):
     """
     import shlex
 
-    from tests.harness import media
+    from streamdist_dev import media
 
     argv = [
         "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", "-nostats",
@@ -1197,10 +1169,10 @@ def start_encoder(url: str, group, name: str = "encoder"):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """python -m tests.harness.node serve|cleanup STATE_DIR (used by hack/node/*.sh)."""
+    """python -m streamdist_dev.node serve|cleanup STATE_DIR (used by hack/node/*.sh)."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m tests.harness.node")
+    ap = argparse.ArgumentParser(prog="python -m streamdist_dev.node")
     ap.add_argument("command", choices=["serve", "cleanup"])
     ap.add_argument("state_dir", type=Path)
     a = ap.parse_args(argv)

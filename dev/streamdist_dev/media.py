@@ -31,7 +31,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -42,13 +41,9 @@ from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT / "operator") not in sys.path:
-    # the operator's package lives in operator/streamdist ("operator" itself would
-    # shadow the standard library module, so it is a source root, not a package)
-    sys.path.insert(0, str(REPO_ROOT / "operator"))
+from streamdist.mediamtx import MediaMTXClient, PathSample
 
-from streamdist.mediamtx import MediaMTXClient, PathSample  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 LOOPBACK = "127.0.0.1"
 

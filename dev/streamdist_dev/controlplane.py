@@ -28,22 +28,21 @@ to replace them instead.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+
+from streamdist_dev import kubectl
+from streamdist_dev.kubectl import KubectlError
+from streamdist_dev.procs import LOG_TAIL_LINES, free_ports, reap, spawn, tail
+from streamdist_dev.wait import http_ok, wait_for
 
 __all__ = [
     "DEFAULT_NODES",
@@ -61,7 +60,6 @@ DEFAULT_NODES = ("kwok-node-0", "kwok-node-1")
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 POD_CIDR = "10.244.0.1/16"  # kwok hands out pod IPs from the address given
-LOG_TAIL_LINES = 40
 
 # KWOK's own defaults (what kwok v0.7 runs when no config holds a stage of that
 # kind), as paths under <bin dir>/kwok-stages/. Its default node lease duration is
@@ -81,14 +79,6 @@ def repo_root() -> Path:
 
 class ControlPlaneError(RuntimeError):
     """A component failed to start, or exited, or a readiness wait timed out."""
-
-
-class KubectlError(subprocess.CalledProcessError):
-    """A kubectl call failed; its str() carries the command's stderr."""
-
-    def __str__(self) -> str:
-        err = self.stderr if isinstance(self.stderr, str) else (self.stderr or b"").decode(errors="replace")
-        return f"{' '.join(map(str, self.cmd))} exited {self.returncode}: {err.strip()}"
 
 
 def bin_dir(components: Sequence[str] = ()) -> Path:
@@ -118,35 +108,6 @@ def bin_dir(components: Sequence[str] = ()) -> Path:
 
 
 _default_bin_dir = bin_dir  # ControlPlane's bin_dir parameter shadows the function
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free TCP ports on 127.0.0.1 (all held open while choosing)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        return f"(no log: {e})"
-    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    # PR_SET_PDEATHSIG: if the test process dies without running __exit__ (SIGKILL,
-    # crash), the kernel sends SIGTERM to the component instead of leaving it behind.
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 @dataclass
@@ -250,18 +211,10 @@ class ControlPlane:
         timeout: float = 120.0,
     ) -> subprocess.CompletedProcess:
         """Runs the pinned kubectl as cluster admin; text in/out unless input is bytes."""
-        cmd = [
-            str(self.kubectl_path),
-            f"--kubeconfig={self.kubeconfig}",
-            # Discovery cache in the state dir, not ~/.kube/cache (a new port every run).
-            f"--cache-dir={self.state_dir / 'kubectl-cache'}",
-            *map(str, args),
-        ]
-        text = not isinstance(input, bytes)
-        proc = subprocess.run(cmd, input=input, capture_output=True, text=text, timeout=timeout, check=False)
-        if check and proc.returncode != 0:
-            raise KubectlError(proc.returncode, cmd, proc.stdout, proc.stderr)
-        return proc
+        return kubectl.run(
+            self.kubectl_path, self.kubeconfig, *args, input=input, check=check, timeout=timeout,
+            cache_dir=self.state_dir / "kubectl-cache",
+        )
 
     def kubectl_json(self, *args: str, **kw) -> dict:
         """``kubectl ... -o json`` parsed."""
@@ -269,29 +222,14 @@ class ControlPlane:
 
     def apply(self, manifest: dict | str) -> subprocess.CompletedProcess:
         """``kubectl apply -f -`` of a dict (sent as JSON) or YAML/JSON text."""
-        data = manifest if isinstance(manifest, str) else json.dumps(manifest)
-        return self.kubectl("apply", "-f", "-", input=data)
+        return self.kubectl("apply", "-f", "-", input=kubectl.manifest_text(manifest))
 
     def wait_for(self, what: str, fn: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.25) -> T:
         """Polls fn until it returns something truthy; raises with ``what`` on timeout.
 
         While waiting it also checks that every component is still running.
         """
-        deadline = time.monotonic() + timeout
-        last_exc: Exception | None = None
-        while True:
-            self._check_alive()
-            try:
-                got = fn()
-                if got:
-                    return got
-                last_exc = None
-            except Exception as e:
-                last_exc = e
-            if time.monotonic() > deadline:
-                extra = f" (last error: {last_exc})" if last_exc else ""
-                raise ControlPlaneError(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
-            time.sleep(interval)
+        return wait_for(what, fn, timeout, interval, check=self._check_alive, error=ControlPlaneError)
 
     def start(self) -> None:
         """Starts everything; retries (new ports) when a port was taken meanwhile."""
@@ -347,31 +285,14 @@ class ControlPlane:
     def stop(self) -> None:
         """Stops every started component, newest first: SIGTERM, then SIGKILL."""
         for comp in reversed(list(self.components.values())):
-            p = comp.proc
-            if p is None or p.poll() is not None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    p.kill()
-                p.wait(timeout=10)
+            reap(comp.proc)
 
     def restart(self, component: str, down_seconds: float = 0.0) -> None:
         """Stops one component (SIGTERM, then SIGKILL), waits ``down_seconds``, and starts
         it again with the same command line, ports and data; returns once it is healthy.
         """
         comp = self.components[component]
-        p = comp.proc
-        if p is not None and p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=10)
+        reap(comp.proc, grace=20)
         time.sleep(down_seconds)
         new = self._spawn(comp.name, comp.args, comp.env)
         health = {
@@ -389,17 +310,7 @@ class ControlPlane:
         log = self.log_path(name)
         comp = Component(name=name, args=args, log=log, env=env)
         (self.state_dir / f"{name}.cmdline").write_text(" ".join(args) + "\n")
-        with open(log, "ab") as out:
-            comp.proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.state_dir,
-                env=env,
-                start_new_session=True,  # a Ctrl-C in the terminal reaches pytest only
-                preexec_fn=_die_with_parent,
-            )
+        comp.proc = spawn(args, log, cwd=self.state_dir, env=env)
         self.components[name] = comp
         return comp
 
@@ -416,24 +327,14 @@ class ControlPlane:
                 raise self._fail(comp, "stopped unexpectedly")
 
     def _wait_healthy(self, comp: Component, url: str, ctx: ssl.SSLContext | None = None) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        last = ""
-        while True:
+        def started() -> None:
             if not comp.alive():
                 raise self._fail(comp, "failed to start")
-            try:
-                with urllib.request.urlopen(url, timeout=5, context=ctx) as r:
-                    body = r.read().decode(errors="replace")
-                    if r.status == 200:
-                        return
-                    last = f"HTTP {r.status}: {body[:200]}"
-            except urllib.error.HTTPError as e:
-                last = f"HTTP {e.code}: {e.read().decode(errors='replace')[:500]}"
-            except (OSError, ssl.SSLError) as e:
-                last = str(e)
-            if time.monotonic() > deadline:
-                raise self._fail(comp, f"not healthy at {url} after {self.start_timeout:.0f}s (last: {last})")
-            time.sleep(0.2)
+
+        try:
+            wait_for(url, lambda: http_ok(url, ctx), self.start_timeout, 0.2, check=started)
+        except TimeoutError as e:
+            raise self._fail(comp, f"not healthy: {e}") from None
 
     def _start_etcd(self) -> None:
         c, p = self.ports["etcd"], self.ports["etcd-peer"]

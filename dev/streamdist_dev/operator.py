@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-from tests.harness.controlplane import free_ports, tail
+from streamdist_dev.procs import free_ports, reap, spawn, tail
+from streamdist_dev.wait import http_ok, wait_for
 
 
 class OperatorProcess:
@@ -50,24 +48,16 @@ class OperatorProcess:
         self.starts += 1
         with self.log.open("ab") as out:
             out.write(f"--- start {self.starts}\n".encode())
-            out.flush()
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streamdist.cli", "run"], stdout=out, stderr=subprocess.STDOUT, env=env
-            )
-        self._wait_live(timeout)
+        self.proc = spawn([sys.executable, "-m", "streamdist.cli", "run"], self.log, env=env)
+        wait_for(
+            "the operator's liveness", lambda: http_ok(f"http://127.0.0.1:{self.port}/healthz", timeout=2),
+            timeout, 0.2, check=self._running, error=RuntimeError,
+        )
 
-    def _wait_live(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{tail(self.log)}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            time.sleep(0.2)
-        raise RuntimeError(f"operator not live after {timeout}s:\n{tail(self.log)}")
+    def _running(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{tail(self.log)}")
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no goodbye, like an OOM kill or a node loss."""
@@ -76,12 +66,7 @@ class OperatorProcess:
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        reap(self.proc, grace=15)
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

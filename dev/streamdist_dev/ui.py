@@ -24,7 +24,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.harness.controlplane import free_ports, tail
+from streamdist_dev.procs import free_ports, reap, spawn, tail
+from streamdist_dev.wait import http_ok, wait_for
 
 READ_RULES = [
     {"apiGroups": ["streamdist.io"], "resources": ["streaminputs", "streamoutputs"], "verbs": ["get", "list", "watch"]},
@@ -117,28 +118,22 @@ class UiProcess:
         cmd = [sys.executable, "-m", "streamdist.cli", "ui", "--host", "127.0.0.1", "--port", str(self.port),
                "--kubeconfig", str(self.kubeconfig), *self.args]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"streamdist ui exited {self.proc.returncode}:\n{tail(self.log)}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(self.url + "/healthz", timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
-            time.sleep(0.2)
-        self.__exit__()
-        raise RuntimeError(f"streamdist ui not up after 30 s:\n{tail(self.log)}")
+        self.proc = spawn(cmd, self.log, env=env)
+        try:
+            wait_for("streamdist ui", lambda: http_ok(self.url + "/healthz", timeout=2), 30, 0.2,
+                     check=self._running, error=RuntimeError)
+        except RuntimeError as e:
+            self.__exit__()
+            raise RuntimeError(f"{e}:\n{tail(self.log)}") from None
+        return self
+
+    def _running(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"streamdist ui exited {self.proc.returncode}")
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        reap(self.proc, grace=15)
 
     def request(self, method: str, path: str, body: Any = None, token: str | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:

@@ -22,13 +22,15 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.harness.controlplane import ControlPlaneError, KubectlError, bin_dir, repo_root
+from streamdist_dev import kubectl
+from streamdist_dev.controlplane import ControlPlaneError, bin_dir, repo_root
+from streamdist_dev.procs import reap, spawn, tail
+from streamdist_dev.wait import wait_for
 
 LOCK_FILE = Path("/run/lock/streamdist-docker.lock")
 DATA_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "streamdist" / "docker"
@@ -134,8 +136,8 @@ class DockerDaemon(Docker):
         return self
 
     def _start(self) -> None:
-        log = (self.state_dir / "dockerd.log").open("ab")
-        self.proc = subprocess.Popen(
+        log = self.state_dir / "dockerd.log"
+        self.proc = spawn(
             [
                 "dockerd", f"--host={self.host}", f"--data-root={self.data_root}",
                 f"--exec-root={self.state_dir / 'exec'}", f"--pidfile={self.state_dir / 'dockerd.pid'}",
@@ -147,23 +149,20 @@ class DockerDaemon(Docker):
                 f"--add-runtime=streamdist-runc={repo_root() / 'hack' / 'node' / 'runc-bounded.py'}",
                 "--default-runtime=streamdist-runc",
             ],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            log, death_signal=None,
         )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while self.docker("version", check=False, timeout=10).returncode != 0:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                tail = (self.state_dir / "dockerd.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"dockerd did not start:\n{tail}")
-            time.sleep(0.5)
+        try:
+            wait_for("dockerd", lambda: self.docker("version", check=False, timeout=10).returncode == 0, 60, 0.5,
+                     check=self._running, error=RuntimeError)
+        except RuntimeError as e:
+            raise RuntimeError(f"dockerd did not start ({e}):\n{tail(log, 30)}") from None
+
+    def _running(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"dockerd exited {self.proc.returncode}")
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        reap(self.proc, grace=60)
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
@@ -224,30 +223,16 @@ class KindKube:
         self.node_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
 
     def kubectl(self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120):
-        cmd = [str(self.cluster.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise KubectlError(proc.returncode, cmd, proc.stdout, proc.stderr)
-        return proc
+        return kubectl.run(self.cluster.kubectl_path, self.kubeconfig, *args, input=input, check=check, timeout=timeout)
 
     def kubectl_json(self, *args: str, **kw) -> dict:
         return json.loads(self.kubectl(*args, "-o", "json", **kw).stdout)
 
     def apply(self, manifest: dict | str):
-        return self.kubectl("apply", "-f", "-", input=manifest if isinstance(manifest, str) else json.dumps(manifest))
+        return self.kubectl("apply", "-f", "-", input=kubectl.manifest_text(manifest))
 
     def wait_for(self, what: str, fn, timeout: float = 60.0, interval: float = 0.5):
-        deadline, last = time.monotonic() + timeout, None
-        while True:
-            try:
-                got = fn()
-                if got:
-                    return got
-            except Exception as e:
-                last = e
-            if time.monotonic() > deadline:
-                raise ControlPlaneError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" ({last})" if last else ""))
-            time.sleep(interval)
+        return wait_for(what, fn, timeout, interval, error=ControlPlaneError)
 
     def host_service(self, namespace: str, name: str, ports) -> None:
         """A selector-less Service whose endpoint is this host (the kind network's gateway)."""

@@ -1,7 +1,7 @@
 """The operator as a cluster runs it: the Helm chart, its image, two peering replicas.
 
 ``OperatorPods`` installs ``charts/streamdist`` with the pinned helm into a cluster
-(the local real node of tests/harness/node.py, or any kubeconfig), with the images
+(the local real node of dev/streamdist_dev/node.py, or any kubeconfig), with the images
 given (on the local node: the ones hack/build-images.sh built and the node imported),
 and reads what the replicas say about themselves:
 
@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.harness.controlplane import bin_dir, repo_root
+from streamdist_dev.controlplane import bin_dir, repo_root
 
 CHART = repo_root() / "charts" / "streamdist"
 ACTIVE_METRIC = re.compile(r"^streamdist_operator_active(?:\{[^}]*\})? (\S+)$", re.M)
