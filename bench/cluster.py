@@ -25,12 +25,12 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from streamdist_dev.audit import Request
 from streamdist_dev.controlplane import ControlPlane, bin_dir
 from streamdist_dev.operator import OperatorProcess
 
@@ -39,7 +39,6 @@ from .common import REPO_ROOT, mem_kb, wait_until
 GROUP, VERSION = "streamdist.io", "v1alpha1"
 OPERATOR_USER = "streamdist-operator"
 ADMIN_USER = "kubernetes-admin"
-WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 # The operator's resync period as shipped (the integration harness shortens it to 3 s).
 RESYNC_SECONDS = 5.0
 
@@ -102,99 +101,6 @@ def output_doc(input_: str, name: str) -> dict[str, Any]:
 def write_manifests(path: Path, docs: list[dict[str, Any]]) -> Path:
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     return path
-
-
-# ------------------------------------------------------------------- audit log
-
-
-@dataclass
-class AuditLog:
-    """Reads the apiserver's JSON audit log from a remembered offset."""
-
-    path: Path
-
-    def offset(self) -> int:
-        """End of the last complete line (the apiserver may be mid-line)."""
-        try:
-            with self.path.open("rb") as f:
-                size = f.seek(0, 2)
-                back = min(size, 1 << 20)
-                f.seek(size - back)
-                tail = f.read(back)
-        except OSError:
-            return 0
-        nl = tail.rfind(b"\n")
-        return size - back + nl + 1 if nl >= 0 else size - back
-
-    def events(self, start: int = 0, end: int | None = None) -> list[dict[str, Any]]:
-        try:
-            with self.path.open("rb") as f:
-                f.seek(start)
-                data = f.read() if end is None else f.read(max(0, end - start))
-        except OSError:
-            return []
-        out = []
-        for line in data.splitlines():
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(line))
-        return out
-
-    def requests(self, user: str, start: int = 0, end: int | None = None) -> list[Request]:
-        out = []
-        for ev in self.events(start, end):
-            if (ev.get("user") or {}).get("username") != user or ev.get("stage") != "ResponseComplete":
-                continue
-            ref = ev.get("objectRef") or {}
-            out.append(
-                Request(
-                    verb=ev.get("verb", ""),
-                    resource=ref.get("resource", ev.get("requestURI", "?")),
-                    subresource=ref.get("subresource", ""),
-                    namespace=ref.get("namespace", ""),
-                    name=ref.get("name", ""),
-                    code=int((ev.get("responseStatus") or {}).get("code") or 0),
-                    user_agent=ev.get("userAgent", ""),
-                    at=ev.get("stageTimestamp", ""),
-                    body=ev.get("requestObject"),
-                    received=ev.get("requestReceivedTimestamp", ""),
-                )
-            )
-        return out
-
-
-@dataclass(frozen=True)
-class Request:
-    verb: str
-    resource: str
-    subresource: str
-    namespace: str
-    name: str
-    code: int
-    user_agent: str
-    at: str
-    body: Any = None  # the request body, for status patches (audit level Request)
-    received: str = ""  # when the apiserver received it (``at``: when it answered)
-
-    @property
-    def seconds(self) -> float:
-        """How long the apiserver took to answer (nan when the audit event lacks a time)."""
-        if not self.received or not self.at:
-            return float("nan")
-        return (audit_time(self.at) - audit_time(self.received)).total_seconds()
-
-    @property
-    def write(self) -> bool:
-        return self.verb in WRITE_VERBS
-
-    @property
-    def what(self) -> str:
-        res = self.resource + (f"/{self.subresource}" if self.subresource else "")
-        return f"{self.verb} {res}"
-
-
-def audit_time(text: str) -> datetime:
-    """An audit event's timestamp (RFC 3339, microseconds, Z)."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def count_by_what(reqs: list[Request]) -> Counter[str]:
@@ -441,9 +347,6 @@ class Cluster:
         if workdir.exists():
             shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
-        self.audit_path = workdir / "audit.log"
-        policy = workdir / "audit-policy.yaml"
-        policy.write_text(AUDIT_POLICY)
         self.cp = ControlPlane(
             workdir / "cp",
             bin_dir(),
@@ -455,14 +358,10 @@ class Cluster:
             controller_manager_args=["--node-monitor-grace-period=15m"],
             # kwok's last --cidr wins
             kwok_args=[f"--cidr={pod_cidr}"] if pod_cidr else [],
-            apiserver_args=[
-                f"--audit-policy-file={policy}",
-                f"--audit-log-path={self.audit_path}",
-                "--audit-log-format=json",
-                "--audit-log-maxsize=0",
-            ],
+            audit_policy=AUDIT_POLICY,
         )
-        self.audit = AuditLog(self.audit_path)
+        assert self.cp.audit is not None
+        self.audit = self.cp.audit
         self.operator_kubeconfig = workdir / "operator.kubeconfig"
         self.operators: list[OperatorProcess] = []
 

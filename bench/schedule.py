@@ -23,8 +23,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from streamdist_dev.audit import Request, audit_time
+
 from . import cluster
-from .cluster import OPERATOR_USER, Cluster, Request, Watcher, audit_time
+from .cluster import OPERATOR_USER, Cluster, Watcher
 from .common import Opts, Result, Table, cpu_seconds, loadavg, say, summary, verdict, wait_until
 
 NAME = "schedule"

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from streamdist_dev import kubectl
+from streamdist_dev.audit import AuditLog
 from streamdist_dev.kubectl import KubectlError
 from streamdist_dev.procs import LOG_TAIL_LINES, free_ports, reap, spawn, tail
 from streamdist_dev.wait import http_ok, wait_for
@@ -137,6 +138,8 @@ class ControlPlane:
             Service that address as its endpoint, so pods reach the API server.
         apiserver_args / controller_manager_args / scheduler_args / kwok_args:
             extra flags appended to that component's command line.
+        audit_policy: an audit Policy (YAML): the API server logs by it, and
+            ``audit`` reads that log.
     """
 
     def __init__(
@@ -153,6 +156,7 @@ class ControlPlane:
         controller_manager_args: Sequence[str] = (),
         scheduler_args: Sequence[str] = (),
         kwok_args: Sequence[str] = (),
+        audit_policy: str | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.bin_dir = Path(bin_dir) if bin_dir is not None else _default_bin_dir()
@@ -167,6 +171,16 @@ class ControlPlane:
             "kube-scheduler": list(scheduler_args),
             "kwok": list(kwok_args),
         }
+        self.audit: AuditLog | None = None
+        if audit_policy is not None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            policy = self.state_dir / "audit-policy.yaml"
+            policy.write_text(audit_policy)
+            self.audit = AuditLog(self.state_dir / "audit.log")
+            self._extra["kube-apiserver"] += [
+                f"--audit-policy-file={policy}", f"--audit-log-path={self.audit.path}",
+                "--audit-log-format=json", "--audit-log-maxsize=0",
+            ]
         self.pki_dir = self.state_dir / "pki"
         self.logs_dir = self.state_dir / "logs"
         self.kubeconfig = self.state_dir / "kubeconfig"

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,52 +41,11 @@ rules:
 """
 
 
-@dataclass(frozen=True)
-class Request:
-    """One request of the audit log, reduced to what RBAC decides on."""
-
-    verb: str
-    group: str
-    resource: str  # "pods", "streaminputs/status"
-    name: str
-    namespaced: bool
-    code: int
-
-
-class AuditLog:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def requests(self, user: str) -> list[Request]:
-        seen: dict[str, Request] = {}
-        if not self.path.exists():
-            return []
-        for line in self.path.read_text().splitlines():
-            e = json.loads(line)
-            ref = e.get("objectRef")
-            if e["user"]["username"] != user or not ref:
-                continue
-            resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-            code = int((e.get("responseStatus") or {}).get("code") or 0)
-            # A watch is logged when it starts and again when it ends: keep the last word.
-            seen[e["auditID"]] = Request(e["verb"], ref.get("apiGroup", ""), resource, ref.get("name", ""),
-                                         bool(ref.get("namespace")), code)
-        return list(seen.values())
-
-
 @pytest.fixture(scope="session")
 def install_cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """A control plane for the install tests, auditing the release's ServiceAccounts."""
     state = tmp_path_factory.mktemp("install-cp")
-    policy = state / "audit-policy.yaml"
-    policy.write_text(AUDIT_POLICY)
-    audit = state / "audit.log"
-    with ControlPlane(
-        state / "cp",
-        bin_dir(),
-        apiserver_args=[f"--audit-policy-file={policy}", f"--audit-log-path={audit}", "--audit-log-maxsize=200"],
-    ) as cp:
-        cp.audit = AuditLog(audit)  # type: ignore[attr-defined]
+    with ControlPlane(state / "cp", bin_dir(), audit_policy=AUDIT_POLICY) as cp:
         yield cp
 
 

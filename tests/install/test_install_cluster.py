@@ -29,11 +29,11 @@ from tests.install.conftest import (
     NS_SA_USER,
     RELEASE,
     SA_USER,
-    Request,
     kjson,
 )
 from tests.install.install_tools import CHART, REPO, helm, run_health
 
+from streamdist_dev.audit import Request
 from streamdist_dev.controlplane import ControlPlane, free_ports
 from streamdist_dev.operator import OperatorProcess
 
@@ -331,7 +331,7 @@ def _grants(cp: ControlPlane) -> set[tuple[str, str, str, str]]:
 
 
 def _allowed(grants: set[tuple[str, str, str, str]], r: Request, verb: str) -> bool:
-    return (r.group, r.resource, verb, "") in grants or (r.group, r.resource, verb, r.name) in grants
+    return (r.group, r.full_resource, verb, "") in grants or (r.group, r.full_resource, verb, r.name) in grants
 
 
 FIXED = """
@@ -435,15 +435,15 @@ def test_operator_with_the_chart_rights_reconciles_the_examples(install_cp: Cont
     # chart grants, and every verb the chart grants was used (an apply answered 201
     # created the object, which the API server authorized as `create` too).
     time.sleep(3)  # a resync or two more: its requests are in the log as well
-    requests = cp.audit.requests(SA_USER)  # type: ignore[attr-defined]
+    requests = cp.audit.last_words(SA_USER)  # type: ignore[union-attr]
     assert requests, "no audit records of the operator's ServiceAccount"
-    refused = sorted({(r.verb, r.group, r.resource, r.code) for r in requests if r.code in (401, 403)})
+    refused = sorted({(r.verb, r.group, r.full_resource, r.code) for r in requests if r.code in (401, 403)})
     assert not refused
     grants = _grants(cp)
-    outside = sorted({(r.verb, r.group, r.resource) for r in requests if not _allowed(grants, r, r.verb)})
+    outside = sorted({(r.verb, r.group, r.full_resource) for r in requests if not _allowed(grants, r, r.verb)})
     assert not outside
-    used = {(r.group, r.resource, r.verb, n) for r in requests for n in ("", r.name)}
-    used |= {(r.group, r.resource, "create", "") for r in requests if r.verb == "patch" and r.code == 201}
+    used = {(r.group, r.full_resource, r.verb, n) for r in requests for n in ("", r.name)}
+    used |= {(r.group, r.full_resource, "create", "") for r in requests if r.verb == "patch" and r.code == 201}
     unused = sorted(g for g in grants if g not in used)
     assert not unused, f"granted but never used: {unused}"
 
@@ -560,10 +560,10 @@ def test_watching_one_namespace_needs_no_cluster_wide_rights(install_cp: Control
         assert not _pods(cp, "team-b", "app.kubernetes.io/managed-by=streamdist")
         assert "Resuming operations" in op.logs()  # its KopfPeering in team-a exists: peering is live
 
-        requests = cp.audit.requests(NS_SA_USER)  # type: ignore[attr-defined]
+        requests = cp.audit.last_words(NS_SA_USER)  # type: ignore[union-attr]
         assert requests
-        assert not sorted({(r.verb, r.resource, r.code) for r in requests if r.code in (401, 403)})
-        cluster_scoped = {(r.verb, r.group, r.resource) for r in requests if not r.namespaced}
+        assert not sorted({(r.verb, r.full_resource, r.code) for r in requests if r.code in (401, 403)})
+        cluster_scoped = {(r.verb, r.group, r.full_resource) for r in requests if not r.namespaced}
         assert cluster_scoped <= {("list", "apiextensions.k8s.io", "customresourcedefinitions"),
                                   ("watch", "apiextensions.k8s.io", "customresourcedefinitions"),
                                   ("list", "", "namespaces"), ("watch", "", "namespaces")}, cluster_scoped

@@ -40,15 +40,12 @@ rules:
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """The integration suite's control plane (CRDs installed), with nodes that never flap
-    and an audit log of the peering test's replicas (``control_plane.audit_log``)."""
-    audit = tmp_path_factory.mktemp("audit")
-    (audit / "policy.yaml").write_text(AUDIT_POLICY)
+    and an audit log of the peering test's replicas (``control_plane.audit``)."""
     with ControlPlane(
         tmp_path_factory.mktemp("control-plane"),
         bin_dir(),
-        apiserver_args=(f"--audit-policy-file={audit / 'policy.yaml'}", f"--audit-log-path={audit / 'audit.log'}"),
+        audit_policy=AUDIT_POLICY,
     ) as cp:
-        cp.audit_log = audit / "audit.log"  # type: ignore[attr-defined]
         cp.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
         cp.kubectl("wait", "--for=condition=Established", "crd/streaminputs.streamdist.io",
                    "crd/streamoutputs.streamdist.io", "--timeout=60s")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import yaml
+
 from streamdist_dev.kubectl import Kubectl
 
 T = TypeVar("T")
@@ -216,29 +217,6 @@ def user_kubeconfig(cp: Any, user: str, out_dir: Any) -> Any:
     return path
 
 
-@dataclass(frozen=True)
-class Write:
-    user: str
-    verb: str
-    resource: str
-    subresource: str
-    namespace: str
-    name: str
-    code: int
-    at: str  # RFC 3339 with microseconds (stageTimestamp)
-
-
-WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
-
-
-def audit_writes(path: Any) -> list[Write]:
-    """Every completed write request in the audit log, in order."""
-    from pathlib import Path
-
-    out = []
-    p = Path(path)
-    if not p.exists():
-        return out
     for line in p.read_text().splitlines():
         e = json.loads(line)
         if e.get("stage") != "ResponseComplete" or e.get("verb") not in WRITE_VERBS:

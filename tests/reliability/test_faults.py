@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from streamdist_dev.kubectl import Kubectl
 from tests.reliability.support import (
     MANAGED,
     GoodSet,
-    audit_writes,
     pods,
     poll,
     secret,
@@ -34,6 +32,7 @@ from tests.reliability.support import (
 
 from streamdist.handlers.context import SECRET_TTL
 from streamdist_dev.controlplane import ControlPlane
+from streamdist_dev.kubectl import Kubectl
 from streamdist_dev.operator import OperatorProcess
 
 pytestmark = pytest.mark.timeout(600)
@@ -159,7 +158,7 @@ def test_two_replicas_only_one_acts_and_a_kill_hands_over(control_plane: Control
         b.start()
         good = GoodSet(k)
         good.create(timeout=90)
-        assert any(w.user == "replica-b" and w.resource == "pods" for w in audit_writes(cp.audit_log))
+        assert any(w.user == "replica-b" and w.resource == "pods" for w in cp.audit.writes())
 
         a.start()
         poll("B pauses in favour of A", lambda: "Pausing operations in favour of" in b.logs(), timeout=60,
@@ -187,7 +186,7 @@ def test_two_replicas_only_one_acts_and_a_kill_hands_over(control_plane: Control
             assert_converged_subset(k, expected, suspended={"g-udp"})
         except AssertionError as exc:
             problems.append(f"while A was active: {exc}")
-        by_b = [w for w in audit_writes(cp.audit_log)
+        by_b = [w for w in cp.audit.writes()
                 if w.user == "replica-b" and w.at >= paused_at and "kopfpeerings" not in w.resource]
         if by_b:
             problems.append(
@@ -195,7 +194,7 @@ def test_two_replicas_only_one_acts_and_a_kill_hands_over(control_plane: Control
                 "that froze when kopf paused its watches, and it reads Secrets live, so after a rotation it "
                 "renders a revision A no longer wants (A's status.replacements moved on) and the two replicas "
                 "fight over the pod:\n" + _write_lines(by_b))
-        assert any(w.user == "replica-a" for w in audit_writes(cp.audit_log) if w.at >= paused_at)
+        assert any(w.user == "replica-a" for w in cp.audit.writes() if w.at >= paused_at)
 
         # SIGKILL the active replica: B resumes once A's keep-alive expires.
         resumed_before = b.logs().count("Resuming operations after the pause")  # kopf says it at start too
