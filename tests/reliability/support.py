@@ -215,14 +215,3 @@ def user_kubeconfig(cp: Any, user: str, out_dir: Any) -> Any:
     path.write_text(json.dumps(cfg))
     path.chmod(0o600)
     return path
-
-
-    for line in p.read_text().splitlines():
-        e = json.loads(line)
-        if e.get("stage") != "ResponseComplete" or e.get("verb") not in WRITE_VERBS:
-            continue
-        ref = e.get("objectRef") or {}
-        out.append(Write(e["user"]["username"], e["verb"], ref.get("resource", ""), ref.get("subresource", ""),
-                         ref.get("namespace", ""), ref.get("name", ""),
-                         (e.get("responseStatus") or {}).get("code", 0), e["stageTimestamp"]))
-    return out
