@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from streamdist_dev import kubectl
+from streamdist_dev import kubectl, templates
 from streamdist_dev.controlplane import ControlPlaneError, bin_dir, repo_root
 from streamdist_dev.procs import reap, spawn, tail
 from streamdist_dev.wait import wait_for
@@ -46,21 +46,7 @@ def cluster_config() -> str:
     runs the images pre-imported under localhost/streamdist/kind/; the node carries its
     own CNI config (ptp, one node), so kind's kindnetd is not installed."""
     pins = _pins()
-    return f"""kind: Cluster
-apiVersion: kind.x-k8s.io/v1alpha4
-networking:
-  disableDefaultCNI: true
-  podSubnet: 10.244.0.0/16
-kubeadmConfigPatches:
-- |
-  kind: ClusterConfiguration
-  imageRepository: localhost/streamdist/kind
-  etcd:
-    local:
-      imageTag: {pins["ETCD_VERSION"]}
-  dns:
-    imageTag: {pins["COREDNS_VERSION"]}
-"""
+    return templates.text("kind-cluster.yaml.j2", etcd_version=pins["ETCD_VERSION"], coredns_version=pins["COREDNS_VERSION"])
 
 
 def kind_bin() -> Path:

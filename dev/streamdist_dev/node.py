@@ -60,6 +60,7 @@ from streamdist_dev.controlplane import (
     bin_dir as _bin_dir,
 )
 from streamdist_dev.procs import free_ports, spawn, tail
+from streamdist_dev.templates import render
 from streamdist_dev.wait import http_ok, wait_for
 
 __all__ = [
@@ -725,162 +726,27 @@ class NodeCluster:
         for d in (cd, s / "cni" / "net.d", s / "cni" / "ipam", s / "kubelet", s / "pod-logs"):
             d.mkdir(parents=True, exist_ok=True)
         pause = next((n for n in self.images if "/pause:" in n), "localhost/streamdist/pause:3.10.1")
-        (cd / "config.toml").write_text(
-            f"""# containerd for the streamdist local node (dev/streamdist_dev/node.py)
-version = 2
-root = "{cd / "root"}"
-state = "{cd / "state"}"
-[grpc]
-  address = "{self.socket}"
-[ttrpc]
-  address = "{self.socket}.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{cd / "opt"}"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{pause}"
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  enable_selinux = false
-  disable_apparmor = true
-  # pod network namespace handles under our state dir, not /var/run/netns
-  netns_mounts_under_state_dir = true
-  # No CAP_SYS_RESOURCE in this sandbox (CapEff lacks bit 24): lowering a process's
-  # oom_score_adj fails with EIO, and runc fails "can't get final child's PID from
-  # pipe: EOF" on the pause container's -998. Clamp to containerd's own score instead.
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        # cgroupfs: no systemd runs as PID 1 on these machines to own the cgroups
-        SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{CNI_BIN_DIR}"
-    conf_dir = "{s / "cni" / "net.d"}"
-    max_conf_num = 1
-"""
-        )
-        (s / "cni" / "net.d" / "10-streamdist.conflist").write_text(
-            json.dumps(
-                {
-                    "cniVersion": "0.4.0",
-                    "name": "streamdist",
-                    "plugins": [
-                        {
-                            "type": "bridge",
-                            "bridge": BRIDGE,
-                            "isGateway": True,
-                            "ipMasq": False,
-                            "hairpinMode": True,
-                            "ipam": {
-                                "type": "host-local",
-                                "dataDir": str(s / "cni" / "ipam"),
-                                "ranges": [[{"subnet": POD_CIDR, "gateway": NODE_IP}]],
-                                # Only the service range leaves the bridge (to kube-proxy's
-                                # DNAT on this host): no default route, no way out.
-                                "routes": [{"dst": SERVICE_CLUSTER_IP_RANGE}],
-                            },
-                        },
-                        {"type": "portmap", "capabilities": {"portMappings": True}},
-                    ],
-                },
-                indent=1,
-            )
-        )
+        render(cd / "config.toml", "containerd-config.toml.j2", state=cd, socket=self.socket, pause_image=pause,
+               cni_bin_dir=CNI_BIN_DIR, cni_conf_dir=s / "cni" / "net.d")
+        render(s / "cni" / "net.d" / "10-streamdist.conflist", "cni.conflist.j2", bridge=BRIDGE, ipam_dir=s / "cni" / "ipam",
+               pod_cidr=POD_CIDR, node_ip=NODE_IP, service_range=SERVICE_CLUSTER_IP_RANGE)
         # Pods get CoreDNS only: no search domain or nameserver of this host.
         (s / "resolv.conf").write_text("# streamdist local node: pods resolve cluster names only\n")
         self.ports["kubelet-healthz"], self.ports["kube-proxy-healthz"], self.ports["kube-proxy-metrics"] = free_ports(
             3
         )
         self.ports["coredns-health"], self.ports["coredns-ready"] = free_ports(2)
-        kubelet_cfg = {
-            "apiVersion": "kubelet.config.k8s.io/v1beta1",
-            "kind": "KubeletConfiguration",
-            "address": NODE_IP,
-            "port": KUBELET_PORT,
-            "readOnlyPort": 0,
-            "healthzBindAddress": "127.0.0.1",
-            "healthzPort": self.ports["kubelet-healthz"],
-            "authentication": {
-                "anonymous": {"enabled": False},
-                "webhook": {"enabled": True},
-                "x509": {"clientCAFile": str(self.cp.pki_dir / "ca.crt")},
-            },
-            "authorization": {"mode": "Webhook"},
-            "containerRuntimeEndpoint": f"unix://{self.socket}",
-            # cgroup v1 and no systemd: cgroupfs. Kubernetes 1.34 still runs on v1 by
-            # default (failCgroupV1 false); it is said explicitly here.
-            "cgroupDriver": "cgroupfs",
-            "failCgroupV1": False,
-            "cgroupRoot": f"/{CGROUP_ROOT}",
-            "cgroupsPerQOS": True,
-            "enforceNodeAllocatable": ["pods"],
-            # no swap on these VMs; do not refuse to start if a machine has some
-            "failSwapOn": False,
-            "clusterDomain": CLUSTER_DOMAIN,
-            "clusterDNS": [NODE_IP],
-            "resolvConf": str(s / "resolv.conf"),
-            "podLogsDir": str(s / "pod-logs"),
-            "staticPodPath": "",
-            "registerNode": True,
-            "serializeImagePulls": False,
-            # a shared test VM: evict nothing for disk, never GC our local-only images
-            "evictionHard": {
-                "memory.available": "100Mi",
-                "nodefs.available": "1%",
-                "imagefs.available": "1%",
-                "nodefs.inodesFree": "1%",
-            },
-            "imageGCHighThresholdPercent": 100,
-            "imageGCLowThresholdPercent": 99,
-            "nodeStatusUpdateFrequency": "5s",
-            "syncFrequency": "10s",
-            "fileCheckFrequency": "20s",
-            "rotateCertificates": False,
-            "serverTLSBootstrap": False,
-            "maxPods": 110,
-            "shutdownGracePeriod": "0s",
-        }
-        (s / "kubelet-config.json").write_text(json.dumps(kubelet_cfg, indent=1) + "\n")
-        self._kubeconfig("kubelet")
-        self._kubeconfig("kube-proxy")
-        self._kubeconfig("coredns")
-        self._kubeconfig("kube-router")
-        kp_cfg = {
-            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
-            "kind": "KubeProxyConfiguration",
-            "clientConnection": {"kubeconfig": str(s / "kube-proxy.kubeconfig")},
-            "mode": "iptables",
-            "clusterCIDR": POD_CIDR,
-            "hostnameOverride": NODE_NAME,
-            "bindAddress": "127.0.0.1",
-            "healthzBindAddress": f"127.0.0.1:{self.ports['kube-proxy-healthz']}",
-            "metricsBindAddress": f"127.0.0.1:{self.ports['kube-proxy-metrics']}",
-            # NodePorts on the node's IP only (no route_localnet for 127.0.0.1 NodePorts)
-            "nodePortAddresses": [f"{NODE_IP}/32"],
-            # leave the host's conntrack table sizes and timeouts alone
-            "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
-            "iptables": {"syncPeriod": "30s", "minSyncPeriod": "0s"},
-        }
-        (s / "kube-proxy-config.json").write_text(json.dumps(kp_cfg, indent=1) + "\n")
-        (s / "Corefile").write_text(
-            f""".:53 {{
-    bind {NODE_IP}
-    errors
-    health 127.0.0.1:{self.ports["coredns-health"]}
-    ready 127.0.0.1:{self.ports["coredns-ready"]}
-    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
-        kubeconfig {s / "coredns.kubeconfig"}
-        pods insecure
-        fallthrough in-addr.arpa ip6.arpa
-        ttl 5
-    }}
-    cache 5
-}}
-"""
-        )
+        render(s / "kubelet-config.yaml", "kubelet-config.yaml.j2", node_ip=NODE_IP, kubelet_port=KUBELET_PORT,
+               healthz_port=self.ports["kubelet-healthz"], client_ca=self.cp.pki_dir / "ca.crt", socket=self.socket,
+               cgroup_root=CGROUP_ROOT, cluster_domain=CLUSTER_DOMAIN, resolv_conf=s / "resolv.conf",
+               pod_logs=s / "pod-logs")
+        for user in ("kubelet", "kube-proxy", "coredns", "kube-router"):
+            self._kubeconfig(user)
+        render(s / "kube-proxy-config.yaml", "kube-proxy-config.yaml.j2", kubeconfig=s / "kube-proxy.kubeconfig",
+               pod_cidr=POD_CIDR, node_name=NODE_NAME, node_ip=NODE_IP,
+               healthz_port=self.ports["kube-proxy-healthz"], metrics_port=self.ports["kube-proxy-metrics"])
+        render(s / "Corefile", "Corefile.j2", node_ip=NODE_IP, health_port=self.ports["coredns-health"],
+               ready_port=self.ports["coredns-ready"], cluster_domain=CLUSTER_DOMAIN, kubeconfig=s / "coredns.kubeconfig")
 
     def _spawn(
         self, name: str, args: list[str], env: dict[str, str] | None = None, death_signal: int = signal.SIGTERM
@@ -918,7 +784,7 @@ state = "{cd / "state"}"
         s = self.state_dir
         kubelet = [
             str(self.bin_dir / "kubelet"),
-            f"--config={s / 'kubelet-config.json'}",
+            f"--config={s / 'kubelet-config.yaml'}",
             f"--kubeconfig={s / 'kubelet.kubeconfig'}",
             f"--root-dir={s / 'kubelet'}",
             f"--hostname-override={NODE_NAME}",
@@ -986,7 +852,7 @@ state = "{cd / "state"}"
     def _start_kube_proxy(self) -> None:
         comp = self._spawn(
             "kube-proxy",
-            [str(self.bin_dir / "kube-proxy"), f"--config={self.state_dir / 'kube-proxy-config.json'}", "--v=1"],
+            [str(self.bin_dir / "kube-proxy"), f"--config={self.state_dir / 'kube-proxy-config.yaml'}", "--v=1"],
         )
         url = f"http://127.0.0.1:{self.ports['kube-proxy-healthz']}/healthz"
         self._wait_http(comp, url)
