@@ -32,9 +32,10 @@ import yaml
 
 from streamdist_dev.audit import Request
 from streamdist_dev.controlplane import ControlPlane, bin_dir
+from streamdist_dev.kubectl import install_crds
 from streamdist_dev.operator import OperatorProcess
 
-from .common import REPO_ROOT, mem_kb, wait_until
+from .common import mem_kb, wait_until
 
 GROUP, VERSION = "streamdist.io", "v1alpha1"
 OPERATOR_USER = "streamdist-operator"
@@ -368,14 +369,7 @@ class Cluster:
     def __enter__(self) -> Cluster:
         try:
             self.cp.start()
-            self.cp.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
-            self.cp.kubectl(
-                "wait",
-                "--for=condition=Established",
-                "crd/streaminputs.streamdist.io",
-                "crd/streamoutputs.streamdist.io",
-                "--timeout=60s",
-            )
+            install_crds(self.cp)
             self._operator_identity()
         except BaseException:
             self.cp.stop()

@@ -25,11 +25,12 @@ from typing import Any
 import yaml
 
 from streamdist_dev import media
+from streamdist_dev.kubectl import install_crds
 from streamdist_dev.node import CGROUP_ROOT, NODE_IP, NodeCluster, node_supported
 from streamdist_dev.operator import OperatorProcess
 
 from . import mediautil
-from .common import REPO_ROOT, Opts, Result, Table, say, summary
+from .common import Opts, Result, Table, say, summary
 from .procmeter import pss_kb
 
 NAME = "nodecost"
@@ -76,8 +77,7 @@ def run(opts: Opts) -> Result:
     work = opts.dir(NAME)
     say(opts, f"{NAME}: starting the local node")
     with NodeCluster(work / "node") as nc:
-        nc.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
-        nc.kubectl("wait", "--for=condition=Established", "crd/streamoutputs.streamdist.io", "--timeout=60s")
+        install_crds(nc)
         with OperatorProcess(nc.kubeconfig, work / "operator", env=nc.operator_env()):
             nc.kubectl("create", "namespace", NS)
             figs = measure(nc, NS, n, window, work, opts)

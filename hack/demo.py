@@ -29,6 +29,7 @@ from typing import Any
 
 from streamdist_dev import load_images
 from streamdist_dev.controlplane import ControlPlane
+from streamdist_dev.kubectl import install_crds
 from streamdist_dev.node import (
     IMAGES,
     NodeCluster,
@@ -265,8 +266,7 @@ def _tools() -> dict[str, str]:
 
 def _install_crds(cluster: Any) -> None:
     step("installing the CRDs")
-    cluster.kubectl("apply", "-f", str(ROOT / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=streamdist")
+    install_crds(cluster)
 
 
 def _start_ui(cluster: Any) -> UiProcess:

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+def policy(*rules: dict[str, Any], omit_stages: Sequence[str] = ("RequestReceived",)) -> str:
+    """An audit Policy logging what ``rules`` select and nothing else."""
+    doc = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": list(omit_stages),
+           "rules": [*rules, {"level": "None"}]}
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 def audit_time(text: str) -> datetime:

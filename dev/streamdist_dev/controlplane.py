@@ -42,7 +42,7 @@ from typing import TypeVar
 from streamdist_dev import kubectl
 from streamdist_dev.audit import AuditLog
 from streamdist_dev.kubectl import KubectlError
-from streamdist_dev.procs import LOG_TAIL_LINES, free_ports, reap, spawn, tail
+from streamdist_dev.procs import LOG_TAIL_LINES, StartStop, free_ports, reap, spawn, tail
 from streamdist_dev.wait import http_ok, wait_for
 
 __all__ = [
@@ -123,7 +123,7 @@ class Component:
         return self.proc is not None and self.proc.poll() is None
 
 
-class ControlPlane:
+class ControlPlane(StartStop):
     """etcd + kube-apiserver + kube-controller-manager + kube-scheduler + KWOK.
 
     Args:
@@ -193,17 +193,6 @@ class ControlPlane:
                 raise ControlPlaneError(f"{self.bin_dir / b} missing or not executable (run hack/build-bins.sh)")
 
     # ---------------------------------------------------------------- public API
-
-    def __enter__(self) -> ControlPlane:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def kubectl_path(self) -> Path:
@@ -411,17 +400,10 @@ class ControlPlane:
 
     def _start_controller_manager(self) -> None:
         pki = self.pki_dir
-        kc = self.state_dir / "controller-manager.kubeconfig"
         comp = self._spawn(
             "kube-controller-manager",
             [
-                str(self.bin_dir / "kube-controller-manager"),
-                f"--kubeconfig={kc}",
-                f"--authentication-kubeconfig={kc}",
-                f"--authorization-kubeconfig={kc}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={self.ports['kube-controller-manager']}",
-                f"--cert-dir={self.state_dir / 'controller-manager-certs'}",
+                *self._secure_component_args("kube-controller-manager", "controller-manager"),
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
                 f"--cluster-signing-cert-file={pki / 'ca.crt'}",
@@ -441,22 +423,29 @@ class ControlPlane:
         self._wait_healthy(comp, f"https://127.0.0.1:{self.ports['kube-controller-manager']}/healthz", _insecure())
 
     def _start_scheduler(self) -> None:
-        kc = self.state_dir / "scheduler.kubeconfig"
         comp = self._spawn(
             "kube-scheduler",
             [
-                str(self.bin_dir / "kube-scheduler"),
-                f"--kubeconfig={kc}",
-                f"--authentication-kubeconfig={kc}",
-                f"--authorization-kubeconfig={kc}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={self.ports['kube-scheduler']}",
-                f"--cert-dir={self.state_dir / 'scheduler-certs'}",
+                *self._secure_component_args("kube-scheduler", "scheduler"),
                 "--leader-elect=false",
                 *self._extra["kube-scheduler"],
             ],
         )
         self._wait_healthy(comp, f"https://127.0.0.1:{self.ports['kube-scheduler']}/healthz", _insecure())
+
+    def _secure_component_args(self, binary: str, short: str) -> list[str]:
+        """The controller-manager's and the scheduler's shared flags: their own
+        kubeconfig for everything, an HTTPS port on loopback, self-signed serving certs."""
+        kc = self.state_dir / f"{short}.kubeconfig"
+        return [
+            str(self.bin_dir / binary),
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={self.ports[binary]}",
+            f"--cert-dir={self.state_dir / f'{short}-certs'}",
+        ]
 
     def kwok_stage_files(self) -> list[Path]:
         """The Stage files kwok gets with --config (empty: kwok's built-in stages)."""

@@ -7,6 +7,7 @@ them, with the waits and reads the tests need.
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 from collections.abc import Callable
@@ -50,6 +51,23 @@ def run(
 def manifest_text(manifest: dict | str) -> str:
     """What ``kubectl apply -f -`` reads: YAML/JSON text as given, a dict as JSON."""
     return manifest if isinstance(manifest, str) else json.dumps(manifest)
+
+
+def install_crds(cluster: Any) -> None:
+    """Applies crds/ to a cluster (anything with ``kubectl``) and waits until the API
+    server serves both kinds."""
+    cluster.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/streaminputs.streamdist.io",
+                    "crd/streamoutputs.streamdist.io", "--timeout=60s")
+
+
+_ns_counter = itertools.count()
+
+
+def namespace_name(prefix: str, test_name: str) -> str:
+    """A namespace name of its own for a test (unique in this process, valid DNS label)."""
+    name = f"{prefix}{next(_ns_counter)}-{test_name.lower()}"
+    return "".join(c if c.isalnum() else "-" for c in name)[:50].strip("-")
 
 
 class Cluster(Protocol):

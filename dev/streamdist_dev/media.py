@@ -42,6 +42,7 @@ from typing import Any
 import yaml
 
 from streamdist.mediamtx import MediaMTXClient, PathSample
+from streamdist_dev import wait
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -163,22 +164,9 @@ def free_udp_port(host: str = LOOPBACK) -> int:
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns a truthy value; TimeoutError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:
-            last_exc = exc
-        if time.monotonic() >= deadline:
-            raise TimeoutError(
-                f"timed out after {timeout:.1f}s waiting for {what}"
-                + (f" (last error: {last_exc})" if last_exc else "")
-            )
-        time.sleep(interval)
+    """Poll ``predicate`` until it returns a truthy value; TimeoutError after ``timeout``
+    (``streamdist_dev.wait.wait_for`` in the argument order the media tests use)."""
+    return wait.wait_for(what, predicate, timeout, interval)
 
 
 def wait_tcp_listening(port: int, host: str = LOOPBACK, timeout: float = 10.0) -> None:

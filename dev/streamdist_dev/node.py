@@ -59,7 +59,7 @@ from streamdist_dev.controlplane import (
 from streamdist_dev.controlplane import (
     bin_dir as _bin_dir,
 )
-from streamdist_dev.procs import free_ports, spawn, tail
+from streamdist_dev.procs import StartStop, free_ports, spawn, tail
 from streamdist_dev.templates import render
 from streamdist_dev.wait import http_ok, wait_for
 
@@ -439,7 +439,7 @@ KUBE_ROUTER_RBAC = _cluster_reader(
 )
 
 
-class NodeCluster:
+class NodeCluster(StartStop):
     """The control plane plus one real node (see the module doc).
 
     Args:
@@ -561,17 +561,6 @@ class NodeCluster:
         )
 
     # ------------------------------------------------------------ lifecycle
-
-    def __enter__(self) -> NodeCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         why = node_supported()

@@ -8,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streamdist_dev.procs import free_ports, reap, spawn, tail
+from streamdist_dev.procs import StartStop, free_ports, reap, spawn, tail
 from streamdist_dev.wait import http_ok, wait_for
 
 
-class OperatorProcess:
+class OperatorProcess(StartStop):
     """Starts, kills (SIGKILL, as a crash would) and restarts `streamdist run`."""
 
     def __init__(self, kubeconfig: Path, state_dir: Path, env: dict[str, str] | None = None) -> None:
@@ -24,13 +24,6 @@ class OperatorProcess:
         self.port = 0
         self.metrics_port = 0
         self.starts = 0
-
-    def __enter__(self) -> OperatorProcess:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self, timeout: float = 60.0) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)

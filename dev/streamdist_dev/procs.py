@@ -17,6 +17,7 @@ import socket
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Self
 
 LOG_TAIL_LINES = 40
 _PR_SET_PDEATHSIG = 1
@@ -107,3 +108,25 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     except OSError as e:
         return f"(no log: {e})"
     return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+
+class StartStop:
+    """A context manager of something with start() and stop(): stop() also when start()
+    fails half-way (whatever it started is stopped), and on exit."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -13,25 +13,22 @@ the CNI plugins or iptables missing (hack/install-node-debs.sh installs them).
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from streamdist_dev.kubectl import Kubectl
+from streamdist_dev.kubectl import Kubectl, install_crds, namespace_name
 from streamdist_dev.node import IMAGES, NodeCluster, node_supported
 from streamdist_dev.operator_pods import OperatorPods
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-T = TypeVar("T")
-_ns_counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -45,11 +42,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
         pytest.skip(f"no local node here: {why}")
     t0 = time.monotonic()
     with NodeCluster(tmp_path_factory.mktemp("node")) as nc:
-        nc.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
-        nc.kubectl(
-            "wait", "--for=condition=Established", "crd/streaminputs.streamdist.io",
-            "crd/streamoutputs.streamdist.io", "--timeout=60s",
-        )  # fmt: skip
+        install_crds(nc)
         print(f"\n[e2e] local node up in {time.monotonic() - t0:.1f}s: {nc.timings}", flush=True)
         yield nc
 
@@ -76,8 +69,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture
 def ns(node: NodeCluster, operator: OperatorPods, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = f"e{next(_ns_counter)}-{request.node.name.lower()}"
-    name = "".join(c if c.isalnum() else "-" for c in name)[:50].strip("-")
+    name = namespace_name("e", request.node.name)
     node.kubectl("create", "namespace", name)
     yield name
     rep = getattr(request.node, "rep_call", None)

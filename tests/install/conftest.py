@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from streamdist_dev import audit
 from streamdist_dev.controlplane import ControlPlane, bin_dir
 
 # The release the cluster tests install, and the namespace it goes to.
@@ -30,15 +31,9 @@ NS_NAMESPACE = "team-system"
 NS_FULLNAME = "team-streamdist"
 NS_SA_USER = f"system:serviceaccount:{NS_NAMESPACE}:{NS_FULLNAME}"
 
-AUDIT_POLICY = f"""\
-apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: [RequestReceived]
-rules:
-- level: Metadata
-  userGroups: ["system:serviceaccounts:{NAMESPACE}", "system:serviceaccounts:{NS_NAMESPACE}"]
-- level: None
-"""
+AUDIT_POLICY = audit.policy(
+    {"level": "Metadata", "userGroups": [f"system:serviceaccounts:{NAMESPACE}", f"system:serviceaccounts:{NS_NAMESPACE}"]}
+)
 
 
 @pytest.fixture(scope="session")

@@ -8,21 +8,17 @@ later runs reuse them. $STREAMDIST_BIN_DIR points at prebuilt ones instead.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from streamdist_dev.controlplane import ControlPlane, bin_dir
-from streamdist_dev.kubectl import Kubectl
+from streamdist_dev.kubectl import Kubectl, install_crds, namespace_name
 from streamdist_dev.operator import OperatorProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-T = TypeVar("T")
-_ns_counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +33,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         bins,
         kwok_stages=stages,
     ) as cp:
-        cp.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
-        cp.kubectl("wait", "--for=condition=Established", "crd/streaminputs.streamdist.io",
-                   "crd/streamoutputs.streamdist.io", "--timeout=60s")
+        install_crds(cp)
         yield cp
 
 
@@ -54,8 +48,7 @@ def operator(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture
 def ns(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards."""
-    name = f"t{next(_ns_counter)}-{request.node.name.lower()}"
-    name = "".join(c if c.isalnum() else "-" for c in name)[:50].strip("-")
+    name = namespace_name("t", request.node.name)
     control_plane.kubectl("create", "namespace", name)
     yield name
     control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from tests.integration.conftest import k, ns  # noqa: F401
 
+from streamdist_dev import audit
 from streamdist_dev.controlplane import ControlPlane, bin_dir
-from streamdist_dev.kubectl import Kubectl
+from streamdist_dev.kubectl import Kubectl, install_crds
 from streamdist_dev.operator import OperatorProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,15 +27,7 @@ RESTRICTED = {
 # Requests of the operator replicas of the peering test (each has its own client
 # certificate, so its own user name): who wrote what, and when.
 REPLICA_USERS = ("replica-a", "replica-b")
-AUDIT_POLICY = f"""\
-apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: [RequestReceived]
-rules:
-- level: Metadata
-  users: {list(REPLICA_USERS)}
-- level: None
-"""
+AUDIT_POLICY = audit.policy({"level": "Metadata", "users": list(REPLICA_USERS)})
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +39,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         bin_dir(),
         audit_policy=AUDIT_POLICY,
     ) as cp:
-        cp.kubectl("apply", "-f", str(REPO_ROOT / "crds"))
-        cp.kubectl("wait", "--for=condition=Established", "crd/streaminputs.streamdist.io",
-                   "crd/streamoutputs.streamdist.io", "--timeout=60s")
+        install_crds(cp)
         yield cp
 
 

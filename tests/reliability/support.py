@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import yaml
 
 from streamdist_dev.kubectl import Kubectl
+from streamdist_dev.wait import wait_for
 
 T = TypeVar("T")
 API = "streamdist.io/v1alpha1"
@@ -72,20 +73,7 @@ def pods(k: Kubectl, selector: str = "streamdist.io/output") -> list[dict[str, A
 def poll(what: str, fn: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.5,
          detail: Callable[[], str] | None = None) -> T:
     """Like Kubectl.wait, but the failure says what was last seen (detail())."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while True:
-        try:
-            got = fn()
-            if got:
-                return got
-        except Exception as exc:  # a kubectl hiccup while the apiserver restarts
-            last_exc = exc
-        if time.monotonic() > deadline:
-            seen = detail() if detail else ""
-            extra = f"; last error: {last_exc}" if last_exc else ""
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{extra}\n{seen}")
-        time.sleep(interval)
+    return wait_for(what, fn, timeout, interval, detail=detail, error=AssertionError)
 
 
 def ready(k: Kubectl, kind: str, name: str) -> dict[str, Any] | None:
