@@ -818,54 +818,47 @@ def _slt_recorder(
     return group.start(name, ["sh", "-c", f"exec {cmd}"])
 
 
-def start_srt_listener_recorder(
-    port: int,
-    out_file: Path,
-    *,
-    passphrase: str | None = None,
-    seconds: float | None = None,
-    tool: str = "ffmpeg",
-    group: ProcessGroup | None = None,
-    host: str = LOOPBACK,
-) -> ManagedProcess:
+def start_srt_listener_recorder(port: int, out_file: Path, *, tool: str = "ffmpeg", **kw: Any) -> ManagedProcess:
     """Destination of an SRT *caller* output: listens on host:port (UDP) and records
     the MPEG-TS it receives to ``out_file``.
 
     ``tool="srt-live-transmit"`` uses libsrt's own tool instead of FFmpeg, to check
-    an output against an SRT peer that is not FFmpeg; its file is the raw TS."""
-    group = group or _default_group
-    if tool == "srt-live-transmit":
-        uri = _srt_uri(host, port, "listener", passphrase)
-        return _slt_recorder(uri, out_file, seconds, False, f"slt-listener-{port}", group)
-    # timeout (µs): exit 10 s after the data stops instead of hanging
-    url = _srt_uri(host, port, "listener", passphrase, {"timeout": "10000000"})
-    return record(url, out_file, seconds=seconds, group=group, name=f"srt-listener-{port}")
+    an output against an SRT peer that is not FFmpeg; its file is the raw TS.
+    ``kw``: passphrase, seconds, group, host (as ``_srt_recorder``)."""
+    return _srt_recorder("listener", port, out_file, tool=tool, **kw)
 
 
-def start_srt_caller_recorder(
-    port: int,
-    out_file: Path,
-    *,
-    passphrase: str | None = None,
-    seconds: float | None = None,
-    tool: str = "srt-live-transmit",
-    streamid: str | None = None,
-    group: ProcessGroup | None = None,
-    host: str = LOOPBACK,
-) -> ManagedProcess:
+def start_srt_caller_recorder(port: int, out_file: Path, *, tool: str = "srt-live-transmit", **kw: Any) -> ManagedProcess:
     """Client of an SRT *listener* output (``srt://...?mode=listener``): calls
     host:port and records what it is sent.
 
     The default, srt-live-transmit, keeps re-dialling (``-a:yes``) until the listener
     is up, so the recorder can be started before the output pod; FFmpeg as a caller
-    gives up at once when nobody listens yet."""
+    gives up at once when nobody listens yet. ``kw``: passphrase, seconds, streamid,
+    group, host (as ``_srt_recorder``)."""
+    return _srt_recorder("caller", port, out_file, tool=tool, **kw)
+
+
+def _srt_recorder(
+    mode: str,
+    port: int,
+    out_file: Path,
+    *,
+    tool: str,
+    passphrase: str | None = None,
+    seconds: float | None = None,
+    streamid: str | None = None,
+    group: ProcessGroup | None = None,
+    host: str = LOOPBACK,
+) -> ManagedProcess:
     group = group or _default_group
-    extra = {"streamid": streamid} if streamid else None
+    extra = {"streamid": streamid} if streamid else {}
     if tool == "srt-live-transmit":
-        uri = _srt_uri(host, port, "caller", passphrase, extra)
-        return _slt_recorder(uri, out_file, seconds, True, f"slt-caller-{port}", group)
-    url = _srt_uri(host, port, "caller", passphrase, {**(extra or {}), "timeout": "10000000"})
-    return record(url, out_file, seconds=seconds, group=group, name=f"srt-caller-{port}")
+        uri = _srt_uri(host, port, mode, passphrase, extra or None)
+        return _slt_recorder(uri, out_file, seconds, mode == "caller", f"slt-{mode}-{port}", group)
+    # timeout (µs): exit 10 s after the data stops instead of hanging
+    url = _srt_uri(host, port, mode, passphrase, {**extra, "timeout": "10000000"})
+    return record(url, out_file, seconds=seconds, group=group, name=f"srt-{mode}-{port}")
 
 
 @dataclass

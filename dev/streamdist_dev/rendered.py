@@ -439,16 +439,9 @@ def _volume_dir(volume: dict[str, Any], workdir: Path, configmaps: ConfigMaps) -
     return local
 
 
-def start_input(
-    inp: StreamInput,
-    workdir: Path,
-    *,
-    secrets: Secrets | None = None,
-    group: ProcessGroup,
-    settings: Settings = SETTINGS,
-    configmaps: ConfigMaps | None = None,
-) -> RenderedInput:
-    router = prepare_input(inp, workdir, secrets=secrets, group=group, settings=settings, configmaps=configmaps)
+def start_input(inp: StreamInput, workdir: Path, **kw: Any) -> RenderedInput:
+    """``prepare_input`` (same arguments), then ``.start()``."""
+    router = prepare_input(inp, workdir, **kw)
     router.start()
     return router
 

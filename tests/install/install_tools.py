@@ -21,7 +21,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "streamdist"
 HACK = REPO / "hack"
-HEALTH_DIR = REPO / "argocd" / "resource_customizations" / "streamdist.io"
+HEALTH_DIR = REPO / "argocd" / "health"
 KINDS = ("StreamInput", "StreamOutput")
 # gopher-lua release Argo CD links (github.com/argoproj/argo-cd go.mod).
 GOPHER_LUA_VERSION = "v1.1.1"
@@ -108,11 +108,32 @@ def find(objs: list[dict[str, Any]], kind: str, name: str | None = None) -> list
     return [o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
 
 
+def flat_rules(rules: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
+    """(group, resource, verb, resourceName or '') for every combination RBAC rules grant."""
+    return {
+        (g, res, v, n)
+        for r in rules
+        for g in r["apiGroups"]
+        for res in r["resources"]
+        for v in r["verbs"]
+        for n in r.get("resourceNames") or [""]
+    }
+
+
 # --- Argo CD health scripts ---------------------------------------------------------
 
 
+def health_source(kind: str) -> str:
+    """A kind's whole check, as argocd-cm holds it: the common start, then the kind's part."""
+    return (HEALTH_DIR / "common.lua").read_text() + (HEALTH_DIR / f"{kind}.lua").read_text()
+
+
+@cache
 def health_script(kind: str) -> Path:
-    return HEALTH_DIR / kind / "health.lua"
+    """A file holding ``health_source(kind)``, for the Lua VMs to run."""
+    path = Path(tempfile.mkdtemp(prefix="argocd-health-")) / f"{kind}.lua"
+    path.write_text(health_source(kind))
+    return path
 
 
 def lua_literal(value: Any) -> str:

@@ -13,10 +13,11 @@ import yaml
 from tests.install.install_tools import (
     CHART,
     HACK,
-    HEALTH_DIR,
     KINDS,
     REPO,
     find,
+    flat_rules,
+    health_source,
     helm,
     rendered,
     versions,
@@ -44,18 +45,6 @@ def _rules(objs, kind, name=None, namespace=None):
     for o in find(objs, kind, name):
         if namespace is None or o["metadata"].get("namespace") == namespace:
             out += o["rules"]
-    return out
-
-
-def _flat(rules) -> set[tuple[str, str, str, str]]:
-    """(group, resource, verb, resourceName or '') for every combination a rule grants."""
-    out = set()
-    for r in rules:
-        for g in r["apiGroups"]:
-            for res in r["resources"]:
-                for v in r["verbs"]:
-                    for n in r.get("resourceNames") or [""]:
-                        out.add((g, res, v, n))
     return out
 
 
@@ -140,9 +129,9 @@ def test_argocd_cm_holds_the_lua_scripts():
     assert cm["metadata"]["name"] == "argocd-cm"
     assert set(cm["data"]) == {f"resource.customizations.health.streamdist.io_{k}" for k in KINDS}
     for kind in KINDS:
-        assert cm["data"][f"resource.customizations.health.streamdist.io_{kind}"] == (
-            HEALTH_DIR / kind / "health.lua"
-        ).read_text(), "argocd/argocd-cm.yaml drifted from the Lua scripts: run `make manifests`"
+        assert cm["data"][f"resource.customizations.health.streamdist.io_{kind}"] == health_source(
+            kind
+        ), "argocd/argocd-cm.yaml drifted from the Lua scripts: run `make manifests`"
 
 
 # --- pins and defaults -----------------------------------------------------------------------
@@ -282,13 +271,13 @@ def test_rbac_cluster_wide_is_exactly_what_the_operator_uses():
     objs = rendered()
     text = json.dumps([o for o in objs if o["kind"] in ("ClusterRole", "Role")])
     assert '"*"' not in text
-    assert _flat(_rules(objs, "ClusterRole", "streamdist")) == WORKLOAD
-    assert _flat(_rules(objs, "ClusterRole", "streamdist-kopf")) == KOPF_CLUSTER | {
+    assert flat_rules(_rules(objs, "ClusterRole", "streamdist")) == WORKLOAD
+    assert flat_rules(_rules(objs, "ClusterRole", "streamdist-kopf")) == KOPF_CLUSTER | {
         ("kopf.dev", "clusterkopfpeerings", "list", ""), ("kopf.dev", "clusterkopfpeerings", "watch", ""),
         ("kopf.dev", "clusterkopfpeerings", "patch", "streamdist"),
     }
     (key_role,) = find(objs, "Role")
-    assert key_role["metadata"]["namespace"] == "streamdist" and _flat(key_role["rules"]) == KEY_ROLE
+    assert key_role["metadata"]["namespace"] == "streamdist" and flat_rules(key_role["rules"]) == KEY_ROLE
     (key_binding,) = find(objs, "RoleBinding")
     assert key_binding["roleRef"]["name"] == key_role["metadata"]["name"]
     for binding in find(objs, "ClusterRoleBinding"):
@@ -301,12 +290,12 @@ def test_rbac_with_watch_namespaces_grants_nothing_namespaced_cluster_wide():
     objs = rendered("--set", "watchNamespaces={live,studio}")
     assert '"*"' not in json.dumps(objs)
     assert {o["metadata"]["name"] for o in find(objs, "ClusterRole")} == {"streamdist-kopf"}
-    assert _flat(_rules(objs, "ClusterRole")) == KOPF_CLUSTER | {
+    assert flat_rules(_rules(objs, "ClusterRole")) == KOPF_CLUSTER | {
         ("", "namespaces", "list", ""), ("", "namespaces", "watch", ""),
     }
-    assert _flat(_rules(objs, "Role", "streamdist-key", "streamdist")) == KEY_ROLE
+    assert flat_rules(_rules(objs, "Role", "streamdist-key", "streamdist")) == KEY_ROLE
     for ns in ("live", "studio"):
-        assert _flat(_rules(objs, "Role", "streamdist", ns)) == WORKLOAD | {
+        assert flat_rules(_rules(objs, "Role", "streamdist", ns)) == WORKLOAD | {
             ("kopf.dev", "kopfpeerings", "list", ""), ("kopf.dev", "kopfpeerings", "watch", ""),
             ("kopf.dev", "kopfpeerings", "patch", "streamdist"),
         }
@@ -324,7 +313,7 @@ def test_secrets_are_never_listed_watched_or_deleted():
     creates and applies only its own (each input's credentials, the installation key)."""
     for args in ([], ["--set", "watchNamespaces={live}"]):
         objs = rendered(*args)
-        grants = _flat(_rules(objs, "ClusterRole") + _rules(objs, "Role"))
+        grants = flat_rules(_rules(objs, "ClusterRole") + _rules(objs, "Role"))
         assert {g[2] for g in grants if g[1] == "secrets"} == {"get", "create", "patch"}
 
 

@@ -31,7 +31,7 @@ from tests.install.conftest import (
     SA_USER,
     kjson,
 )
-from tests.install.install_tools import CHART, REPO, helm, run_health
+from tests.install.install_tools import CHART, REPO, flat_rules, helm, run_health
 
 from streamdist_dev.audit import Request
 from streamdist_dev.controlplane import ControlPlane, free_ports
@@ -319,15 +319,8 @@ def ops(install_cp: ControlPlane, release: str, tmp_path_factory: pytest.TempPat
 
 def _grants(cp: ControlPlane) -> set[tuple[str, str, str, str]]:
     """(group, resource, verb, name) the installed chart grants its ServiceAccount."""
-    out = set()
-    for name in (FULLNAME, f"{FULLNAME}-kopf"):
-        for r in kjson(cp, "get", "clusterrole", name)["rules"]:
-            for g in r["apiGroups"]:
-                for res in r["resources"]:
-                    for v in r["verbs"]:
-                        for n in r.get("resourceNames") or [""]:
-                            out.add((g, res, v, n))
-    return out
+    return set().union(*(flat_rules(kjson(cp, "get", "clusterrole", name)["rules"])
+                         for name in (FULLNAME, f"{FULLNAME}-kopf")))
 
 
 def _allowed(grants: set[tuple[str, str, str, str]], r: Request, verb: str) -> bool:

@@ -1,5 +1,6 @@
--- Argo CD health of a streamdist.io StreamInput, from the status the streamdist operator
--- writes: phase Pending | Waiting | Live | Failed, conditions Ready and Receiving.
+-- streamdist's Argo CD health check of a kind: argocd/health/common.lua (this part,
+-- the same for both kinds) followed by argocd/health/<Kind>.lua, joined by
+-- hack/gen-install.sh. No status yet, or a status of an older generation: Progressing.
 -- Argo CD runs this in gopher-lua (Lua 5.1) with only the base, table and package
 -- libraries open: no string or math library, so strings are only compared and joined.
 local hs = {}
@@ -40,30 +41,3 @@ if generation ~= nil and observed ~= nil and observed < generation then
 end
 
 local ready = condition(status, "Ready")
-local at = ""
-if status.endpoint ~= nil and status.endpoint ~= "" then
-  at = " at " .. status.endpoint
-end
-local phase = status.phase
-
-if phase == "Live" then
-  hs.status = "Healthy"
-  hs.message = "Live: a source is publishing" .. at
-elseif phase == "Waiting" then
-  hs.status = "Progressing"
-  hs.message = "Router running, waiting for a source" .. at
-elseif phase == "Pending" then
-  hs.status = "Progressing"
-  hs.message = text(ready, "Waiting for the MediaMTX router")
-elseif phase == "Failed" then
-  hs.status = "Degraded"
-  local reason = ""
-  if ready ~= nil and ready.reason ~= nil and ready.reason ~= "" then
-    reason = ready.reason .. ": "
-  end
-  hs.message = reason .. text(ready, "the input failed")
-else
-  hs.status = "Unknown"
-  hs.message = "Unknown phase " .. tostring(phase)
-end
-return hs
