@@ -565,6 +565,19 @@ class RenderedOutput:
             self.process.stop(grace=3)
 
 
+def udp_recorded_output(
+    router: RenderedInput, recording: Path, *, group: ProcessGroup, query: str = "?pkt_size=1316"
+) -> RenderedOutput:
+    """An output "rx" of the router's input "cam" to a UDP recorder on this host, which
+    writes what arrives to ``recording``; the output is prepared, not started."""
+    port = media.free_udp_port()
+    media.start_udp_recorder(port, recording, group=group)
+    return prepare_output(
+        make_output("rx", "cam", url=f"udp://{media.LOOPBACK}:{port}{query}"), router_rtsp_port=router.rtsp_port,
+        group=group,
+    )
+
+
 def prepare_output(
     out: StreamOutput,
     *,

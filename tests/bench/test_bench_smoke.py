@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bench.common import Opts, Result
 
 import bench
+from bench.common import Opts, Result
 from streamdist_dev import media
 
 CLUSTER = ("scale", "steady", "restart", "schedule", "telemetry")

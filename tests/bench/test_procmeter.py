@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from bench.procmeter import TreeMeter, process_table, pss_kb, tree
 
+from bench.procmeter import TreeMeter, process_table, pss_kb, tree
 from streamdist_dev import media
 from streamdist_dev.rendered import FFMPEG_IMAGE_DIR
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.common import Opts, Result, Table
-
 from bench import write_results
+from bench.common import Opts, Result, Table
 
 OLD = """# old header
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from tests.install.install_tools import KINDS, REPO, run_health
 
 from streamdist.status import (
     Cond,
@@ -23,6 +22,7 @@ from streamdist.status import (
     one_line_error,
     output_phase,
 )
+from tests.install.install_tools import KINDS, REPO, run_health
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -10,6 +10,8 @@ import tomllib
 
 import pytest
 import yaml
+
+from streamdist import settings as sd_settings
 from tests.install.install_tools import (
     CHART,
     HACK,
@@ -22,8 +24,6 @@ from tests.install.install_tools import (
     rendered,
     versions,
 )
-
-from streamdist import settings as sd_settings
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -20,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from streamdist_dev.audit import Request
+from streamdist_dev.controlplane import ControlPlane, free_ports
+from streamdist_dev.operator import OperatorProcess
 from tests.install.conftest import (
     FULLNAME,
     NAMESPACE,
@@ -32,10 +36,6 @@ from tests.install.conftest import (
     kjson,
 )
 from tests.install.install_tools import CHART, REPO, flat_rules, helm, run_health
-
-from streamdist_dev.audit import Request
-from streamdist_dev.controlplane import ControlPlane, free_ports
-from streamdist_dev.operator import OperatorProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 

@@ -6,6 +6,7 @@ Events, nothing else)."""
 from __future__ import annotations
 
 import pytest
+
 from tests.install.install_tools import CHART, find, helm, rendered
 
 pytestmark = pytest.mark.timeout(300)

@@ -34,9 +34,9 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from streamdist_dev.kubectl import Kubectl
 
 from streamdist_dev.controlplane import ControlPlaneError
+from streamdist_dev.kubectl import Kubectl
 
 pytestmark = pytest.mark.cluster
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import kubernetes
 import pytest
+
 from streamdist_dev.kubectl import Kubectl
 
 # What the measurement itself may add: the watch's delivery to this process and this

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from bench.procmeter import process_table, tree
 
+from bench.procmeter import process_table, tree
 from streamdist_dev import media
 from streamdist_dev.rendered import FFMPEG_IMAGE_DIR
 

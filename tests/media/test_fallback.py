@@ -72,13 +72,8 @@ def _segments(frames: list[tuple[float, int, int]]) -> list[tuple[tuple[int, int
 
 def test_source_gap_is_bridged_by_the_slate(tmp_path, group):
     router = _router(tmp_path, group, fallback=True)
-    port = media.free_udp_port()
     recording = tmp_path / "rx.ts"
-    media.start_udp_recorder(port, recording, group=group)
-    out = rendered.prepare_output(
-        rendered.make_output("rx", "cam", url=f"udp://{media.LOOPBACK}:{port}?pkt_size=1316"),
-        router_rtsp_port=router.rtsp_port, group=group,
-    )
+    out = rendered.udp_recorded_output(router, recording, group=group)
     source = media.start_source("rtmp", router.ingest_url(), group=group, name="source-1")
     media.wait_for(lambda: _online(router), 20, what="source online")
     ffmpeg = out.start()
@@ -109,12 +104,7 @@ def test_source_gap_is_bridged_by_the_slate(tmp_path, group):
 
 def test_without_fallback_the_output_exits_as_before(tmp_path, group):
     router = _router(tmp_path, group, fallback=False)
-    port = media.free_udp_port()
-    media.start_udp_recorder(port, tmp_path / "rx.ts", group=group)
-    out = rendered.prepare_output(
-        rendered.make_output("rx", "cam", url=f"udp://{media.LOOPBACK}:{port}"),
-        router_rtsp_port=router.rtsp_port, group=group,
-    )
+    out = rendered.udp_recorded_output(router, tmp_path / "rx.ts", group=group, query="")
     source = media.start_source("rtmp", router.ingest_url(), group=group, name="source")
     router.wait_ready(20)
     ffmpeg = out.start()

@@ -113,57 +113,15 @@ def test_publisher_then_readers_then_gone(router, group, tmp_path):
     assert second.source_type == "rtspSession"
 
     # --- three readers, one per protocol an output could pull with
+    def reader(name: str, *input_args: str) -> media.ManagedProcess:
+        """FFmpeg reading the path and throwing the packets away, as an output would pull."""
+        argv = ["ffmpeg", "-nostdin", "-loglevel", "warning", *input_args, "-c", "copy", "-f", "null", "-"]
+        return group.start(name, argv)
+
     readers = [
-        group.start(
-            "reader-rtsp",
-            [
-                "ffmpeg",
-                "-nostdin",
-                "-loglevel",
-                "warning",
-                "-rtsp_transport",
-                "tcp",
-                "-i",
-                router.rtsp_url(PATH),
-                "-c",
-                "copy",
-                "-f",
-                "null",
-                "-",
-            ],
-        ),
-        group.start(
-            "reader-rtmp",
-            [
-                "ffmpeg",
-                "-nostdin",
-                "-loglevel",
-                "warning",
-                "-i",
-                router.rtmp_url(PATH),
-                "-c",
-                "copy",
-                "-f",
-                "null",
-                "-",
-            ],
-        ),
-        group.start(
-            "reader-srt",
-            [
-                "ffmpeg",
-                "-nostdin",
-                "-loglevel",
-                "warning",
-                "-i",
-                router.srt_url(PATH, mode="read"),
-                "-c",
-                "copy",
-                "-f",
-                "null",
-                "-",
-            ],
-        ),
+        reader("reader-rtsp", "-rtsp_transport", "tcp", "-i", router.rtsp_url(PATH)),
+        reader("reader-rtmp", "-i", router.rtmp_url(PATH)),
+        reader("reader-srt", "-i", router.srt_url(PATH, mode="read")),
     ]
     with_readers = media.wait_for(
         lambda: (s := client.path(PATH)) and s.reader_count == 3 and s,

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration.conftest import k, ns  # noqa: F401
 
 from streamdist_dev import audit
 from streamdist_dev.controlplane import ControlPlane, bin_dir
 from streamdist_dev.kubectl import Kubectl, install_crds
 from streamdist_dev.operator import OperatorProcess
+from tests.integration.conftest import k, ns  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from streamdist.handlers.context import SECRET_TTL
+from streamdist_dev.controlplane import ControlPlane
+from streamdist_dev.kubectl import Kubectl
+from streamdist_dev.operator import OperatorProcess
 from tests.reliability.support import (
     MANAGED,
     GoodSet,
@@ -29,11 +34,6 @@ from tests.reliability.support import (
     url_from,
     user_kubeconfig,
 )
-
-from streamdist.handlers.context import SECRET_TTL
-from streamdist_dev.controlplane import ControlPlane
-from streamdist_dev.kubectl import Kubectl
-from streamdist_dev.operator import OperatorProcess
 
 pytestmark = pytest.mark.timeout(600)
 REPO = Path(__file__).resolve().parents[2]

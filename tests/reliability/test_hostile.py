@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
 from streamdist_dev.kubectl import Kubectl
 from tests.reliability.support import (
     MANAGED,

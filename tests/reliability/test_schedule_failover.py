@@ -11,7 +11,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from streamdist_dev.controlplane import ControlPlane
 from streamdist_dev.kubectl import Kubectl
+from streamdist_dev.operator import OperatorProcess
 from tests.integration.test_schedule_boundaries import (
     BOUNDARY_S,
     HARNESS_S,
@@ -23,9 +26,6 @@ from tests.integration.test_schedule_boundaries import (
     _reasons,
 )
 from tests.reliability.support import poll, user_kubeconfig
-
-from streamdist_dev.controlplane import ControlPlane
-from streamdist_dev.operator import OperatorProcess
 
 pytestmark = pytest.mark.timeout(600)
 REPO = Path(__file__).resolve().parents[2]

@@ -12,6 +12,7 @@ import urllib.request
 from urllib.parse import quote
 
 import pytest
+
 from streamdist_dev.kubectl import Kubectl
 from tests.reliability.support import pods, poll, publisher, secret, si, so, text, url_from
 

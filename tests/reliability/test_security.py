@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 import yaml
-from streamdist_dev.kubectl import Kubectl
-from tests.reliability.support import MANAGED, pods, poll, publisher, secret, si, so, text, url_from
 
 from streamdist import render, urls
 from streamdist.models import parse_input, parse_output
 from streamdist.settings import Settings
+from streamdist_dev.kubectl import Kubectl
+from tests.reliability.support import MANAGED, pods, poll, publisher, secret, si, so, text, url_from
 
 pytestmark = pytest.mark.timeout(600)
 REPO = Path(__file__).resolve().parents[2]
