@@ -453,24 +453,6 @@ class Cluster:
         return time.monotonic() - t0 if got else None
 
 
-def watched_operator(cl: Cluster, namespace: str) -> tuple[str, int, Watcher, RssSampler]:
-    """A namespace, a fresh operator (its pid), a Watcher of the namespace and a
-    running RssSampler of the operator: what a control-plane benchmark starts from."""
-    ns = cl.namespace(namespace)
-    op = cl.start_operator()
-    assert op.proc is not None
-    watcher = Watcher(cl.cp.kubeconfig, ns).start()
-    rss = RssSampler(op.proc.pid)
-    rss.start()
-    return ns, op.proc.pid, watcher, rss
-
-
-@contextlib.contextmanager
-def running(workdir: Path, nodes: int) -> Iterator[Cluster]:
-    with Cluster(workdir, nodes) as cl:
-        yield cl
-
-
 def nodes_for(pods: int) -> int:
     """KWOK nodes allow 110 pods each (the harness's capacity): room for ``pods``."""
     return max(2, -(-(pods + 20) // 100))
@@ -534,3 +516,38 @@ def metric_sum(text: str, name: str, label_filter: str = "") -> float:
             if m:
                 total += float(m.group(1))
     return total
+
+
+@dataclass
+class Scenario:
+    """What a control-plane benchmark starts from: a cluster sized for ``inputs`` x
+    ``per`` outputs, a namespace, a fresh operator (its pid) and a Watcher of it."""
+
+    cl: Cluster
+    ns: str
+    op: OperatorProcess
+    pid: int
+    watcher: Watcher
+    work: Path
+    inputs: int
+    outputs: int
+
+    def manifest(self, docs: list[dict[str, Any]] | None = None) -> Path:
+        """The benchmark's objects (by default ``manifests(inputs, per)``) in a file to apply."""
+        per = self.outputs // self.inputs
+        return write_manifests(self.work / "manifest.yaml", docs or manifests(self.inputs, per))
+
+    def settled(self, timeout: float, interval: float = 0.5) -> bool:
+        """Waits until every output streams and every input is up (False at the timeout)."""
+        return bool(wait_until(lambda: self.watcher.settled(self.outputs, self.inputs), timeout, interval))
+
+
+@contextlib.contextmanager
+def scenario(work: Path, inputs: int, per: int) -> Iterator[Scenario]:
+    outputs = inputs * per
+    with Cluster(work / "cluster", nodes=nodes_for(outputs + inputs)) as cl:
+        ns = cl.namespace("bench")
+        op = cl.start_operator()
+        assert op.proc is not None
+        watcher = Watcher(cl.cp.kubeconfig, ns).start()
+        yield Scenario(cl, ns, op, op.proc.pid, watcher, work, inputs, outputs)

@@ -12,7 +12,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +47,12 @@ def say(opts: Opts, msg: str) -> None:
     """Progress on stderr (tables go to stdout)."""
     if opts.verbose:
         print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def measured(opts: Opts, name: str, title: str, what: str, measure: Callable[[], dict[str, Any]]) -> Result:
+    """A benchmark's Result holding the figures ``measure()`` returns (``what`` is said first)."""
+    say(opts, f"{name}: {what}")
+    return Result(name, title, figures=measure())
 
 
 # ----------------------------------------------------------------------- tables

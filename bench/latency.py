@@ -28,7 +28,7 @@ from typing import Any
 
 from streamdist_dev import media, rendered
 
-from .common import Opts, Result, Table, say, summary
+from .common import Opts, Result, Table, measured, summary
 
 NAME = "latency"
 TITLE = "added latency of the relay per output protocol (packet timing on loopback)"
@@ -115,24 +115,31 @@ def ts_frames(packets: list[tuple[float, bytes]]) -> list[tuple[float, bytes]]:
     return out
 
 
-def _pat(payload: bytes) -> int | None:
+def _section(payload: bytes) -> tuple[bytes, int] | None:
+    """A PSI section after its pointer field, and where its entries end (before the CRC)."""
     sec = payload[1 + payload[0] :]
     if len(sec) < 12:
         return None
-    length = ((sec[1] & 0x0F) << 8) | sec[2]
-    for j in range(8, min(len(sec), 3 + length - 4), 4):
+    return sec, min(len(sec), 3 + (((sec[1] & 0x0F) << 8) | sec[2]) - 4)
+
+
+def _pat(payload: bytes) -> int | None:
+    got = _section(payload)
+    if got is None:
+        return None
+    sec, end = got
+    for j in range(8, end, 4):
         if (sec[j] << 8 | sec[j + 1]) != 0:
             return ((sec[j + 2] & 0x1F) << 8) | sec[j + 3]
     return None
 
 
 def _pmt_video(payload: bytes) -> int | None:
-    sec = payload[1 + payload[0] :]
-    if len(sec) < 12:
+    got = _section(payload)
+    if got is None:
         return None
-    length = ((sec[1] & 0x0F) << 8) | sec[2]
+    sec, end = got
     j = 12 + (((sec[10] & 0x0F) << 8) | sec[11])
-    end = min(len(sec), 3 + length - 4)
     while j + 5 <= end:
         stype, epid = sec[j], ((sec[j + 1] & 0x1F) << 8) | sec[j + 2]
         if stype == 0x1B:
@@ -174,10 +181,9 @@ def first_times(frames: list[tuple[float, bytes]]) -> dict[bytes, float]:
 
 def run(opts: Opts) -> Result:
     warm, window = (5.0, 10.0) if opts.quick else (10.0, 40.0)
-    res = Result(NAME, TITLE)
-    say(opts, f"{NAME}: {window:.0f}s window after {warm:.0f}s warm-up")
-    figs = measure(opts, warm, window)
-    res.figures = figs
+    res = measured(opts, NAME, TITLE, f"{window:.0f}s window after {warm:.0f}s warm-up",
+                   lambda: measure(opts, warm, window))
+    figs = res.figures
     t = Table(
         f"milliseconds per frame, {window:.0f} s of 640x360@25 H.264 (x264 zerolatency, 2 s GOP) + AAC",
         ["protocol", "frames", "relay p50", "relay p95", "baseline p50", "baseline p95", "added p50", "added p95"],

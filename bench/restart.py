@@ -28,7 +28,7 @@ from typing import Any
 
 from . import cluster
 from .cluster import OPERATOR_USER, Cluster, Watcher
-from .common import Opts, Result, Table, counts, cpu_seconds, mem_kb, say, wait_until
+from .common import Opts, Result, Table, counts, cpu_seconds, measured, mem_kb, say, wait_until
 
 NAME = "restart"
 TITLE = "operator restart (SIGKILL) with every output settled"
@@ -40,10 +40,8 @@ RESTARTED = 3  # restartCount given to every tenth output's pod
 
 def run(opts: Opts) -> Result:
     inputs, per = (2, 20) if opts.quick else (50, 20)
-    res = Result(NAME, TITLE)
-    say(opts, f"{NAME}: {inputs}x{per}")
-    fig = measure(opts, inputs, per)
-    res.figures = fig
+    res = measured(opts, NAME, TITLE, f"{inputs}x{per}", lambda: measure(opts, inputs, per))
+    fig = res.figures
     t = Table(
         f"re-adoption of {fig['outputs']} outputs ({inputs}x{per}) after kill -9 (seconds from the kill)",
         ["live", "indexed", "reconciled", "marker pod", "re-adopted", f"target <{TARGET_S:g}s"],

@@ -22,8 +22,8 @@ import time
 from typing import Any
 
 from . import cluster
-from .cluster import ADMIN_USER, OPERATOR_USER, Cluster, RssSampler, Watcher
-from .common import Opts, Result, Table, counts, cpu_seconds, say, summary, verdict, wait_until
+from .cluster import ADMIN_USER, OPERATOR_USER, RssSampler
+from .common import Opts, Result, Table, counts, cpu_seconds, say, summary, verdict
 
 NAME = "scale"
 TITLE = "control plane at scale (real apiserver, KWOK nodes)"
@@ -128,15 +128,9 @@ def _le(value: float, limit: float) -> str:
 
 def measure(opts: Opts, inputs: int, per: int) -> dict[str, Any]:
     outputs = inputs * per
-    work = opts.dir(f"{NAME}-{inputs}x{per}")
-    manifest = cluster.write_manifests(work / "manifest.yaml", cluster.manifests(inputs, per))
     settle_timeout = 60 + outputs * 0.4
-    with Cluster(work / "cluster", nodes=cluster.nodes_for(outputs + inputs)) as cl:
-        ns = cl.namespace("bench")
-        op = cl.start_operator()
-        assert op.proc is not None
-        pid = op.proc.pid
-        watcher = Watcher(cl.cp.kubeconfig, ns).start()
+    with cluster.scenario(opts.dir(f"{NAME}-{inputs}x{per}"), inputs, per) as sc:
+        cl, ns, pid, watcher = sc.cl, sc.ns, sc.pid, sc.watcher
         rss = RssSampler(pid)
         rss.start()
         time.sleep(1.0)  # let the fresh operator finish its first idle resync
@@ -144,8 +138,8 @@ def measure(opts: Opts, inputs: int, per: int) -> dict[str, Any]:
         audit0 = cl.audit.offset()
         cpu0 = cpu_seconds(pid) or 0.0
         t0 = time.monotonic()
-        kubectl_s = cl.apply(ns, manifest)
-        done = wait_until(lambda: watcher.settled(outputs, inputs), settle_timeout, interval=0.2)
+        kubectl_s = cl.apply(ns, sc.manifest())
+        done = sc.settled(settle_timeout, interval=0.2)
         t_settled = time.monotonic()
         if not done:
             say(opts, f"{NAME}: only {watcher.streaming_count()}/{outputs} Streaming after {settle_timeout:.0f}s")

@@ -26,7 +26,7 @@ from typing import Any
 from streamdist_dev.audit import Request, audit_time
 
 from . import cluster
-from .cluster import OPERATOR_USER, Cluster, Watcher
+from .cluster import OPERATOR_USER, RssSampler, Watcher
 from .common import Opts, Result, Table, cpu_seconds, loadavg, say, summary, verdict, wait_until
 
 NAME = "schedule"
@@ -101,17 +101,18 @@ def _mono(at: datetime) -> float:
 
 def measure(opts: Opts, inputs: int, per: int) -> dict[str, Any]:
     outputs = inputs * per
-    work = opts.dir(f"{NAME}-{inputs}x{per}")
     # long enough for every pod to be made before it closes (~10 creates/s on a busy 2-core machine)
     window_s = 10.0 if opts.quick else 180.0
-    with Cluster(work / "cluster", nodes=cluster.nodes_for(outputs + inputs)) as cl:
-        ns, pid, watcher, rss = cluster.watched_operator(cl, "bench")
+    with cluster.scenario(opts.dir(f"{NAME}-{inputs}x{per}"), inputs, per) as sc:
+        cl, ns, pid, watcher = sc.cl, sc.ns, sc.pid, sc.watcher
+        rss = RssSampler(pid)
+        rss.start()
         # kubectl creates objects one by one (~70 s for 1,050 here): the window opens after that
         lead = 8 + outputs * 0.13
         opening = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
         closing = opening + timedelta(seconds=window_s)
         docs = _scheduled(cluster.manifests(inputs, per), opening, closing)
-        cl.apply(ns, cluster.write_manifests(work / "manifest.yaml", docs))
+        cl.apply(ns, sc.manifest(docs))
         ready = wait_until(lambda: _count(watcher, "Scheduled") >= outputs, max(1.0, _mono(opening) - time.monotonic()))
         margin = _mono(opening) - time.monotonic()
         if not ready:

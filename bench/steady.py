@@ -14,7 +14,7 @@ from typing import Any
 
 from . import cluster, podpages
 from .cluster import OPERATOR_USER, Cluster, RssSampler, Watcher
-from .common import Opts, Result, Table, counts, cpu_seconds, say, wait_until
+from .common import Opts, Result, Table, counts, cpu_seconds, measured, say, wait_until
 
 NAME = "steady"
 TITLE = "steady state: status patches and CPU of quiet outputs"
@@ -22,10 +22,9 @@ TITLE = "steady state: status patches and CPU of quiet outputs"
 
 def run(opts: Opts) -> Result:
     inputs, per, window = (1, 20, 30.0) if opts.quick else (10, 20, 60.0)
-    res = Result(NAME, TITLE)
-    say(opts, f"{NAME}: {inputs}x{per}, window {window:.0f}s")
-    fig = measure(opts, inputs, per, window)
-    res.figures = fig
+    res = measured(opts, NAME, TITLE, f"{inputs}x{per}, window {window:.0f}s",
+                   lambda: measure(opts, inputs, per, window))
+    fig = res.figures
     t = Table(
         f"{fig['outputs']} settled outputs ({inputs}x{per}) watched for {window:.0f} s",
         ["status patches/min (metrics)", "operator writes/min (audit)", "operator CPU s/min", "reconciles/min",

@@ -47,6 +47,8 @@ from streamdist_dev import wait
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 LOOPBACK = "127.0.0.1"
+# FFmpeg as the sources and recorders run it: no banner, no stdin, warnings only, no progress.
+FFMPEG = ("ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", "-nostats")
 
 # Test pattern defaults: 2 s GOP at 25 fps, as the design asks of sources.
 DEFAULT_FPS = 25
@@ -726,12 +728,7 @@ def start_source(
     """Publish the lavfi test pattern to ``url`` over ``protocol`` (udp, srt, rtmp,
     rtmps, rtsp) until stopped (or for ``duration`` seconds)."""
     argv = [
-        "ffmpeg",
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "warning",
-        "-nostats",
+        *FFMPEG,
         *pattern_args(audio=audio, duration=duration, **pattern),
         *extra_output_args,
         *source_output_args(protocol, url, passphrase),
@@ -759,12 +756,7 @@ def record(
         pre = ["-rtsp_transport", "tcp", *pre]
     dur = [] if seconds is None else ["-t", f"{seconds}"]
     argv = [
-        "ffmpeg",
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "warning",
-        "-nostats",
+        *FFMPEG,
         "-y",
         *pre,
         "-i",
