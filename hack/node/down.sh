@@ -6,11 +6,9 @@
 # /streamdist-node, and restores the sysctls it changed. Then checks that nothing is
 # left and says so. The state dir (logs) stays for reading; up.sh starts a fresh one.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-STATE=${STREAMDIST_NODE_STATE:-$ROOT/.state/node}
-PY=${PYTHON:-python3}
-[[ -x "$ROOT/.venv/bin/python" ]] && PY="$ROOT/.venv/bin/python"
-log() { echo "node/down: $*" >&2; }
+NODE_SCRIPT=down
+# shellcheck source=hack/node/env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 if [[ -f "$STATE/serve.pid" ]]; then
   pid=$(cat "$STATE/serve.pid")

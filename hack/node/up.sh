@@ -10,11 +10,9 @@
 # Builds or reuses: the kube binaries (hack/build-bins.sh), MediaMTX, CoreDNS, kube-router and the
 # images (hack/build-images.sh). Needs root. A node already running is left as it is.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-STATE=${STREAMDIST_NODE_STATE:-$ROOT/.state/node}
-PY=${PYTHON:-python3}
-[[ -x "$ROOT/.venv/bin/python" ]] && PY="$ROOT/.venv/bin/python"
-log() { echo "node/up: $*" >&2; }
+NODE_SCRIPT=up
+# shellcheck source=hack/node/env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 [[ "$(id -u)" == 0 ]] || { log "needs root"; exit 1; }
 if [[ -f "$STATE/serve.pid" ]] && kill -0 "$(cat "$STATE/serve.pid")" 2>/dev/null && [[ -f "$STATE/ready" ]]; then

@@ -203,3 +203,21 @@ def user_kubeconfig(cp: Any, user: str, out_dir: Any) -> Any:
     path.write_text(json.dumps(cfg))
     path.chmod(0o600)
     return path
+
+
+def peered_replicas(cp: Any, peering: str, tmp_path: Any, users: tuple[str, str]) -> tuple[Any, Any]:
+    """Two operator replicas in one kopf peering, not started: A (priority 2, acts) and
+    B (priority 1, waits), each as its own user (``users``) so the audit log tells them apart."""
+    from pathlib import Path
+
+    from streamdist_dev.operator import OperatorProcess
+
+    cp.kubectl("apply", "-f", str(Path(__file__).resolve().parents[2] / "charts/streamdist/crds/kopf-peerings.yaml"))
+    cp.kubectl("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev", "--timeout=60s")
+    cp.apply({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": peering}})
+    env = {"STREAMDIST_PEERING": peering}
+    a, b = (
+        OperatorProcess(user_kubeconfig(cp, user, tmp_path / d), tmp_path / d, {**env, "STREAMDIST_PRIORITY": p})
+        for user, d, p in ((users[0], "a", "2"), (users[1], "b", "1"))
+    )
+    return a, b

@@ -25,6 +25,7 @@ from streamdist_dev.operator import OperatorProcess
 from tests.reliability.support import (
     MANAGED,
     GoodSet,
+    peered_replicas,
     pods,
     poll,
     secret,
@@ -32,11 +33,9 @@ from tests.reliability.support import (
     so,
     text,
     url_from,
-    user_kubeconfig,
 )
 
 pytestmark = pytest.mark.timeout(600)
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _outputs(k: Kubectl) -> dict[str, dict[str, Any]]:
@@ -145,14 +144,7 @@ def test_two_replicas_only_one_acts_and_a_kill_hands_over(control_plane: Control
     its view of everything else froze when it paused). SIGKILL of A: B takes over once
     A's keep-alive expires, and converges without a duplicate."""
     k, cp = rk, control_plane
-    cp.kubectl("apply", "-f", str(REPO / "charts/streamdist/crds/kopf-peerings.yaml"))
-    cp.kubectl("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev", "--timeout=60s")
-    cp.apply({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "rel-peering"}})
-    env = {"STREAMDIST_PEERING": "rel-peering"}
-    a = OperatorProcess(user_kubeconfig(cp, "replica-a", tmp_path / "a"), tmp_path / "a",
-                        {**env, "STREAMDIST_PRIORITY": "2"})
-    b = OperatorProcess(user_kubeconfig(cp, "replica-b", tmp_path / "b"), tmp_path / "b",
-                        {**env, "STREAMDIST_PRIORITY": "1"})
+    a, b = peered_replicas(cp, "rel-peering", tmp_path, ("replica-a", "replica-b"))
     operator.stop()  # the suite's standalone operator would act beside them
     try:
         b.start()
