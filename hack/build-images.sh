@@ -138,6 +138,21 @@ pack() { # rootfs name out [oci.py args...]
 }
 
 # The final stage's run-time config of a Dockerfile, as oci.py flags (one per line).
+chroot_apt() { # rootfs packages...: Debian packages into the rootfs, no recommends, lists cleaned
+  local root=$1; shift
+  in_chroot "$root" sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $* >/dev/null && apt-get clean"
+}
+
+finish_image() { # rootfs name Dockerfile out t0: slimmed, packed with the Dockerfile's config, removed
+  local root=$1 name=$2 df=$3 out=$4 t0=$5
+  slim "$root"
+  log "$name: packing"
+  dockerfile_config "$df"
+  pack "$root" "localhost/streamdist/$name:$VERSION" "$out" "${CONFIG[@]}"
+  rm -rf "$root"
+  log "$name: took $(( $(now) - t0 ))s"
+}
+
 dockerfile_config() { # Dockerfile -> fills the array CONFIG
   mapfile -t CONFIG < <(python3 "$DOCKERFILE" "$1" --oci-args)
   [[ ${#CONFIG[@]} -gt 0 ]] || die "no run-time config read from $1"
@@ -193,13 +208,13 @@ build_ffmpeg() {
   [[ -n "$pkgs" ]] || die "no packages in $pk"
   local df="$REPO_ROOT/images/ffmpeg/Dockerfile"
   k=$(key "$pk" "$wrapper" "$switch" "${switchlib[@]}" "$OCI" "$SUITE" "$df" "$DOCKERFILE" "$VERSION" \
-    "$(recipe build_ffmpeg base_rootfs fresh_copy in_chroot add_user slim pack dockerfile_config)")
+    "$(recipe build_ffmpeg base_rootfs fresh_copy in_chroot chroot_apt add_user slim pack dockerfile_config)")
   out="$CACHE/ffmpeg-$k.tar"
   if [[ ! -f "$out" ]]; then
     local root="$CACHE/work/ffmpeg" t0; t0=$(now)
     fresh_copy "$root"
     log "ffmpeg: apt-get install --no-install-recommends $pkgs (in a chroot)"
-    in_chroot "$root" sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $pkgs >/dev/null && apt-get clean"
+    chroot_apt "$root" "$pkgs"
     add_user "$root" ffmpeg
     install -m 0755 "$wrapper" "$root/usr/local/bin/streamdist-ffmpeg"
     in_chroot "$root" perl -c /usr/local/bin/streamdist-ffmpeg 2>/dev/null || die "streamdist-ffmpeg does not compile"
@@ -234,13 +249,13 @@ build_operator() {
   src=$(cd "$REPO_ROOT" && find "${copies[@]}" -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' -print0 |
     sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
   k=$(key "$src" "$OCI" "$SUITE" "$df" "$DOCKERFILE" \
-    "$(recipe build_operator base_rootfs fresh_copy in_chroot add_user slim pack dockerfile_config)")
+    "$(recipe build_operator base_rootfs fresh_copy in_chroot chroot_apt add_user finish_image slim pack dockerfile_config)")
   out="$CACHE/operator-$k.tar"
   if [[ ! -f "$out" ]]; then
     local root="$CACHE/work/operator" t0; t0=$(now)
     fresh_copy "$root"
     log "operator: python3.11 + venv with this repo's wheel (in a chroot)"
-    in_chroot "$root" sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null && apt-get clean"
+    chroot_apt "$root" python3 python3-venv
     rm -rf "$root/src"; mkdir -p "$root/src"
     (cd "$REPO_ROOT" && cp -a --parents "${copies[@]}" "$root/src/")
     find "$root/src" \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} + || true
@@ -262,12 +277,7 @@ build_operator() {
       /opt/venv/bin/streamdist --help >/dev/null'
     rm -rf "$root/src" "$root/wheels"
     add_user "$root" streamdist
-    slim "$root"
-    log "operator: packing"
-    dockerfile_config "$df"
-    pack "$root" "localhost/streamdist/operator:$VERSION" "$out" "${CONFIG[@]}"
-    rm -rf "$root"
-    log "operator: took $(( $(now) - t0 ))s"
+    finish_image "$root" operator "$df" "$out" "$t0"
   fi
   echo "localhost/streamdist/operator:$VERSION $out"
 }
@@ -306,7 +316,7 @@ binary_image() { # name binary tag out
 kube_proxy_image() { # binary out
   local root="$CACHE/work/kind-kube-proxy"
   fresh_copy "$root"
-  in_chroot "$root" sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends iptables conntrack kmod >/dev/null && apt-get clean"
+  chroot_apt "$root" iptables conntrack kmod
   install -m 0755 "$1" "$root/usr/local/bin/kube-proxy"
   slim "$root"
   pack "$root" "$KIND_REPO/kube-proxy:$KUBE_VERSION" "$2" --entrypoint '["/usr/local/bin/kube-proxy"]'
@@ -348,7 +358,7 @@ build_kind_node() {
   files=$(cd "$kind_dir" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
   k=$(key "$files" "$OCI" "$SUITE" "$pause_tar" "$coredns" "$KIND_VERSION" "$KUBE_VERSION" "$ETCD_VERSION" \
     "$KIND_CNI" "$KIND_CNI_MANIFEST" "$KIND_STORAGE_MANIFEST" \
-    "$(recipe build_kind_node kind_base binary_image kube_proxy_image import_into base_rootfs fresh_copy in_chroot slim pack)")
+    "$(recipe build_kind_node kind_base binary_image kube_proxy_image import_into base_rootfs fresh_copy in_chroot chroot_apt slim pack)")
   out="$CACHE/kind-node-$KUBE_VERSION-$k.tar"
   if [[ ! -f "$out" ]]; then
     t0=$(now)

@@ -138,25 +138,22 @@ def health_script(kind: str) -> Path:
 
 def lua_literal(value: Any) -> str:
     """A Python (JSON) value as a Lua table constructor expression."""
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        out = []
-        for ch in value.encode("utf-8"):
-            c = chr(ch)
-            out.append(c if 32 <= ch < 127 and c not in '"\\' else f"\\{ch:03d}")
-        return '"' + "".join(out) + '"'
-    if isinstance(value, list):
-        return "{" + ", ".join(lua_literal(v) for v in value) + "}"
-    if isinstance(value, dict):
-        items = [f"[{lua_literal(str(k))}] = {lua_literal(v)}" for k, v in value.items() if v is not None]
-        return "{" + ", ".join(items) + "}"
+    match value:
+        case None:
+            return "nil"
+        case bool():
+            return "true" if value else "false"
+        case int() | float():
+            return repr(value)
+        case str():
+            # bytes outside printable ASCII, quotes and backslashes as Lua's \ddd escapes
+            chars = (chr(b) if 32 <= b < 127 and chr(b) not in '"\\' else f"\\{b:03d}" for b in value.encode())
+            return '"' + "".join(chars) + '"'
+        case list():
+            return "{" + ", ".join(lua_literal(v) for v in value) + "}"
+        case dict():
+            items = [f"[{lua_literal(str(k))}] = {lua_literal(v)}" for k, v in value.items() if v is not None]
+            return "{" + ", ".join(items) + "}"
     raise TypeError(f"no Lua literal for {type(value)}")
 
 
