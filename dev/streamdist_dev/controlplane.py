@@ -42,7 +42,7 @@ from typing import TypeVar
 from streamdist_dev import kubectl
 from streamdist_dev.audit import AuditLog
 from streamdist_dev.kubectl import KubectlError
-from streamdist_dev.procs import LOG_TAIL_LINES, StartStop, free_ports, reap, spawn, tail
+from streamdist_dev.procs import LOG_TAIL_LINES, StartStop, free_ports, reap, run_timed, spawn, tail
 from streamdist_dev.wait import http_ok, wait_for
 
 __all__ = [
@@ -266,24 +266,22 @@ class ControlPlane(StartStop):
         self.server = f"https://{self.api_host}:{self.ports['kube-apiserver']}"
         self._write_kubeconfigs()
 
-        steps: list[tuple[str, Callable[[], object]]] = [
-            ("etcd", self._start_etcd),
-            ("kube-apiserver", self._start_apiserver),
-            ("kube-controller-manager", self._start_controller_manager),
-            ("kube-scheduler", self._start_scheduler),
-            ("kwok", self._start_kwok),
-            ("nodes", self._create_nodes),
-            ("nodes-ready", lambda: self.wait_for("nodes Ready", self._nodes_ready, self.start_timeout)),
-            # The serviceaccount controller has made default/default: pods can be created.
-            (
-                "default-serviceaccount",
-                lambda: self.wait_for("ServiceAccount default/default", self._default_sa_exists, self.start_timeout),
-            ),
-        ]
-        for name, step in steps:
-            t0 = time.monotonic()
-            step()
-            self.timings[name] = round(time.monotonic() - t0, 2)
+        run_timed(
+            {
+                "etcd": self._start_etcd,
+                "kube-apiserver": self._start_apiserver,
+                "kube-controller-manager": self._start_controller_manager,
+                "kube-scheduler": self._start_scheduler,
+                "kwok": self._start_kwok,
+                "nodes": self._create_nodes,
+                "nodes-ready": lambda: self.wait_for("nodes Ready", self._nodes_ready, self.start_timeout),
+                # The serviceaccount controller has made default/default: pods can be created.
+                "default-serviceaccount": lambda: self.wait_for(
+                    "ServiceAccount default/default", self._default_sa_exists, self.start_timeout
+                ),
+            },
+            self.timings,
+        )
 
     def stop(self) -> None:
         """Stops every started component, newest first: SIGTERM, then SIGKILL."""

@@ -59,7 +59,7 @@ from streamdist_dev.controlplane import (
 from streamdist_dev.controlplane import (
     bin_dir as _bin_dir,
 )
-from streamdist_dev.procs import StartStop, free_ports, spawn, tail
+from streamdist_dev.procs import StartStop, free_ports, run_timed, spawn, tail
 from streamdist_dev.templates import render
 from streamdist_dev.wait import http_ok, wait_for
 
@@ -598,11 +598,7 @@ class NodeCluster(StartStop):
             ("kube-router", self._start_kube_router),
         ]
         t_all = time.monotonic()
-        for name, step in steps:
-            t0 = time.monotonic()
-            print(f"node: {name} ...", file=sys.stderr, flush=True)
-            step()
-            self.timings[name] = round(time.monotonic() - t0, 2)
+        run_timed(dict(steps), self.timings, announce="node")
         self.timings["total"] = round(time.monotonic() - t_all, 2)
         (self.state_dir / "timings.json").write_text(json.dumps(self.timings, indent=1) + "\n")
         print(f"node: up in {self.timings['total']}s {self.timings}", file=sys.stderr, flush=True)

@@ -15,6 +15,8 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Self
@@ -130,3 +132,14 @@ class StartStop:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def run_timed(steps: Mapping[str, Callable[[], object]], timings: dict[str, float], announce: str = "") -> None:
+    """Runs the steps in order, each one's seconds into ``timings`` under its name;
+    with ``announce``, says "<announce>: <step> ..." on stderr before each."""
+    for name, step in steps.items():
+        t0 = time.monotonic()
+        if announce:
+            print(f"{announce}: {name} ...", file=sys.stderr, flush=True)
+        step()
+        timings[name] = round(time.monotonic() - t0, 2)
