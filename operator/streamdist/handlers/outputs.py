@@ -52,12 +52,6 @@ def observe(ctx: Context, key: OutputKey, body: dict[str, Any]) -> SeenOutput:
     created = body["metadata"].get("creationTimestamp", "")
     now = datetime.now(UTC)
     window, schedule_error = _window(ctx, key, out, now)
-    # Off air by its schedule an output sends nowhere: two outputs may share a destination
-    # at different times. On air, its claim lapses at its window's end (the next window's
-    # output may run before this one's timer has released it).
-    on_air = not schedule_error and (window is None or window.inside)
-    running = dest is not None and not dest.listener and not out.spec.suspend and on_air
-    peers = ctx.memory.claim(key, where if running else None, created, window.next_stop if window else None)
     memory = ctx.memory.output(key)
     input_key = (key.namespace, out.spec.input)
     input_body = ctx.idx.one(ctx.idx.inputs, input_key)
@@ -67,7 +61,7 @@ def observe(ctx: Context, key: OutputKey, body: dict[str, Any]) -> SeenOutput:
         destination=dest,
         secret_version=version,
         blocked=resolved if isinstance(resolved, Blocked) else None,
-        duplicate=any((p.created, p.name) < (created, key.name) and (p.until is None or now < p.until) for p in peers),
+        duplicate=_duplicate(ctx, key, out, (dest, where), window, schedule_error, (created, now)),
         settled=_settled(ctx),
         input_body=input_body,
         input_status=status_writes.previous_status(ctx, InputKey(*input_key), input_body) if input_body else {},
@@ -84,6 +78,28 @@ def observe(ctx: Context, key: OutputKey, body: dict[str, Any]) -> SeenOutput:
         now=now,
         settings=ctx.settings,
     )
+
+
+def _duplicate(
+    ctx: Context,
+    key: OutputKey,
+    out: StreamOutput,
+    destination: tuple[urls.Destination | None, str],
+    window: Position | None,
+    schedule_error: str,
+    created_now: tuple[str, datetime],
+) -> bool:
+    """Claims the destination (``where`` it really sends) while the output sends to it;
+    True when an older output holds it.
+
+    Off air by its schedule an output sends nowhere: two outputs may share a destination
+    at different times. On air, its claim lapses at its window's end (the next window's
+    output may run before this one's timer has released it)."""
+    (dest, where), (created, now) = destination, created_now
+    on_air = not schedule_error and (window is None or window.inside)
+    running = dest is not None and not dest.listener and not out.spec.suspend and on_air
+    peers = ctx.memory.claim(key, where if running else None, created, window.next_stop if window else None)
+    return any((p.created, p.name) < (created, key.name) and (p.until is None or now < p.until) for p in peers)
 
 
 def _settled(ctx: Context) -> bool:
