@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from streamdist_dev.wait import wait_for
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -248,11 +250,7 @@ def summary(values: Sequence[float]) -> tuple[float, float, float]:
 
 def wait_until(pred: Any, timeout: float, interval: float = 0.2) -> Any:
     """Poll ``pred`` until truthy; returns the value, or None at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(interval)
+    try:
+        return wait_for("a benchmark's condition", pred, timeout, interval)
+    except TimeoutError:
+        return None

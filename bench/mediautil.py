@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import yaml
 
 from streamdist_dev import media, rendered
 
-from .common import cache_dir
+from .common import cache_dir, wait_until
 
 # The source of the media-cost benchmark: 1080p30 H.264 High + AAC-LC at about 6 Mbit/s,
 # 2 s GOP, looped with -c copy so it costs no encoding CPU while the benchmark runs.
@@ -171,15 +170,13 @@ def path_sent(mtx: media.MediaMTX) -> dict[str, int]:
 
 def wait_paths_ready(mtx: media.MediaMTX, names: list[str], timeout: float) -> list[str]:
     """Wait until every path in ``names`` is ready; returns those still not ready."""
-    deadline = time.monotonic() + timeout
     missing = list(names)
-    while time.monotonic() < deadline:
-        try:
-            ready = {p.name for p in mtx.api().paths() if p.ready}
-        except Exception:
-            ready = set()
-        missing = [n for n in names if n not in ready]
-        if not missing:
-            return []
-        time.sleep(0.3)
-    return missing
+
+    def all_ready() -> bool:
+        ready = {p.name for p in mtx.api().paths() if p.ready}
+        missing[:] = [n for n in names if n not in ready]
+        return not missing
+
+    if wait_until(all_ready, timeout, 0.3) is None:
+        return missing
+    return []

@@ -803,12 +803,13 @@ class NodeCluster(StartStop):
             # (--kill-child) the whole namespace
             death_signal=signal.SIGKILL,
         )  # fmt: skip
-        deadline = time.monotonic() + self.start_timeout
-        while not (self.socket.exists() and "containerd socket up" in _read(s / "node-status")):
-            self._check_alive()
-            if time.monotonic() > deadline:
-                raise self._fail(comp, "containerd socket did not appear", self.log_path("containerd"))
-            time.sleep(0.1)
+        try:
+            wait_for(
+                "containerd's socket", lambda: self.socket.exists() and "containerd socket up" in _read(s / "node-status"),
+                self.start_timeout, 0.1, check=self._check_alive,
+            )  # fmt: skip
+        except TimeoutError:
+            raise self._fail(comp, "containerd socket did not appear", self.log_path("containerd")) from None
 
     def _import_images(self) -> None:
         have = set(self.ctr("images", "ls", "-q").stdout.split())

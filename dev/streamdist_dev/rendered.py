@@ -19,6 +19,7 @@ Always``), recording each exit's time, code and termination message as the kubel
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import sys
@@ -40,6 +41,7 @@ from streamdist.status import PodView, last_error, one_line_error
 
 from . import media
 from .media import LOOPBACK, ManagedProcess, MediaMTX, ProcessGroup
+from .wait import wait_for
 
 NAMESPACE = "media"
 FFMPEG_IMAGE_DIR = Path(__file__).resolve().parents[2] / "images" / "ffmpeg"
@@ -708,9 +710,8 @@ class KubeletLoop:
 
 def wait_for_reap(proc: ManagedProcess, timeout: float = 2.0) -> None:
     """``exited_at`` is set by a reaper thread just after the exit: let it."""
-    deadline = time.monotonic() + timeout
-    while proc.exited_at is None and time.monotonic() < deadline:
-        time.sleep(0.005)
+    with contextlib.suppress(TimeoutError):
+        wait_for("the reaper thread", lambda: proc.exited_at is not None, timeout, 0.005)
 
 
 def watch_exit(proc: ManagedProcess, since: float, timeout: float) -> float | None:

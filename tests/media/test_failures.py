@@ -26,6 +26,7 @@ run (tests/media/conftest.py).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import re
 import signal
 import time
@@ -34,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from streamdist_dev import media, rendered
+from streamdist_dev.wait import wait_for
 
 pytestmark = pytest.mark.media
 
@@ -103,16 +105,16 @@ def srt_listener_url(port: int) -> str:
 def wait_flowing(checks: dict[str, object], timeout: float = FLOW_TIMEOUT) -> None:
     """Wait until every named check (a callable returning truthy) holds."""
     pending = dict(checks)
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
+
+    def all_flowing() -> bool:
         for name, check in list(pending.items()):
-            try:
+            with contextlib.suppress(Exception):
                 if check():  # type: ignore[operator]
                     del pending[name]
-            except Exception:
-                pass
-        time.sleep(0.2)
-    assert not pending, f"not flowing after {timeout:.0f}s: {sorted(pending)}"
+        return not pending
+
+    wait_for("every check flowing", all_flowing, timeout, 0.2, detail=lambda: f"not flowing: {sorted(pending)}",
+             error=AssertionError)
 
 
 def rx_ready(rx: media.ReceiverServer, path: str):
