@@ -102,6 +102,11 @@ def _env() -> Environment:
     )
 
 
+def ui_page() -> str:
+    """The control room's page (its forms' fields written once, by a macro)."""
+    return _env().get_template("ui-index.html.j2").render()
+
+
 # libyaml's safe loader: the same documents as yaml.SafeLoader, an order of magnitude
 # faster (every reconcile renders; measured 8 ms -> 0.6 ms per output pod).
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

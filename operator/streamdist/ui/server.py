@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..render import ui_page
 from . import forms
 from .kubeapi import Api, ApiError, Caller
 from .views import VIEWS
@@ -110,8 +112,13 @@ def _path(kind: str, namespace: str, name: str = "") -> str:
 # --- pages and session ----------------------------------------------------------------
 
 
-async def index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "index.html", headers=SECURITY_HEADERS)
+@functools.cache
+def page() -> str:
+    return ui_page()
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.Response(text=page(), content_type="text/html", headers=SECURITY_HEADERS)
 
 
 async def healthz(request: web.Request) -> web.Response:
