@@ -140,6 +140,7 @@ class ControlPlane(StartStop):
             extra flags appended to that component's command line.
         audit_policy: an audit Policy (YAML): the API server logs by it, and
             ``audit`` reads that log.
+        crds: install streamdist's CRDs (crds/) once it runs.
     """
 
     def __init__(
@@ -157,6 +158,7 @@ class ControlPlane(StartStop):
         scheduler_args: Sequence[str] = (),
         kwok_args: Sequence[str] = (),
         audit_policy: str | None = None,
+        crds: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.bin_dir = Path(bin_dir) if bin_dir is not None else _default_bin_dir()
@@ -171,6 +173,7 @@ class ControlPlane(StartStop):
             "kube-scheduler": list(scheduler_args),
             "kwok": list(kwok_args),
         }
+        self.crds = crds
         self.audit: AuditLog | None = None
         if audit_policy is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -282,6 +285,8 @@ class ControlPlane(StartStop):
             },
             self.timings,
         )
+        if self.crds:
+            kubectl.install_crds(self)
 
     def stop(self) -> None:
         """Stops every started component, newest first: SIGTERM, then SIGKILL."""

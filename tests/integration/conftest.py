@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from streamdist_dev.controlplane import ControlPlane, bin_dir
-from streamdist_dev.kubectl import Kubectl, install_crds, namespace_name
+from streamdist_dev.kubectl import Kubectl, namespace_name
 from streamdist_dev.operator import OperatorProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -24,16 +24,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """A running ControlPlane; its admin kubeconfig is ``control_plane.kubeconfig``."""
-    bins = bin_dir()
     # Test-only KWOK Stages (crashes, back-off, image pulls): they act only on pods a
     # test marks (annotation streamdist.test/crash, or an output name prefix "kwok-").
     stages = sorted((REPO_ROOT / "tests" / "integration" / "kwok").glob("*.yaml"))
-    with ControlPlane(
-        tmp_path_factory.mktemp("control-plane"),
-        bins,
-        kwok_stages=stages,
-    ) as cp:
-        install_crds(cp)
+    with ControlPlane(tmp_path_factory.mktemp("control-plane"), bin_dir(), kwok_stages=stages, crds=True) as cp:
         yield cp
 
 

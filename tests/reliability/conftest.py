@@ -12,7 +12,7 @@ import pytest
 
 from streamdist_dev import audit
 from streamdist_dev.controlplane import ControlPlane, bin_dir
-from streamdist_dev.kubectl import Kubectl, install_crds
+from streamdist_dev.kubectl import Kubectl
 from streamdist_dev.operator import OperatorProcess
 from tests.integration.conftest import k, ns  # noqa: F401
 
@@ -34,12 +34,7 @@ AUDIT_POLICY = audit.policy({"level": "Metadata", "users": list(REPLICA_USERS)})
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """The integration suite's control plane (CRDs installed), with nodes that never flap
     and an audit log of the peering test's replicas (``control_plane.audit``)."""
-    with ControlPlane(
-        tmp_path_factory.mktemp("control-plane"),
-        bin_dir(),
-        audit_policy=AUDIT_POLICY,
-    ) as cp:
-        install_crds(cp)
+    with ControlPlane(tmp_path_factory.mktemp("control-plane"), bin_dir(), audit_policy=AUDIT_POLICY, crds=True) as cp:
         yield cp
 
 

@@ -129,6 +129,14 @@ def parse_or_none(text: str) -> urls.Destination | None:
         return None
 
 
+def parsed(text: str) -> urls.Destination:
+    """What ``text`` parses to; an example that does not parse is dropped (assume)."""
+    dest = parse_or_none(text)
+    assume(dest is not None)
+    assert dest is not None
+    return dest
+
+
 # --- parse and mask never crash --------------------------------------------------------
 
 
@@ -148,9 +156,7 @@ def test_parse_rejects_with_urlerror_only_and_mask_never_raises(text: str) -> No
 @given(st.one_of(urlish, srt_udp_urls, secret_url().map(lambda c: c[0])))
 def test_accepted_urls_are_plain(text: str) -> None:
     """What parse accepts has no whitespace, control or shell character, and a real port."""
-    dest = parse_or_none(text)
-    assume(dest is not None)
-    assert dest is not None
+    dest = parsed(text)
     assert not re.search(r"[\x00-\x20\x7f\\\"'`$;|<>]", text)
     assert 1 <= dest.port <= 65535
     assert dest.scheme in urls.SCHEMES
@@ -228,9 +234,7 @@ def _args(url: str) -> list[str]:
 @example("rtmp://h.example/app/key?-f=null")
 @example("rtsp://h.example/x?-rtsp_flags=listen")
 def test_destination_is_one_last_argv_element(text: str) -> None:
-    dest = parse_or_none(text)
-    assume(dest is not None)
-    assert dest is not None
+    dest = parsed(text)
     args = _args(text)
     assert args[-1] == text
     assert not args[-1].startswith("-")
@@ -262,9 +266,7 @@ def ffmpeg_options(url: str) -> list[tuple[str, str]]:
 @example("srt://h.example:9000?%6Dode=listener")
 @example("srt://h.example:9000?mode=%6Cistener")
 def test_ffmpeg_reads_no_option_and_no_mode_the_operator_did_not_see(text: str) -> None:
-    dest = parse_or_none(text)
-    assume(dest is not None)
-    assert dest is not None
+    dest = parsed(text)
     options = ffmpeg_options(text)
     read = {key for key, _ in options if key}
     unknown = read - urls.ALLOWED_QUERY[dest.scheme]
