@@ -137,22 +137,12 @@ pack() { # rootfs name out [oci.py args...]
   python3 "$OCI" --rootfs "$root" --name "$name" --out "$out" "$@" >/dev/null
 }
 
-# The final stage's run-time config of a Dockerfile, as oci.py flags (one per line).
 chroot_apt() { # rootfs packages...: Debian packages into the rootfs, no recommends, lists cleaned
   local root=$1; shift
   in_chroot "$root" sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $* >/dev/null && apt-get clean"
 }
 
-finish_image() { # rootfs name Dockerfile out t0: slimmed, packed with the Dockerfile's config, removed
-  local root=$1 name=$2 df=$3 out=$4 t0=$5
-  slim "$root"
-  log "$name: packing"
-  dockerfile_config "$df"
-  pack "$root" "localhost/streamdist/$name:$VERSION" "$out" "${CONFIG[@]}"
-  rm -rf "$root"
-  log "$name: took $(( $(now) - t0 ))s"
-}
-
+# The final stage's run-time config of a Dockerfile, as oci.py flags (one per line).
 dockerfile_config() { # Dockerfile -> fills the array CONFIG
   mapfile -t CONFIG < <(python3 "$DOCKERFILE" "$1" --oci-args)
   [[ ${#CONFIG[@]} -gt 0 ]] || die "no run-time config read from $1"
@@ -249,7 +239,7 @@ build_operator() {
   src=$(cd "$REPO_ROOT" && find "${copies[@]}" -type f ! -path '*/__pycache__/*' ! -path '*.egg-info/*' -print0 |
     sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
   k=$(key "$src" "$OCI" "$SUITE" "$df" "$DOCKERFILE" \
-    "$(recipe build_operator base_rootfs fresh_copy in_chroot chroot_apt add_user finish_image slim pack dockerfile_config)")
+    "$(recipe build_operator base_rootfs fresh_copy in_chroot chroot_apt add_user slim pack dockerfile_config)")
   out="$CACHE/operator-$k.tar"
   if [[ ! -f "$out" ]]; then
     local root="$CACHE/work/operator" t0; t0=$(now)
@@ -277,7 +267,12 @@ build_operator() {
       /opt/venv/bin/streamdist --help >/dev/null'
     rm -rf "$root/src" "$root/wheels"
     add_user "$root" streamdist
-    finish_image "$root" operator "$df" "$out" "$t0"
+    slim "$root"
+    log "operator: packing"
+    dockerfile_config "$df"
+    pack "$root" "localhost/streamdist/operator:$VERSION" "$out" "${CONFIG[@]}"
+    rm -rf "$root"
+    log "operator: took $(( $(now) - t0 ))s"
   fi
   echo "localhost/streamdist/operator:$VERSION $out"
 }

@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from streamdist_dev.chart import find, rendered
 from streamdist_dev.procs import free_ports, reap, spawn, tail
 from streamdist_dev.wait import http_ok, wait_for
 
@@ -54,8 +55,6 @@ def apply_all(kubectl: Any, *objs: dict[str, Any]) -> None:
 
 def chart_page_rules() -> list[dict[str, Any]]:
     """The rules the chart gives the page's ServiceAccount for anonymous reading."""
-    from tests.install.install_tools import find, rendered
-
     (role,) = find(rendered("--set", "ui.enabled=true", "--set", "ui.anonymousRead=true"), "ClusterRole", "streamdist-ui")
     return role["rules"]  # type: ignore[no-any-return]
 

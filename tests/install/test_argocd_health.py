@@ -22,7 +22,8 @@ from streamdist.status import (
     one_line_error,
     output_phase,
 )
-from tests.install.install_tools import KINDS, REPO, run_health
+from streamdist_dev.chart import REPO
+from tests.install.install_tools import KINDS, run_health
 
 pytestmark = pytest.mark.timeout(600)
 

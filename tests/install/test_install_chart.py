@@ -12,18 +12,8 @@ import pytest
 import yaml
 
 from streamdist import settings as sd_settings
-from tests.install.install_tools import (
-    CHART,
-    HACK,
-    KINDS,
-    REPO,
-    find,
-    flat_rules,
-    health_source,
-    helm,
-    rendered,
-    versions,
-)
+from streamdist_dev.chart import CHART, HACK, REPO, find, helm, rendered, versions
+from tests.install.install_tools import KINDS, flat_rules, health_source
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from streamdist_dev.audit import Request
+from streamdist_dev.chart import CHART, REPO, helm
 from streamdist_dev.controlplane import ControlPlane, free_ports
 from streamdist_dev.operator import OperatorProcess
 from tests.install.conftest import (
@@ -35,7 +36,7 @@ from tests.install.conftest import (
     SA_USER,
     kjson,
 )
-from tests.install.install_tools import CHART, REPO, flat_rules, helm, run_health
+from tests.install.install_tools import flat_rules, run_health
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 

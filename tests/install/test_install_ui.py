@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.install.install_tools import CHART, find, helm, rendered
+from streamdist_dev.chart import CHART, find, helm, rendered
 
 pytestmark = pytest.mark.timeout(300)
 

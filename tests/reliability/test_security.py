@@ -145,7 +145,7 @@ def test_router_api_stays_inside_and_takes_only_the_operators_credential(rk: Kub
 
 
 def _chart_pod() -> dict[str, Any]:
-    from tests.install.install_tools import helm
+    from streamdist_dev.chart import helm
 
     rendered = helm("template", "rel", str(REPO / "charts/streamdist"), "--namespace", "streamdist-system").stdout
     (sts,) = [d for d in yaml.safe_load_all(rendered) if d and d.get("kind") in ("StatefulSet", "Deployment")]
