@@ -28,7 +28,6 @@ import os
 import random
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -43,6 +42,7 @@ import yaml
 
 from streamdist.mediamtx import MediaMTXClient, PathSample
 from streamdist_dev import wait
+from streamdist_dev.procs import reap, spawn
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -203,21 +203,11 @@ class ManagedProcess:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        full_env = dict(os.environ)
-        if env:
-            full_env.update(env)
         self.started_at = time.monotonic()
-        self.popen = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=str(cwd) if cwd else None,
-            env=full_env,
-            start_new_session=True,
-        )
+        # no PR_SET_PDEATHSIG: it fires when the starting thread ends, and tests start
+        # these from thread pools; stop(), stop_all() and the atexit hook stop them
+        self.popen = spawn(self.argv, log_path, cwd=cwd, env={**os.environ, **(env or {})}, death_signal=None,
+                           append=False)
         # When it exited, to the millisecond, without anyone polling (exit-time tests).
         self.exited_at: float | None = None
         threading.Thread(target=self._reap, name=f"reap-{name}", daemon=True).start()
@@ -246,8 +236,6 @@ class ManagedProcess:
             raise TimeoutError(f"{self.name} still running after {timeout}s; log:\n{self.tail()}") from None
 
     def log_text(self) -> str:
-        with contextlib.suppress(ValueError):  # already closed
-            self._log.flush()
         try:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
@@ -263,16 +251,7 @@ class ManagedProcess:
 
     def stop(self, grace: float = 5.0) -> int | None:
         """Stop the process (and its session): SIGTERM, then SIGKILL after ``grace``."""
-        if self.alive():
-            self.signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.popen.wait(timeout=5)
-        if not self._log.closed:
-            self._log.close()
+        reap(self.popen, grace, group=True)
         _live.discard(self)
         return self.popen.poll()
 
