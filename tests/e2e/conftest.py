@@ -27,9 +27,6 @@ from streamdist_dev.kubectl import Kubectl, install_crds, namespace_name
 from streamdist_dev.node import IMAGES, NodeCluster, node_supported
 from streamdist_dev.operator_pods import OperatorPods
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
 
 @pytest.fixture(scope="session")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:

@@ -16,8 +16,6 @@ from streamdist_dev.kubectl import Kubectl
 from streamdist_dev.operator import OperatorProcess
 from tests.integration.conftest import k, ns  # noqa: F401
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
