@@ -537,17 +537,20 @@ class Scenario:
         per = self.outputs // self.inputs
         return write_manifests(self.work / "manifest.yaml", docs or manifests(self.inputs, per))
 
-    def settled(self, timeout: float, interval: float = 0.5) -> bool:
+    def settled(self, timeout: float, interval: float = 0.2) -> bool:
         """Waits until every output streams and every input is up (False at the timeout)."""
         return bool(wait_until(lambda: self.watcher.settled(self.outputs, self.inputs), timeout, interval))
 
 
 @contextlib.contextmanager
-def scenario(work: Path, inputs: int, per: int) -> Iterator[Scenario]:
+def scenario(
+    work: Path, inputs: int, per: int, pod_cidr: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[Scenario]:
+    """``pod_cidr``: where KWOK gives pods their addresses; ``env``: the operator's settings."""
     outputs = inputs * per
-    with Cluster(work / "cluster", nodes=nodes_for(outputs + inputs)) as cl:
+    with Cluster(work / "cluster", nodes=nodes_for(outputs + inputs), pod_cidr=pod_cidr) as cl:
         ns = cl.namespace("bench")
-        op = cl.start_operator()
+        op = cl.start_operator(env=env)
         assert op.proc is not None
         watcher = Watcher(cl.cp.kubeconfig, ns).start()
         yield Scenario(cl, ns, op, op.proc.pid, watcher, work, inputs, outputs)

@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 from . import cluster, podpages
-from .cluster import OPERATOR_USER, Cluster, RssSampler, Watcher
-from .common import Opts, Result, Table, counts, cpu_seconds, measured, say, wait_until
+from .cluster import OPERATOR_USER, RssSampler, Watcher
+from .common import Opts, Result, Table, counts, cpu_seconds, measured, wait_until
 
 NAME = "steady"
 TITLE = "steady state: status patches and CPU of quiet outputs"
@@ -64,25 +64,17 @@ def measure(opts: Opts, inputs: int, per: int, window: float, telemetry: bool = 
     (bench/podpages.py). Off: as on any KWOK cluster, nothing to read."""
     outputs = inputs * per
     work = opts.dir(f"{NAME}-{inputs}x{per}" + ("-telemetry" if telemetry else ""))
-    manifest = cluster.write_manifests(work / "manifest.yaml", cluster.manifests(inputs, per))
     pages = podpages.PodPages().start() if telemetry else None
     env = {"STREAMDIST_TELEMETRY": "true", "STREAMDIST_TELEMETRY_PORT": str(pages.port)} if pages else {}
     try:
-        with Cluster(work / "cluster", nodes=cluster.nodes_for(outputs + inputs),
-                     pod_cidr=podpages.POD_CIDR if pages else None) as cl:  # fmt: skip
-            ns = cl.namespace("bench")
-            op = cl.start_operator(env=env)
-            assert op.proc is not None
-            pid = op.proc.pid
-            watcher = Watcher(cl.cp.kubeconfig, ns).start()
-            cl.apply(ns, manifest)
-            settled = wait_until(lambda: watcher.settled(outputs, inputs), 60 + outputs * 0.4)
-            if not settled:
+        with cluster.scenario(work, inputs, per, podpages.POD_CIDR if pages else None, env) as sc:
+            cl, op, pid, watcher = sc.cl, sc.op, sc.pid, sc.watcher
+            cl.apply(sc.ns, sc.manifest())
+            if not sc.settled(60 + outputs * 0.4):
                 raise RuntimeError(f"only {watcher.streaming_count()}/{outputs} outputs Streaming")
-            if pages:
-                # every output's status holds its pod's telemetry before the window opens
-                if not wait_until(lambda: _with_link(watcher) >= outputs, 120):
-                    raise RuntimeError(f"only {_with_link(watcher)}/{outputs} outputs show their pod's telemetry")
+            # every output's status holds its pod's telemetry before the window opens
+            if pages and not wait_until(lambda: _with_link(watcher) >= outputs, 120):
+                raise RuntimeError(f"only {_with_link(watcher)}/{outputs} outputs show their pod's telemetry")
             cl.wait_quiet(OPERATOR_USER, 2 * cluster.RESYNC_SECONDS, timeout=120)
             rss = RssSampler(pid)
             rss.start()

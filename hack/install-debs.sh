@@ -12,7 +12,7 @@
 #   chromium    the headless browser the control room's tests (streamdist ui) drive with
 #               Playwright (which downloads no browser of its own)
 #   linux-perf, valgrind: the mediaprofile benchmark (perf stat/record, callgrind)
-#   iptables    the random loss of the impaired SRT link (tests/harness/impair.py:
+#   iptables    the random loss of the impaired SRT link (dev/streamdist_dev/impair.py:
 #               the `statistic` match, inside a network namespace the test creates)
 #
 # Idempotent: installs only what is missing (hack/lib/apt.sh).

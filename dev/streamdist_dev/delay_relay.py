@@ -1,4 +1,4 @@
-"""The delaying UDP relay of tests/harness/impair.py, run inside the test's network
+"""The delaying UDP relay of dev/streamdist_dev/impair.py, run inside the test's network
 namespace: every datagram from the peer waits DELAY ms before it goes on to the target
 (127.0.0.1:TARGET); the target's answers go straight back to the peer that spoke last.
 Stdlib only (it runs as a script); it stops by itself after LIFETIME seconds.

@@ -94,6 +94,6 @@ def link(tag: str | None = None) -> Iterator[Link]:
 def start_relay(lnk: Link, listen_port: int, target_port: int, delay_ms: float,
                 group: media.ProcessGroup) -> media.ManagedProcess:  # fmt: skip
     """The delaying relay, inside the namespace: lnk.far:listen_port -> 127.0.0.1:target_port."""
-    # -I: not the script's directory on sys.path (tests/harness/operator.py would shadow the stdlib)
+    # -I: not the script's directory on sys.path (dev/streamdist_dev/operator.py would shadow the stdlib)
     argv = lnk.ns(sys.executable, "-I", str(RELAY), lnk.far, str(listen_port), str(target_port), str(delay_ms))
     return group.start(f"relay-{listen_port}", argv)

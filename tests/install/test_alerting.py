@@ -26,10 +26,11 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from tests.install.install_tools import REPO, find, prometheus_bin, rendered
 
 from streamdist import metrics
 from streamdist.handlers.context import Indexes
+from streamdist_dev.chart import REPO, find, rendered
+from tests.install.install_tools import prometheus_bin
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -27,12 +27,13 @@ from typing import Any
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
-from tests.install.install_tools import CHART, REPO, find, promtool, rendered
 
 from streamdist import metrics, render, telemetry, urls
 from streamdist.handlers.context import Indexes
 from streamdist.models import parse_output
 from streamdist.settings import Settings
+from streamdist_dev.chart import CHART, REPO, find, rendered
+from tests.install.install_tools import promtool
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.harness import impair, media, rendered
 
 from streamdist import telemetry
 from streamdist.handlers.telemetry import fetch
+from streamdist_dev import impair, media, rendered
 
 pytestmark = pytest.mark.media
 
