@@ -41,38 +41,25 @@ build() {
 }
 
 # Alertmanager from a copy of its module (ui/app/dist added), built with the module's
-# own go.mod and go.sum; once, under the same lock scheme as go_install_cached.
+# own go.mod and go.sum, cached like the others (hack/lib/go-install.sh).
 build_alertmanager() {
-  local cache=${STREAMDIST_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamdist/bin}
-  local dest="$cache/alertmanager-$ALERTMANAGER_VERSION/alertmanager"
-  if [[ -x "$dest" ]]; then
-    echo "build-alertmanager: already built" >&2; echo "$dest"; return 0
-  fi
-  mkdir -p "$cache"
-  (
-    exec 9>"$cache/.lock-alertmanager"
-    flock 9
-    [[ -x "$dest" ]] && exit 0
-    scratch=$(mktemp -d "$cache/.build-alertmanager.XXXXXX")
-    trap 'chmod -R u+w "$scratch" 2>/dev/null; rm -rf "$scratch"' EXIT
-    t0=$(date +%s)
-    dir=$(cd "$scratch" && GOFLAGS=-mod=mod go mod download -json "$am@$ALERTMANAGER_VERSION" |
-      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-    [[ -d "$dir" ]] || { echo "build-alertmanager: module not downloaded" >&2; exit 1; }
-    cp -r "$dir" "$scratch/src" && chmod -R u+w "$scratch/src"
-    for ui in elm mantine; do
-      mkdir -p "$scratch/src/ui/app/dist/$ui"
-      printf '%s\n' '<!doctype html><title>Alertmanager</title><p>The web UI is not built here (hack/build-prometheus.sh); the API under /api/v2 works.' \
-        > "$scratch/src/ui/app/dist/$ui/index.html"
-    done
-    echo "build-alertmanager: building $am@$ALERTMANAGER_VERSION (a few minutes cold)" >&2
-    (cd "$scratch/src" && CGO_ENABLED=0 nice -n 10 go build -trimpath -mod=readonly \
-      -ldflags "$(ldflags "${ALERTMANAGER_VERSION#v}")" -o "$scratch/alertmanager" ./cmd/alertmanager) || exit 1
-    mkdir -p "$(dirname "$dest")"
-    mv -f "$scratch/alertmanager" "$dest.tmp" && mv -f "$dest.tmp" "$dest"
-    echo "build-alertmanager: took $(( $(date +%s) - t0 ))s" >&2
-  ) || return 1
-  echo "$dest"
+  cached_build alertmanager "$ALERTMANAGER_VERSION" _alertmanager
+}
+
+_alertmanager() { # scratch
+  local scratch=$1 dir ui
+  dir=$(cd "$scratch" && GOFLAGS=-mod=mod go mod download -json "$am@$ALERTMANAGER_VERSION" |
+    sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [[ -d "$dir" ]] || { echo "build-alertmanager: module not downloaded" >&2; return 1; }
+  cp -r "$dir" "$scratch/src" && chmod -R u+w "$scratch/src"
+  for ui in elm mantine; do
+    mkdir -p "$scratch/src/ui/app/dist/$ui"
+    printf '%s\n' '<!doctype html><title>Alertmanager</title><p>The web UI is not built here (hack/build-prometheus.sh); the API under /api/v2 works.' \
+      > "$scratch/src/ui/app/dist/$ui/index.html"
+  done
+  echo "build-alertmanager: building $am@$ALERTMANAGER_VERSION (a few minutes cold)" >&2
+  (cd "$scratch/src" && CGO_ENABLED=0 nice -n 10 go build -trimpath -mod=readonly \
+    -ldflags "$(ldflags "${ALERTMANAGER_VERSION#v}")" -o "$scratch/bin/alertmanager" ./cmd/alertmanager)
 }
 
 [[ $# -gt 0 ]] || set -- promtool prometheus alertmanager
