@@ -30,9 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.harness import media, rendered
-
 from streamdist import switch_state
+from streamdist_dev import media, rendered
 
 from .common import CLK_TCK, REPO_ROOT, Opts, Result, Table, say, summary, verdict
 

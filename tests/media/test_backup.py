@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.harness import media, rendered
+
+from streamdist_dev import media, rendered
 from tests.media.test_fallback import _segments
 
 pytestmark = pytest.mark.media

@@ -17,8 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.environ["SWITCH_DIR"])
-from switchlib import ts
+from switchlib import ts  # the test's PYTHONPATH: images/ffmpeg
 
 DIR = Path(os.environ["FAKE_DIR"])
 ADTS = bytes([0xFF, 0xF1, 0x4C, 0x80, 0x01, 0x5F, 0xFC]) + b"\x21\x10\x04"

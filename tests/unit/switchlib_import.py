@@ -1,15 +1,13 @@
 """Import the backup switch's modules (images/ffmpeg, stdlib only, not a package of
-streamdist) the way the image runs them: its directory first on sys.path."""
+streamdist) the way the image runs them: its directory on the path (pytest's pythonpath,
+pyproject.toml)."""
 
 import importlib
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SWITCH_DIR = REPO / "images" / "ffmpeg"
 SWITCH = SWITCH_DIR / "streamdist_switch.py"
-if str(SWITCH_DIR) not in sys.path:
-    sys.path.insert(0, str(SWITCH_DIR))
 
 sw = importlib.import_module("streamdist_switch")
 ts = importlib.import_module("switchlib.ts")

@@ -120,7 +120,7 @@ def test_real_run_cuts_on_loss_returns_at_a_keyframe_plays_the_slate_and_stops_e
     api = _FakeApi()
     cred = tmp_path / "cred.json"
     cred.write_text(json.dumps({"user": "streamdist", "pass": net.hashed("derived-pass")}))
-    env = {**os.environ, "FAKE_DIR": str(tmp_path), "SWITCH_DIR": str(SWITCH_DIR), "http_proxy": "http://127.0.0.1:1"}
+    env = {**os.environ, "FAKE_DIR": str(tmp_path), "PYTHONPATH": str(SWITCH_DIR), "http_proxy": "http://127.0.0.1:1"}
     proc = subprocess.Popen(
         [sys.executable, str(SWITCH), "--path", "cam", "--api", api.url, "--ffmpeg", str(FAKE), "--ffprobe",
          str(FAKE), "--state-address", "127.0.0.1:0", "--state-credential", str(cred),
