@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from streamdist import credentials, render, switch_render, switch_state, urls
+from streamdist import confidence, credentials, render, switch_render, switch_state, urls
 from streamdist.models import CREDENTIAL_PROTOCOLS, StreamInput, StreamOutput, parse_input, parse_output
 from streamdist.settings import Settings
 from streamdist.status import PodView, last_error, one_line_error
@@ -189,6 +189,9 @@ class RenderedInput:
     metrics_port: int
     switch_argv: list[str] | None = None  # the backup switch sidecar, as rendered
     state_port: int = 0  # its GET /v1/state, on loopback
+    monitor_argv: list[str] | None = None  # the confidence monitor sidecar, as rendered
+    monitor_port: int = 0  # its HTTP endpoints, on loopback
+    monitor: ManagedProcess | None = None
     mediamtx: MediaMTX | None = None
     switch: ManagedProcess | None = None
     starts: int = 0
@@ -235,6 +238,8 @@ class RenderedInput:
         )
         if self.switch_argv:
             self.switch = self.group.start(f"switch-{self.name}-{self.starts}", self.switch_argv)
+        if self.monitor_argv:
+            self.monitor = self.group.start(f"monitor-{self.name}-{self.starts}", self.monitor_argv)
         return self.mediamtx
 
     @property
@@ -255,7 +260,14 @@ class RenderedInput:
         creds = self.plan.credentials
         return switch_state.fetch(LOOPBACK, self.state_port, creds.api_user, creds.api_password)
 
+    def monitor_get(self, path: str) -> tuple[int, bytes]:
+        """GET one of the confidence monitor's endpoints with the operator's credential."""
+        return confidence.get(LOOPBACK, self.monitor_port, path, self.plan.credentials.api_user,
+                              self.plan.credentials.api_password)  # fmt: skip
+
     def stop(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop(grace=5)
         if self.switch is not None:
             self.switch.stop(grace=5)
         if self.mediamtx is not None:
@@ -319,7 +331,10 @@ def prepare_input(
     deployment = _only(docs, "Deployment")
     pod_spec = deployment["spec"]["template"]["spec"]
     container, *sidecars = pod_spec["containers"]
-    assert [c["name"] for c in sidecars] == (["switch"] if inp.spec.backup else [])
+    expected = (["switch"] if inp.spec.backup else []) + (["monitor"] if settings.confidence_monitor else [])
+    assert [c["name"] for c in sidecars] == expected
+    monitor_spec = next((c for c in sidecars if c["name"] == "monitor"), None)
+    sidecars = [c for c in sidecars if c["name"] == "switch"]
 
     # the ConfigMap, mounted where the Deployment mounts it
     workdir = Path(workdir)
@@ -368,6 +383,7 @@ def prepare_input(
             overrides[f"MTX_{ingest.protocol.upper()}ADDRESS"] = f"{LOOPBACK}:{ingest.port}"
     assert not set(overrides) & set(env)
     switch_argv, state = _switch_argv(sidecars[0], pod_spec, api, rtsp, workdir, configmaps) if sidecars else (None, 0)
+    monitor_argv, monitor_port = _monitor_argv(monitor_spec, pod_spec, rtsp, workdir) if monitor_spec else (None, 0)
     return RenderedInput(
         model=inp,
         plan=plan,
@@ -386,6 +402,8 @@ def prepare_input(
         metrics_port=metrics,
         switch_argv=switch_argv,
         state_port=state,
+        monitor_argv=monitor_argv,
+        monitor_port=monitor_port,
     )
 
 
@@ -416,6 +434,27 @@ def _switch_argv(
         args.append(arg)
     assert set(moved.values()) <= set(args), f"switch args do not name the router's API, RTSP and state: {args}"
     return [sys.executable, str(FFMPEG_IMAGE_DIR / "streamdist_switch.py"), *args], state
+
+
+def _monitor_argv(container: dict[str, Any], pod_spec: dict[str, Any], rtsp: int, workdir: Path) -> tuple[list[str], int]:
+    """The confidence monitor sidecar's command + args, run from this checkout's
+    images/ffmpeg: the router's RTSP and its own port moved to loopback ports, the
+    router's ConfigMap where the kubelet would mount it."""
+    assert container["command"] == [switch_render.MONITOR_COMMAND], container["command"]
+    port = media.free_tcp_port()
+    moved = {f"rtsp://127.0.0.1:{render.RTSP_PORT}": f"rtsp://{LOOPBACK}:{rtsp}",
+             f":{switch_render.MONITOR_PORT}": f"{LOOPBACK}:{port}"}  # fmt: skip
+    volumes = {v["name"]: v for v in pod_spec.get("volumes") or []}
+    mounts = {m["mountPath"]: _volume_dir(volumes[m["name"]], workdir, {}) for m in container["volumeMounts"]}
+    args = []
+    for arg in container.get("args") or []:
+        arg = moved.get(arg, arg)
+        for mount_path, local in mounts.items():
+            if arg.startswith(mount_path.rstrip("/") + "/"):
+                arg = str(local) + arg[len(mount_path.rstrip("/")) :]
+        args.append(arg)
+    assert set(moved.values()) <= set(args), f"monitor args do not name the router's RTSP and its port: {args}"
+    return [sys.executable, str(FFMPEG_IMAGE_DIR / "streamdist_confidence.py"), *args], port
 
 
 def _volume_dir(volume: dict[str, Any], workdir: Path, configmaps: ConfigMaps) -> Path:

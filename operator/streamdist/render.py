@@ -224,8 +224,9 @@ def _udp_source(inp: StreamInput) -> str:
     return f"?source={net.network_address}" if net.num_addresses == 1 else ""
 
 
-def _users(inp: StreamInput, plan: RouterPlan, all_ingests: list[Ingest]) -> list[dict[str, Any]]:
-    """authInternalUsers: the operator, the readers, the publisher, the switch.
+def _users(inp: StreamInput, plan: RouterPlan, all_ingests: list[Ingest], monitor: bool) -> list[dict[str, Any]]:
+    """authInternalUsers: the operator, the readers, the publisher, the switch and the
+    confidence monitor (both sidecars: no credential, the pod's loopback only).
 
     Passwords are MediaMTX `sha256:` hashes; the publisher's user and password come
     from env (the input's credentials Secret), the file holding unguessable stand-ins.
@@ -242,16 +243,20 @@ def _users(inp: StreamInput, plan: RouterPlan, all_ingests: list[Ingest]) -> lis
         stand_in = credentials.hashed(creds.api_password + "/publisher")
         users.append({"user": stand_in, "pass": stand_in, "ips": list(inp.spec.allowed_sources),
                       "permissions": [{"action": "publish", "path": p} for p in published]})  # fmt: skip
+    local: list[dict[str, str]] = []
     if inp.spec.backup:
-        paths = [i.path for i in all_ingests]
-        users.append({"user": "any", "pass": "", "ips": list(LOOPBACK_NETS),
-                      "permissions": [{"action": "api"}, {"action": "publish", "path": name},
-                                      *({"action": "read", "path": p} for p in paths)]})  # fmt: skip
+        local += [{"action": "api"}, {"action": "publish", "path": name},
+                  *({"action": "read", "path": p} for p in (i.path for i in all_ingests))]  # fmt: skip
+    if monitor:
+        local.append({"action": "read", "path": name})  # the readers' path, as outputs see it
+    if local:
+        users.append({"user": "any", "pass": "", "ips": list(LOOPBACK_NETS), "permissions": local})
     return users
 
 
-def mediamtx_config(inp: StreamInput, port: int, plan: RouterPlan | None = None) -> str:
-    """The mediamtx.yml the router of this input runs with."""
+def mediamtx_config(inp: StreamInput, port: int, plan: RouterPlan | None = None, monitor: bool = False) -> str:
+    """The mediamtx.yml the router of this input runs with (``monitor``: with a
+    confidence monitor sidecar reading the readers' path)."""
     plan = plan or RouterPlan.for_render(inp)
     all_ingests = ingests(inp, port)
     return (
@@ -271,7 +276,7 @@ def mediamtx_config(inp: StreamInput, port: int, plan: RouterPlan | None = None)
             udp_scheme=UDP_SOURCE_SCHEME,
             udp_source=_udp_source(inp),
             slate=inp.spec.slate,
-            users=_users(inp, plan, all_ingests),
+            users=_users(inp, plan, all_ingests, monitor),
         )
     )
 
@@ -339,7 +344,7 @@ def render_input(
 def _input_values(inp: StreamInput, port: int, settings: Settings, plan: RouterPlan) -> dict[str, Any]:
     """What the input templates are rendered from."""
     meta = inp.metadata
-    config = mediamtx_config(inp, port, plan)
+    config = mediamtx_config(inp, port, plan, settings.confidence_monitor)
     secret_data = _credentials_data(inp, plan)
     return {
         "name": meta.name,
@@ -358,9 +363,11 @@ def _input_values(inp: StreamInput, port: int, settings: Settings, plan: RouterP
         "ingests": [i for i in ingests(inp, port) if i.listener],
         "switch": _switch_container(inp, settings),
         "switch_volumes": switch_render.volumes(inp),
+        "monitor": _monitor_container(inp, settings),
         "state_port": switch_render.STATE_PORT if inp.spec.backup else None,
+        "monitor_port": switch_render.MONITOR_PORT if settings.confidence_monitor else None,
         "config_files": {switch_render.CREDENTIAL_KEY: switch_render.credential_file(plan.credentials)}
-        if inp.spec.backup
+        if inp.spec.backup or settings.confidence_monitor
         else {},
         "service_type": inp.spec.service.type,
         "local_traffic": bool(inp.spec.allowed_sources) and inp.spec.service.type != "ClusterIP",
@@ -388,7 +395,8 @@ def _policy_values(inp: StreamInput, settings: Settings, all_ingests: list[Inges
     return {
         "readers": output_labels_of(inp.metadata.name),
         "operator_peer": operator,
-        "operator_ports": [API_PORT, METRICS_PORT, *([switch_render.STATE_PORT] if inp.spec.backup else [])],
+        "operator_ports": [API_PORT, METRICS_PORT, *([switch_render.STATE_PORT] if inp.spec.backup else []),
+                           *([switch_render.MONITOR_PORT] if settings.confidence_monitor else [])],
         "ingest_ports": [dict(p) for p in {tuple(sorted(p.items())): p for p in ingest_ports}.values()],
         "sources": sources,
     }
@@ -419,6 +427,20 @@ def _switch_container(inp: StreamInput, settings: Settings) -> dict[str, Any] | 
     """The backup switch: a sidecar (FFmpeg image) putting the live source on the
     readers' path, MediaMTX having no switch of its own (switch_render)."""
     return switch_render.container(inp, settings.ffmpeg_image, API_PORT, RTSP_PORT)
+
+
+def _monitor_container(inp: StreamInput, settings: Settings) -> dict[str, Any] | None:
+    """The confidence monitor: a sidecar (FFmpeg image) watching the readers' path for
+    black, frozen and silent (switch_render.monitor_args); None while switched off."""
+    if not settings.confidence_monitor:
+        return None
+    return {
+        "image": settings.ffmpeg_image,
+        "command": [switch_render.MONITOR_COMMAND],
+        "args": switch_render.monitor_args(inp, RTSP_PORT, settings.confidence_hold_seconds),
+        "port": switch_render.MONITOR_PORT,
+        "mounts": [{"name": switch_render.CONFIG_VOLUME, "mountPath": switch_render.CONFIG_DIR, "readOnly": True}],
+    }
 
 
 def input_read_url(namespace: str, input_name: str) -> str:

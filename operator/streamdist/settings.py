@@ -53,6 +53,12 @@ class Settings:
     key_secret: str = "default/streamdist-key"
     # A NetworkPolicy per input (off only where the CNI ignores them).
     network_policies: bool = True
+    # A confidence monitor in every router pod (images/ffmpeg/streamdist_confidence.py):
+    # black, frozen and silent inputs as conditions and metrics, a thumbnail. Off by
+    # default until the operator's health poll of it has run on a real node.
+    confidence_monitor: bool = False
+    # Black, frozen or silent this long sets the condition.
+    confidence_hold_seconds: float = 5.0
     # Where the operator's own pods run and how they are labelled: the routers'
     # NetworkPolicies let them (and only them, besides outputs) reach the control API.
     # Empty when the operator is not a pod (a host process): then no such rule.
@@ -96,6 +102,8 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         identity=env.get("POD_ID", ""),
         key_secret=env.get("STREAMDIST_KEY_SECRET") or f"{env.get('POD_NAMESPACE') or 'default'}/streamdist-key",
         network_policies=_flag(env.get("STREAMDIST_NETWORK_POLICIES", "true")),
+        confidence_monitor=_flag(env.get("STREAMDIST_CONFIDENCE_MONITOR", "false")),
+        confidence_hold_seconds=float(env.get("STREAMDIST_CONFIDENCE_HOLD_SECONDS", "5")),
         operator_namespace=env.get("POD_NAMESPACE", ""),
         operator_labels=_labels(env.get("STREAMDIST_OPERATOR_SELECTOR", "")),
         cluster_domain=env.get("STREAMDIST_CLUSTER_DOMAIN", "cluster.local"),

@@ -19,6 +19,10 @@ COMMAND = "streamdist-switch"
 # poll reads it with its control-API credential (checked against the hash in the
 # router's ConfigMap, mounted at CONFIG_DIR).
 STATE_PORT = 9996
+# The confidence monitor (images/ffmpeg/streamdist_confidence.py): /metrics,
+# /v1/state and /v1/thumbnail.jpg, to the same credential as the switch's state.
+MONITOR_COMMAND = "streamdist-confidence"
+MONITOR_PORT = 9995
 CONFIG_DIR = "/config"
 CREDENTIAL_KEY = "switch-credential.json"
 SLATE_DIR = "/slate"
@@ -102,3 +106,15 @@ def volumes(inp: StreamInput) -> list[dict[str, Any]]:
         out.append({"name": IMAGE_VOLUME, "configMap": {"name": ref.name, "optional": True,
                                                         "items": [{"key": ref.key, "path": SLATE_IMAGE}]}})  # fmt: skip
     return out
+
+
+def monitor_args(inp: StreamInput, rtsp_port: int, hold_seconds: float) -> list[str]:
+    """The confidence monitor's argv after its command: it reads the readers' path (what
+    every output gets: with a backup, the switch's output) on the pod's loopback."""
+    return [
+        "--path", inp.metadata.name,
+        "--rtsp", f"rtsp://127.0.0.1:{rtsp_port}",
+        "--listen", f":{MONITOR_PORT}",
+        "--credential", f"{CONFIG_DIR}/{CREDENTIAL_KEY}",
+        "--hold-seconds", f"{hold_seconds:g}",
+    ]  # fmt: skip
