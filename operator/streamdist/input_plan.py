@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import events, render, switch_state
+from . import confidence, events, render, switch_state
 from .events import Event
 from .handlers.memory import Endpoints, InputObservation
 from .models import StreamInput
@@ -28,6 +28,7 @@ class SeenInput:
     observation: InputObservation | None  # the latest health poll (None while the router is not ready)
     previous: dict[str, Any] = field(default_factory=dict)
     now: datetime | None = None
+    monitored: bool = False  # the router pod runs the confidence monitor (Black, Frozen, Silent)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ def plan_input(seen: SeenInput) -> InputDecision:
     phase, ready, recv = input_phase(seen.router_ready, receiving(observation), kept)
     active = active_source(inp, observation)
     conds = [ready, recv] + ([on_air(active)] if inp.spec.slate else [])
+    judged = confidence.conditions(observation.confidence if observation else None, receiving(observation))
+    conds += judged if seen.monitored else []
     switches = new_switches(inp, observation, previous)
     status = {
         "observedGeneration": inp.metadata.generation,
@@ -64,6 +67,8 @@ def plan_input(seen: SeenInput) -> InputDecision:
     reason = {"Live": "SourceLive", "Waiting": lost}.get(phase, ready.reason)
     message = recv.message if phase in ("Live", "Waiting") else ready.message
     found = [events.transition(previous, status, reason, message), *map(switch_event, switches)]
+    if seen.monitored:  # an Event when Black, Frozen or Silent turns True, and when it clears
+        found += [Event(*e) for e in confidence.transitions(previous.get("conditions"), judged)]
     if not inp.spec.backup:  # the switch reports its own switches (above); MediaMTX's slate does not
         cond = on_air(active)
         found.append(events.switched(previous.get("activeSource"), active, cond.reason, cond.message))

@@ -1,11 +1,13 @@
 """plan_input and plan_failure, table-tested: phases, conditions, Events and the switch
 of source, from hand-built observations."""
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
 
 from streamdist import mediamtx
+from streamdist.confidence import ConfidenceState
 from streamdist.handlers.memory import InputObservation
 from streamdist.input_plan import SeenInput, plan_failure, plan_input
 from streamdist.models import parse_input
@@ -125,3 +127,32 @@ def test_a_replica_that_has_not_polled_yet_keeps_the_phase():
     assert plan_input(_seen(observation=None, previous={"phase": "Waiting"})).status["phase"] == "Waiting"
     assert plan_input(_seen(observation=None, previous={})).status["phase"] == "Waiting"
     assert plan_input(_seen(router_ready=False, previous={"phase": "Live"})).status["phase"] == "Pending"
+
+
+def _monitored(ready: bool, active: frozenset[str] = frozenset(), running: bool = True) -> InputObservation:
+    obs = _observed(ready)
+    return dataclasses.replace(obs, confidence=ConfidenceState(running, 5.0, active))
+
+
+def test_black_frozen_silent_only_with_the_monitor():
+    plain = plan_input(_seen(observation=_observed(True))).status
+    assert {c["type"] for c in plain["conditions"]} == {"Ready", "Receiving"}
+    status = plan_input(_seen(observation=_monitored(True), monitored=True)).status
+    assert [(c["type"], c["status"]) for c in status["conditions"][2:]] == [
+        ("Black", "False"), ("Frozen", "False"), ("Silent", "False")]  # fmt: skip
+
+
+def test_black_set_and_cleared_once_each_with_no_write_while_steady():
+    live = plan_input(_seen(observation=_monitored(True), monitored=True, previous={})).status
+    black = plan_input(_seen(observation=_monitored(True, frozenset({"black"})), monitored=True, previous=live))
+    assert _cond(black.status, "Black")["status"] == "True"
+    assert [(e.type, e.reason) for e in black.events] == [("Warning", "BlackPicture")]
+    # steady: the same status again (nothing to write), no Event
+    again = plan_input(_seen(observation=_monitored(True, frozenset({"black"})), monitored=True, previous=black.status))
+    assert again.status == black.status and again.events == ()
+    cleared = plan_input(_seen(observation=_monitored(True), monitored=True, previous=black.status))
+    assert [(e.type, e.reason) for e in cleared.events] == [("Normal", "BlackCleared")]
+    # the source going away is SourceLost's news; Black turns Unknown, which also clears it
+    lost = plan_input(_seen(observation=_monitored(False, frozenset({"black"})), monitored=True, previous=black.status))
+    assert [(e.type, e.reason) for e in lost.events] == [("Warning", "SourceLost"), ("Normal", "BlackCleared")]
+    assert _cond(lost.status, "Black")["reason"] == "NotMonitoring"

@@ -7,11 +7,13 @@ turn them into status, writing only what really moved.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .. import render, switch_render, switch_state
+from .. import confidence, render, switch_render, switch_state
+from ..confidence import ConfidenceError, ConfidenceState
 from ..mediamtx import MediaMTXAPIError, MediaMTXClient, Session
 from ..switch_state import SwitchState, SwitchStateError
 from .context import Context, logline
@@ -54,9 +56,27 @@ def poll(ctx: Context, key: InputKey, applied: Applied) -> bool:
             return True
         return False
     switch = _switch_state(ctx, key, applied, before)
-    memory.observation = InputObservation(health, sample, switch=switch)
+    monitor = _confidence_state(ctx, key, applied, before)
+    memory.observation = InputObservation(health, sample, switch=switch, confidence=monitor)
     _measure_outputs(ctx, key, readers)
-    return before is None or before.health != health or before.switch != switch
+    return before is None or before.health != health or before.switch != switch or before.confidence != monitor
+
+
+def _confidence_state(
+    ctx: Context, key: InputKey, applied: Applied, before: InputObservation | None
+) -> ConfidenceState | None:
+    """With the confidence monitor: black, frozen, silent as it says, from its endpoint
+    on the router pod (the thumbnail's age dropped); None (logged once) while it cannot
+    be read."""
+    if not ctx.settings.confidence_monitor:
+        return None
+    try:
+        state = confidence.fetch(applied.api_host, switch_render.MONITOR_PORT, *applied.api_auth, timeout=POLL_TIMEOUT)
+    except ConfidenceError as exc:
+        if before is None or before.confidence is not None:
+            logline("monitor-unreachable", namespace=key.namespace, input=key.name, error=str(exc)[:200])
+        return None
+    return dataclasses.replace(state, thumbnail_age=None)
 
 
 def _switch_state(ctx: Context, key: InputKey, applied: Applied, before: InputObservation | None) -> SwitchState | None:

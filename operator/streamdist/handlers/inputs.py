@@ -74,6 +74,7 @@ def observe(
         observation=ctx.memory.input(key).observation,
         previous=previous,
         now=datetime.now(UTC),
+        monitored=ctx.settings.confidence_monitor,
     )
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..confidence import ConfidenceState
 from ..mediamtx import InputHealth, PathSample
 from ..schedule import Placed
 from ..switch_state import SwitchState
@@ -63,6 +64,9 @@ class InputObservation:
     sample: PathSample | None
     error: str = ""
     switch: SwitchState | None = None  # with a backup: what the switch says is on air, and its switches
+    # with the confidence monitor: black, frozen, silent (its thumbnail's age left out:
+    # it moves every poll, and an observation that moves re-plans the input)
+    confidence: ConfidenceState | None = None
 
 
 @dataclass(frozen=True)
