@@ -44,7 +44,7 @@ node-deps:
 lint: venv
 	$(VENV)/bin/ruff check operator dev tests bench hack images
 	$(VENV)/bin/mypy
-	MYPYPATH=images/ffmpeg $(VENV)/bin/mypy --strict images/ffmpeg/streamdist_switch.py
+	MYPYPATH=images/ffmpeg $(VENV)/bin/mypy --strict images/ffmpeg/streamdist_switch.py images/ffmpeg/streamdist_confidence.py
 
 test: deps lint
 	bash hack/run-tests.sh

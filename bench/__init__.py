@@ -12,6 +12,7 @@ latency        delay added by the relay, per output protocol
 schedule       1,000 scheduled outputs: windows opening/closing at the same second
 telemetry      1,000 settled outputs: operator CPU, RSS, status writes, pods read vs not
 failover       receiver's gap at each switch between primary and backup source
+confidence     the confidence monitor's CPU and memory per input at 1080p30 6 Mbit/s
 =============  ================================================================
 
 Run ``python -m bench`` (``make bench``); ``--only NAME`` for one, ``--quick`` for
@@ -29,6 +30,7 @@ from typing import TextIO
 
 from . import (
     common,
+    confidence,
     failover,
     latency,
     mediacost,
@@ -44,7 +46,7 @@ from . import (
 from .common import Opts, Result
 
 BENCHMARKS = (scale, steady, restart, mediacost, mediaprofile, nodecost, recovery, latency, schedule, telemetry,
-              failover)
+              failover, confidence)
 
 
 def by_name(name: str):  # type: ignore[no-untyped-def]

@@ -106,6 +106,10 @@ class StatusCollector(Collector):
         rate = _gauge("streamdist_input_bitrate_kbps", "kbit/s the source sends to an input.", "namespace", "input")
         readers = _gauge("streamdist_input_readers", "Readers of an input.", "namespace", "input")
         phase = _gauge("streamdist_input_phase", "1 for the phase an input is in.", "namespace", "input", "phase")
+        # From the conditions the confidence monitor's readings set (the monitor itself
+        # answers only the operator): 1 while True, 0 while False, no sample while Unknown.
+        judged = _gauge("streamdist_input_confidence", "1 while the input is Black, Frozen or Silent (condition).",
+                        "namespace", "input", "condition")  # fmt: skip
         idx = self.ctx.idx
         for (ns, name), bodies in idx.items(idx.inputs):
             status = _first(bodies).get("status") or {}
@@ -113,7 +117,14 @@ class StatusCollector(Collector):
             readers.add_metric([ns, name], float(status.get("readers") or 0))
             for value in INPUT_PHASES:
                 phase.add_metric([ns, name, value], 1.0 if status.get("phase") == value else 0.0)
-        yield from (rate, readers, phase)
+            for kind in CONFIDENCE_CONDITIONS:
+                cond = _condition(status, kind)
+                if cond and cond.get("status") in ("True", "False"):
+                    judged.add_metric([ns, name, kind], 1.0 if cond["status"] == "True" else 0.0)
+        yield from (rate, readers, phase, judged)
+
+
+CONFIDENCE_CONDITIONS = ("Black", "Frozen", "Silent")  # streamdist.confidence.CONDITION_TYPES
 
 
 def _first(store: Any) -> dict[str, Any]:

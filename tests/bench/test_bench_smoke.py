@@ -16,7 +16,7 @@ from bench.common import Opts, Result
 from streamdist_dev import media
 
 CLUSTER = ("scale", "steady", "restart", "schedule", "telemetry")
-MEDIA = ("mediacost", "mediaprofile", "recovery", "latency", "failover")
+MEDIA = ("mediacost", "mediaprofile", "recovery", "latency", "failover", "confidence")
 
 
 def _number(value: Any) -> bool:
@@ -87,6 +87,9 @@ def test_media_benchmark(name: str, tmp_path: Path) -> None:
     elif name == "recovery":
         for key, o in f.items():
             assert _number(o["recovered_s"]), (key, o)
+    elif name == "confidence":
+        assert f["alive"] and f["cpu_per_min"] > 0 and f["pss_mb"] > 0 and f["processes"] == 2, f
+        assert f["thumbnail_age"] is not None and f["thumbnail_age"] < 5, f  # keyframes decoded to the end
     elif name == "failover":
         (run,) = f.values()
         assert run["switches"] >= 2 * run["cycles"], run  # each cycle: to the backup and back

@@ -265,7 +265,8 @@ def operator_exports() -> set[str]:
     out = {"metadata": {"name": "yt", "namespace": "live"}, "spec": {"input": "cam"},
            "status": {"phase": "Streaming", "reconnects": 1, "bitrateKbps": 6000,
                       "conditions": [{"type": "Degraded", "status": "False", "reason": "Nominal"}]}}
-    inp = {"metadata": {"name": "cam", "namespace": "live"}, "status": {"phase": "Live", "bitrateKbps": 6000}}
+    inp = {"metadata": {"name": "cam", "namespace": "live"}, "status": {"phase": "Live", "bitrateKbps": 6000,
+           "conditions": [{"type": "Black", "status": "True", "reason": "BlackPicture"}]}}
     idx = Indexes(inputs={("live", "cam"): [inp]}, outputs={("live", "yt"): [out]})
     registry = CollectorRegistry()
     registry.register(metrics.StatusCollector(SimpleNamespace(paused=False, idx=idx)))

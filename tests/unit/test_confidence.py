@@ -223,3 +223,9 @@ def test_router_pod_without_the_monitor_by_default():
     assert [c["name"] for c in pod["containers"]] == ["mediamtx"]
     cfg = yaml.safe_load(render.find(docs, "ConfigMap")["data"]["mediamtx.yml"])
     assert not [u for u in cfg["authInternalUsers"] if u["user"] == "any"]
+
+
+def test_the_operator_exports_each_condition():
+    from streamdist import metrics
+
+    assert metrics.CONFIDENCE_CONDITIONS == confidence.CONDITION_TYPES
