@@ -129,6 +129,7 @@ class Monitor:
     started: float = field(default_factory=time.monotonic)
     detectors: dict[str, Detector] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    last_failure: str = ""  # FFmpeg's last words when it last exited without reading
 
     def __post_init__(self) -> None:
         self.reset()
@@ -277,8 +278,11 @@ def run_once(args: argparse.Namespace, monitor: Monitor, audio: bool, stopping: 
     jpegs.join(timeout=2)
     with monitor.lock:
         was, monitor.running = monitor.running, False
-    if was or not stopping.is_set():
-        log("ffmpeg-exit", code=code, last=last[-200:])
+    # Without a source FFmpeg fails every --retry-seconds: its failure is logged when it
+    # changes (or after a run), not every time.
+    if (was or last != monitor.last_failure) and not stopping.is_set():
+        log("ffmpeg-exit", code=code, was_reading=was, last=last[-200:])
+    monitor.last_failure = "" if was else last
     return code, no_audio
 
 

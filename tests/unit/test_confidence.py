@@ -6,16 +6,22 @@ tests/media/test_confidence.py."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import importlib
 import io
+import threading
+from http.server import ThreadingHTTPServer
 
 import pytest
 import yaml
 from switchlib_import import net
+from test_router_client import good, server
 
-from streamdist import confidence, render, switch_render
+from streamdist import confidence, metrics, render, switch_render
 from streamdist.confidence import ConfidenceState
+from streamdist.handlers import context, health
+from streamdist.handlers.memory import Applied, InputKey
 from streamdist.models import StreamInput
 from streamdist.settings import Settings
 
@@ -213,7 +219,7 @@ def test_router_pod_with_the_monitor():
     creds = render.RouterPlan.for_render(_input()).credentials
     cred = render.find(docs, "ConfigMap")["data"][switch_render.CREDENTIAL_KEY]
     assert creds.api_password not in cred
-    header = "Basic " + __import__("base64").b64encode(f"{creds.api_user}:{creds.api_password}".encode()).decode()
+    header = "Basic " + base64.b64encode(f"{creds.api_user}:{creds.api_password}".encode()).decode()
     assert net.Credential(**dict(zip(("user", "hashed_password"), yaml.safe_load(cred).values(), strict=True))).allows(header)
 
 
@@ -226,6 +232,78 @@ def test_router_pod_without_the_monitor_by_default():
 
 
 def test_the_operator_exports_each_condition():
-    from streamdist import metrics
-
     assert metrics.CONFIDENCE_CONDITIONS == confidence.CONDITION_TYPES
+
+
+def test_router_pod_with_backup_and_monitor_keeps_the_switch_rights():
+    inp = StreamInput.model_validate({"apiVersion": "streamdist.io/v1alpha1", "kind": "StreamInput",
+                                      "metadata": {"name": "cam", "namespace": "live", "uid": "u-1"},
+                                      "spec": {"protocol": "udp", "backup": {"protocol": "udp", "port": 20001}}})  # fmt: skip
+    docs = render.render_input(inp, 20000, Settings(confidence_monitor=True))
+    pod = render.find(docs, "Deployment")["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["mediamtx", "switch", "monitor"]
+    cfg = yaml.safe_load(render.find(docs, "ConfigMap")["data"]["mediamtx.yml"])
+    (local,) = [u for u in cfg["authInternalUsers"] if u["user"] == "any"]
+    assert local["permissions"] == [{"action": "api"}, {"action": "publish", "path": "cam"},
+                                    {"action": "read", "path": "cam-primary"}, {"action": "read", "path": "cam-backup"},
+                                    {"action": "read", "path": "cam"}]  # fmt: skip
+    inside, _ = render.input_services(docs)
+    assert {p["name"] for p in inside["spec"]["ports"]} >= {"switch", "monitor"}
+
+
+def test_a_failing_ffmpeg_is_logged_when_its_failure_changes(tmp_path, capsys):
+    """Without a source the monitor's FFmpeg fails every retry: one log line, not one
+    each time (a stand-in FFmpeg that prints a line and exits)."""
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\necho 'rtsp://127.0.0.1:8554/cam: Server returned 404 Not Found' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    args = mon.parse_args(["--path", "cam", "--ffmpeg", str(fake)])
+    m = mon.Monitor(hold_seconds=5.0)
+    stopping = threading.Event()
+    for _ in range(3):
+        assert mon.run_once(args, m, True, stopping) == (1, False)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "ffmpeg-exit" in line]
+    assert len(lines) == 1 and "404 Not Found" in lines[0] and "was_reading=False" in lines[0]
+    assert m.running is False
+
+
+# --- the operator's health poll against the monitor's real HTTP side ------------------
+
+
+def test_the_health_poll_reads_the_monitor_and_ignores_the_thumbnail_age(tmp_path):
+    host = "127.0.9.5"
+    cred = tmp_path / "cred.json"
+    cred.write_text(switch_render.credential_file(render.RouterPlan.for_render(_input()).credentials))
+    creds = render.RouterPlan.for_render(_input()).credentials
+    clock = Clock()
+    m = mon.Monitor(hold_seconds=5.0, clock=clock)
+    m.running = True
+    m.on_edge("black", True)
+    clock.now += 6
+    m.on_jpeg(b"\xff\xd8\xff\xd9")
+    handler = type("H", (mon.Handler,), {"monitor": m, "credential": net.Credential.load(cred)})
+    httpd = ThreadingHTTPServer((host, switch_render.MONITOR_PORT), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    key = InputKey("live", "cam")
+    try:
+        ctx = context.Context(kube=None, settings=Settings(health_poll=True, confidence_monitor=True))  # type: ignore[arg-type]
+        ctx.idx.inputs = {("live", "cam"): [{}]}
+        with server(good, host, render.API_PORT):
+            applied = Applied("d", (), host, api_auth=(creds.api_user, creds.api_password))
+            ctx.memory.input(key).applied = applied
+            assert health.poll(ctx, key, applied) is True
+            seen = ctx.memory.input(key).observation
+            assert seen is not None and seen.confidence == ConfidenceState(True, 5.0, frozenset({"black"}), None)
+            health.poll(ctx, key, applied)  # the router's bitrate needs two samples: settled now
+            clock.now += 3  # only the thumbnail's age moved: nothing to re-plan
+            assert health.poll(ctx, key, applied) is False
+            m.on_edge("black", False)
+            assert health.poll(ctx, key, applied) is True
+            assert ctx.memory.input(key).observation.confidence.active == frozenset()  # type: ignore[union-attr]
+            # a wrong credential gets nothing: no state, the rest of the poll goes on
+            wrong = Applied("d", (), host, api_auth=(creds.api_user, "not-it"))
+            health.poll(ctx, key, wrong)
+            seen = ctx.memory.input(key).observation
+            assert seen is not None and seen.health is not None and seen.confidence is None
+    finally:
+        httpd.shutdown()
