@@ -115,3 +115,44 @@ def test_black_frozen_silent_set_and_cleared(tmp_path, group):
     # nobody else: no credential, or the readers' credential, gets nothing
     assert confidence.get(media.LOOPBACK, router.monitor_port, "/v1/thumbnail.jpg", "", "")[0] == 401
     assert confidence.get(media.LOOPBACK, router.monitor_port, "/metrics", creds.read_user, creds.read_password)[0] == 401
+
+
+def test_source_lost_and_back(tmp_path, group):
+    """The source goes away: the monitor says it reads nothing (the operator's conditions
+    turn Unknown, no fault is claimed), logs the failure once while it retries, and reads
+    the source again when it returns."""
+    settings = dataclasses.replace(rendered.SETTINGS, confidence_monitor=True, confidence_hold_seconds=HOLD)
+    router = rendered.start_input(rendered.make_input("cam", "udp"), tmp_path / "router", group=group, settings=settings)
+    assert router.monitor is not None
+    creds = router.plan.credentials
+
+    def state() -> confidence.ConfidenceState | None:
+        try:
+            return confidence.fetch(media.LOOPBACK, router.monitor_port, creds.api_user, creds.api_password)
+        except confidence.ConfidenceError:
+            return None
+
+    def reading() -> bool:
+        s = state()
+        return s is not None and s.running and s.thumbnail_age is not None and s.thumbnail_age < 3
+
+    source = media.start_source("udp", router.ingest_url(), group=group, size="640x360", gop_seconds=1.0)
+    media.wait_for(reading, 30, what="the monitor reading the source")
+    source.stop(grace=2)
+    lost_at = time.monotonic()
+    media.wait_for(lambda: (s := state()) is not None and not s.running, 30, what="the monitor noticing the loss")
+    noticed = time.monotonic() - lost_at
+    lost = state()
+    assert lost is not None and lost.active == frozenset()
+    assert {c.status for c in confidence.conditions(lost, receiving=True)} == {"Unknown"}
+    code, body = router.monitor_get("/metrics")
+    assert code == 200 and "streamdist_input_monitor_up 0" in body.decode()
+    time.sleep(8)  # several retries without a source
+    media.start_source("udp", router.ingest_url(), group=group, size="640x360", gop_seconds=1.0, name="source-2")
+    back_at = time.monotonic()
+    media.wait_for(reading, 40, what="the monitor reading the source again")
+    print(f"confidence: loss noticed {noticed:.1f} s after the source stopped (the router's readTimeout); "
+          f"reading again {time.monotonic() - back_at:.1f} s after it returned")
+    exits = [line for line in router.monitor.log_text().splitlines() if "event=ffmpeg-exit" in line]
+    assert 1 <= len(exits) <= 3, exits  # the run that ended, and each change of failure
+    assert router.monitor.alive()
