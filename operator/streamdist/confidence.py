@@ -84,6 +84,17 @@ def conditions(state: ConfidenceState | None, receiving: bool | None) -> list[Co
     return out
 
 
+def carried(previous: list[dict[str, Any]] | None) -> list[Cond] | None:
+    """Black, Frozen and Silent as last written, for an input whose router has not been
+    polled yet (an operator replica that just started or took over): judging them
+    Unknown until the first poll would post a Cleared and a new Warning Event for a
+    picture that stayed black all along. None when any of them was never written."""
+    before = {c.get("type"): c for c in previous or []}
+    if not all(t in before for t in CONDITION_TYPES):
+        return None
+    return [Cond(t, *(str(before[t].get(k) or "") for k in ("status", "reason", "message"))) for t in CONDITION_TYPES]
+
+
 def transitions(previous: list[dict[str, Any]] | None, new: list[Cond]) -> list[tuple[str, str, str]]:
     """The Events to post for ``new``: (type, reason, message) when a condition turns
     True (Warning) or turns from True to anything else (Normal, ``<Type>Cleared``).

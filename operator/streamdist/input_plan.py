@@ -50,6 +50,8 @@ def plan_input(seen: SeenInput) -> InputDecision:
     active = active_source(inp, observation)
     conds = [ready, recv] + ([on_air(active)] if inp.spec.slate else [])
     judged = confidence.conditions(observation.confidence if observation else None, receiving(observation))
+    if seen.router_ready and observation is None:  # not polled yet: what was written holds, as the phase does
+        judged = confidence.carried(previous.get("conditions")) or judged
     conds += judged if seen.monitored else []
     switches = new_switches(inp, observation, previous)
     status = {

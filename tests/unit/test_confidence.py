@@ -207,6 +207,10 @@ def test_router_pod_with_the_monitor():
     assert monitor["command"] == ["streamdist-confidence"]
     assert monitor["args"][monitor["args"].index("--hold-seconds") + 1] == "3"
     assert monitor["ports"] == [{"name": "monitor", "containerPort": switch_render.MONITOR_PORT, "protocol": "TCP"}]
+    # restricted like every container the operator makes; it writes no file (the JPEG is kept in memory)
+    assert monitor["securityContext"] == render.CONTAINER_SECURITY
+    assert monitor["securityContext"]["readOnlyRootFilesystem"] is True
+    assert monitor["volumeMounts"] == [{"name": "config", "mountPath": "/config", "readOnly": True}]
     # the monitor reads the readers' path from loopback only, and nothing else
     cfg = yaml.safe_load(render.find(docs, "ConfigMap")["data"]["mediamtx.yml"])
     local = [u for u in cfg["authInternalUsers"] if u["user"] == "any"]

@@ -156,3 +156,19 @@ def test_black_set_and_cleared_once_each_with_no_write_while_steady():
     lost = plan_input(_seen(observation=_monitored(False, frozenset({"black"})), monitored=True, previous=black.status))
     assert [(e.type, e.reason) for e in lost.events] == [("Warning", "SourceLost"), ("Normal", "BlackCleared")]
     assert _cond(lost.status, "Black")["reason"] == "NotMonitoring"
+
+
+def test_a_replica_that_has_not_polled_yet_keeps_black_and_posts_nothing():
+    black = plan_input(_seen(observation=_monitored(True, frozenset({"black"})), monitored=True,
+                             previous=plan_input(_seen(observation=_monitored(True), monitored=True)).status))  # fmt: skip
+    took_over = plan_input(_seen(observation=None, monitored=True, previous=black.status))
+    assert took_over.events == ()
+    kinds = ("Black", "Frozen", "Silent")
+    assert [_cond(took_over.status, k) for k in kinds] == [_cond(black.status, k) for k in kinds]
+    # its first poll sees the picture still black: nothing to post either
+    polled = plan_input(_seen(observation=_monitored(True, frozenset({"black"})), monitored=True,
+                              previous=took_over.status))  # fmt: skip
+    assert polled.events == () and polled.status == black.status
+    # a router that is not ready is no takeover: Unknown, and Black clears
+    down = plan_input(_seen(router_ready=False, observation=None, monitored=True, previous=black.status))
+    assert _cond(down.status, "Black")["status"] == "Unknown"
