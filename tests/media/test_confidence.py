@@ -68,6 +68,9 @@ def test_black_frozen_silent_set_and_cleared(tmp_path, group):
     source = group.start("source", _source_argv(router.ingest_url()))
     t0 = time.monotonic()  # the source's clock starts here, within its startup time
     seen: list[tuple[float, frozenset[str], bool]] = []
+    # what the operator would post, poll after poll (its decide step on each reading)
+    posted: list[tuple[str, str]] = []
+    written: list[dict[str, str]] | None = None
     while time.monotonic() - t0 < END + 6:
         try:
             state = confidence.fetch(media.LOOPBACK, router.monitor_port, creds.api_user, creds.api_password)
@@ -75,6 +78,9 @@ def test_black_frozen_silent_set_and_cleared(tmp_path, group):
             state = None
         if state is not None:
             seen.append((time.monotonic() - t0, state.active, state.running))
+            judged = confidence.conditions(state, receiving=True)
+            posted += [(kind, reason) for kind, reason, _ in confidence.transitions(written, judged)]
+            written = [{"type": c.type, "status": c.status} for c in judged]
         time.sleep(0.25)
     assert source.alive(), "the source stopped early"
     assert router.monitor.alive(), "the monitor died"
@@ -94,6 +100,10 @@ def test_black_frozen_silent_set_and_cleared(tmp_path, group):
         assert end - 1 <= max(times) <= end + 4, f"{kind} last seen at {max(times):.1f} s: {timeline}"
         others = [t for t in times if not start <= t <= end + 4]
         assert not others, f"{kind} seen outside its fault at {others}: {timeline}"
+    # one Warning as each fault sets and one Normal as it clears: no flapping, nothing else
+    assert posted == [("Warning", "BlackPicture"), ("Normal", "BlackCleared"),
+                      ("Warning", "FrozenPicture"), ("Normal", "FrozenCleared"),
+                      ("Warning", "SilentAudio"), ("Normal", "SilentCleared")], posted  # fmt: skip
     print("confidence: first/last seen (s of the source's clock): "
           + "; ".join(f"{k} {min(when(k)):.1f}-{max(when(k)):.1f}" for k in confidence.KINDS))
 
