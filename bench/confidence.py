@@ -17,9 +17,8 @@ import dataclasses
 import time
 from typing import Any
 
-from tests.harness import media, rendered
-
 from streamdist import confidence
+from streamdist_dev import media, rendered
 
 from . import mediautil
 from .common import Opts, Result, Table, say

@@ -19,9 +19,9 @@ import subprocess
 import time
 
 import pytest
-from tests.harness import media, rendered
 
 from streamdist import confidence
+from streamdist_dev import media, rendered
 
 pytestmark = pytest.mark.media
 
