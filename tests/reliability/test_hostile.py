@@ -84,14 +84,16 @@ def destination_is(expected: str) -> Callable[[Kubectl, dict[str, Any]], None]:
 
 
 def _argv_is_safe(k: Kubectl, obj: dict[str, Any]) -> None:
-    """The destination is exactly one argv element, the last, and adds no option."""
+    """The destination is exactly one argv element, the last, and adds no option: FFmpeg's
+    part (before an SRT output's `|` to srt-live-transmit) names one output format."""
     name = obj["metadata"]["name"]
     (pod,) = pods(k, f"streamdist.io/output={name}")
     args = pod["spec"]["containers"][0]["args"]
     url = obj["spec"].get("url") or "$(STREAMDIST_DESTINATION)"
     assert args[-1] == url, args
     assert args.count(url) == 1 and not args[-1].startswith("-")
-    assert args.count("-f") == 1 and "null" not in args, args
+    ffmpeg = args[: args.index("|")] if "|" in args else args
+    assert ffmpeg.count("-f") == 1 and "null" not in args, args
 
 
 def argv_safe(k: Kubectl, obj: dict[str, Any]) -> None:

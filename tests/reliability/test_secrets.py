@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import urllib.request
 from urllib.parse import quote
 
@@ -145,6 +146,9 @@ def test_canary_appears_nowhere(rk: Kubectl, operator, control_plane):
                     continue
                 if env["name"] == "STREAMDIST_INPUT_ADDRESS":
                     assert env["value"].endswith(".svc:8554"), env
+                    continue
+                if env["name"] == "STREAMDIST_TELEMETRY_LISTEN":  # where the pod serves its metrics
+                    assert re.fullmatch(r"0\.0\.0\.0:\d+", env["value"]), env
                     continue
                 assert "value" not in env and set(env["valueFrom"]) == {"secretKeyRef"}, env
             if c["name"] == "ffmpeg":
