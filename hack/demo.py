@@ -136,6 +136,7 @@ def _run_demo_set(
         step(f"all Streaming {time.monotonic() - started:.0f}s after start; kubectl get streamdist:")
         print(cluster.kubectl("get", "streamdist", "-n", NAMESPACE, "-o", "wide").stdout)
         print(cluster.kubectl("get", "pods", "-n", pods.namespace, "-o", "wide").stdout)
+        pieces.wait_received(60)  # the watch commands below find a stream on every output
         print("Watch each output:")
         for name, command in sorted(pieces.watch.items()):
             print(f"  {name:10s} {command}")

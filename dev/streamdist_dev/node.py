@@ -909,13 +909,23 @@ class DemoPieces:
     """What ``start_demo_receivers`` started: stop() ends them; ``urls`` are where each
     output can be read from this host, ``watch`` the ffplay command for each."""
 
-    def __init__(self, group, urls: dict[str, str]) -> None:
+    def __init__(self, group, urls: dict[str, str], receiver=None, paths: dict[str, str] | None = None) -> None:
         self.group = group
         self.urls = urls
+        self.receiver = receiver  # the receivers' MediaMTX, when an output pushes to this host
+        self.paths = paths or {}  # output name -> the receiver's path it arrives on
         self.watch = {
             name: f"ffplay -rtsp_transport tcp {url}" if url.startswith("rtsp:") else f"ffplay '{url}'"
             for name, url in urls.items()
         }
+
+    def wait_received(self, timeout: float = 60.0) -> None:
+        """Wait until the receiver has a ready stream from every output that pushes to this
+        host. An output is Streaming once the router serves it, but a UDP receiver path only
+        comes up when its source's next read finds packets (MediaMTX retries it after a 10 s
+        read timeout): a viewer that comes earlier gets 404."""
+        for path in self.paths.values():
+            self.receiver.wait_path_ready(path, timeout)
 
     def stop(self) -> None:
         self.group.stop_all()
@@ -947,6 +957,7 @@ def start_demo_receivers(nc, namespace: str, outputs_file: Path | str, workdir: 
     cfg["paths"] = {}
     ports: list[tuple[str, int, str]] = []
     urls: dict[str, str] = {}
+    paths: dict[str, str] = {}
     for d in docs:
         name, url = d["metadata"]["name"], d["spec"].get("url", "")
         u = urllib.parse.urlsplit(url)
@@ -956,20 +967,21 @@ def start_demo_receivers(nc, namespace: str, outputs_file: Path | str, workdir: 
             path = u.path.strip("/")
             cfg["paths"][path] = {}
             urls[name] = f"rtsp://127.0.0.1:{rtsp}/{path}"
+            paths[name] = path
         elif u.hostname == f"receiver.{namespace}.svc" and u.scheme == "udp":
             path = f"{name}"
             cfg["paths"][path] = {"source": f"udp+mpegts://{nc.host_ip}:{u.port}"}
             ports.append((f"udp-{u.port}", u.port, "UDP"))
             urls[name] = f"rtsp://127.0.0.1:{rtsp}/{path}"
+            paths[name] = path
         elif u.scheme == "srt" and "mode=listener" in (u.query or ""):
             ip, port = nc.wait_for(f"Service {name}", lambda n=name, p=u.port: nc.reach(namespace, n, p), 120)
             urls[name] = f"srt://{ip}:{port}?mode=caller"
     group = media.ProcessGroup(workdir / "logs")
-    if cfg["paths"]:
-        media.start_mediamtx(cfg, workdir, group=group, name="demo-receiver")
+    receiver = media.start_mediamtx(cfg, workdir, group=group, name="demo-receiver") if cfg["paths"] else None
     if ports:
         nc.host_service(namespace, "receiver", ports)
-    return DemoPieces(group, urls)
+    return DemoPieces(group, urls, receiver, paths)
 
 
 def demo_settled(cluster, namespace: str, live: bool = True) -> bool:

@@ -84,6 +84,7 @@ def test_demo_set_streams_on_kind_with_the_operator_pods(kind: tuple[Any, dict[s
     try:
         start_demo_source(k, DEMO_NS, "demo", pieces)
         k.wait_for("the demo set streaming", lambda: demo_settled(k, DEMO_NS), 300, 1.0)
+        pieces.wait_received(60)
         print(f"[e2e-kind] demo set: input Live, 3 outputs Streaming {time.monotonic() - t1:.1f}s after apply",
               flush=True)  # fmt: skip
         recorders = {

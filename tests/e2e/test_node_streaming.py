@@ -871,6 +871,7 @@ def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
         pieces = start_demo_receivers(node, DEMO_NS, repo / "examples" / "demo" / "outputs.yaml", tmp_path / "rx")
         start_demo_source(node, DEMO_NS, "demo", pieces)
         node.wait_for("the demo set streaming", lambda: demo_settled(node, DEMO_NS), 300, 1.0)
+        pieces.wait_received(60)
         print(f"[e2e] demo set: input Live, 3 outputs Streaming {time.monotonic() - t0:.1f}s after apply", flush=True)
         names = sorted(pieces.urls)
         assert names == ["demo-rtmp", "demo-srt", "demo-udp"], pieces.urls
