@@ -2,7 +2,7 @@
 (images/ffmpeg/streamdist_confidence.py), the operator's reading of its state and the
 Black/Frozen/Silent conditions and Events decided from it (streamdist.confidence), and
 the router pod rendered with it. The real thing, with MediaMTX and FFmpeg, is
-tests/media/test_confidence.py."""
+tests/media/test_confidence_monitor.py."""
 
 from __future__ import annotations
 
