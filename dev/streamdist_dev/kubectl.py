@@ -108,8 +108,9 @@ class Kubectl:
     def events(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.items("events") if e["involvedObject"]["name"] == name]
 
-    def wait(self, what: str, fn: Callable[[], T | None], timeout: float | None = None) -> T:
-        return self.cp.wait_for(what, fn, timeout or self.wait_timeout, self.wait_interval)
+    def wait(self, what: str, fn: Callable[[], T | None], timeout: float | None = None,
+             interval: float | None = None) -> T:
+        return self.cp.wait_for(what, fn, timeout or self.wait_timeout, interval or self.wait_interval)
 
     def condition(self, kind: str, name: str, ctype: str) -> dict[str, Any] | None:
         for cond in self.status(kind, name).get("conditions") or []:
