@@ -8,6 +8,7 @@ deleted output disappears from the scrape by itself. Values are what status show
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,7 @@ class StatusCollector(Collector):
         yield active
         yield from self._outputs()
         yield from self._inputs()
+        yield from self._ingest()
 
     def _outputs(self) -> Iterator[Metric]:
         reconnects = CounterMetricFamily("streamdist_output_reconnects", "Restarts of an output since it was created.",
@@ -122,6 +124,61 @@ class StatusCollector(Collector):
                 if cond and cond.get("status") in ("True", "False"):
                     judged.add_metric([ns, name, kind], 1.0 if cond["status"] == "True" else 0.0)
         yield from (rate, readers, phase, judged)
+
+    def _ingest(self) -> Iterator[Metric]:
+        """What each input's router counts for its ingest, as the latest poll read it.
+
+        Raw figures (not status's settled ones), so that rates over time are true; from
+        this replica's memory, so only while it acts (a standby's memory is stale), and
+        counters since the source connected (a new source starts a new count: Prometheus
+        reads that as a counter reset)."""
+        labels = ("namespace", "input")
+        degraded = _gauge("streamdist_input_degraded", "1 while the input's Degraded condition is True (reason).",
+                          *labels, "reason")  # fmt: skip
+        idx = self.ctx.idx
+        for (ns, name), bodies in idx.items(idx.inputs):
+            cond = _condition(_first(bodies).get("status") or {}, "Degraded")
+            if cond:
+                degraded.add_metric([ns, name, cond.get("reason", "")], 1.0 if cond.get("status") == "True" else 0.0)
+        yield degraded
+        if self.ctx.paused:
+            return
+        fams = _ingest_families()
+        for key, record in self.ctx.memory.inputs():
+            reading = record.observation.ingest if record.observation else None
+            if reading is not None and (key.namespace, key.name) in idx.inputs:
+                _add_ingest(fams, [key.namespace, key.name], reading.sample)
+        yield from fams.values()
+
+
+def _ingest_families() -> dict[str, Metric]:
+    labels = ["namespace", "input"]
+    counter = functools.partial(CounterMetricFamily, labels=labels)
+    return {
+        "errors": counter("streamdist_input_frames_in_error", "Frames of the source the router could not process."),
+        "discarded": _gauge("streamdist_input_frames_discarded",
+                            "What the router discarded toward readers that fell behind (RTSP readers: RTP packets), "
+                            "summed over the readers now.", *labels),  # fmt: skip
+        "rtt": _gauge("streamdist_input_srt_rtt_milliseconds", "SRT ingest round-trip time.", *labels),
+        "rate": _gauge("streamdist_input_srt_receive_rate_mbps", "SRT ingest receive rate.", *labels),
+        "received": counter("streamdist_input_srt_packets_received", "SRT ingest packets of the stream received."),
+        "lost": counter("streamdist_input_srt_packets_lost", "SRT ingest packets found missing."),
+        "retransmitted": counter("streamdist_input_srt_packets_retransmitted", "SRT ingest packets received again."),
+        "dropped": counter("streamdist_input_srt_packets_dropped",
+                           "SRT ingest packets thrown away (too late to play, or duplicates)."),  # fmt: skip
+    }
+
+
+def _add_ingest(fams: dict[str, Metric], labels: list[str], sample: Any) -> None:
+    """One input's samples (an ingest.Sample) into the families."""
+    fams["errors"].add_metric(labels, float(sample.frames_in_error))
+    fams["discarded"].add_metric(labels, float(sample.discarded))
+    link = sample.link
+    if link is None:
+        return
+    for key, value in (("rtt", link.rtt_ms), ("rate", link.receive_rate_mbps), ("received", link.received),
+                       ("lost", link.lost), ("retransmitted", link.retransmitted), ("dropped", link.dropped)):  # fmt: skip
+        fams[key].add_metric(labels, float(value))
 
 
 CONFIDENCE_CONDITIONS = ("Black", "Frozen", "Silent")  # streamdist.confidence.CONDITION_TYPES
