@@ -156,10 +156,9 @@ def status_fields(previous: dict[str, Any], summary: Summary | None) -> dict[str
     }
     if not summary.srt:
         return {"ingest": fields}
-    rtt = telemetry.settle(telemetry.number(before.get("rttMs")), summary.rtt_ms, *telemetry.RTT_TOLERANCE)
-    loss = telemetry.settle(telemetry.number(before.get("lossPercent")), summary.loss_percent, *telemetry.LOSS_TOLERANCE)
-    again = telemetry.settle(telemetry.number(before.get("retransmittedPercent")), summary.retransmitted_percent,
-                             *telemetry.LOSS_TOLERANCE)  # fmt: skip
+    rtt = _held(before.get("rttMs"), summary.rtt_ms, telemetry.RTT_TOLERANCE)
+    loss = _held(before.get("lossPercent"), summary.loss_percent, telemetry.LOSS_TOLERANCE)
+    again = _held(before.get("retransmittedPercent"), summary.retransmitted_percent, telemetry.LOSS_TOLERANCE)
     fields.update(
         rttMs=None if rtt is None else round(rtt),
         lossPercent=None if loss is None else round(loss, 1),
@@ -168,6 +167,13 @@ def status_fields(previous: dict[str, Any], summary: Summary | None) -> dict[str
                                               summary.dropped_packets or 0),  # fmt: skip
     )
     return {"ingest": fields}
+
+
+def _held(shown: object, current: float | None, tolerance: tuple[float, float]) -> float | None:
+    """A link figure settled against what status shows; a window that received no packet
+    says nothing new (None), so what status shows holds."""
+    before = telemetry.number(shown)
+    return before if current is None else telemetry.settle(before, current, *tolerance)
 
 
 _TRACK_KEYS = (("width", "width"), ("height", "height"), ("profile", "profile"), ("level", "level"),

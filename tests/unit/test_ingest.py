@@ -196,3 +196,11 @@ def test_no_source_drops_status_ingest_and_a_replica_that_has_not_polled_keeps_d
     kept = plan_input(_seen(observation=None, telemetry=True, previous=lossy.status))
     assert _cond(kept.status, "Degraded") == _cond(lossy.status, "Degraded") and kept.events == ()
     assert "ingest" not in kept.status  # not polled: what status shows holds
+
+
+def test_a_window_that_received_nothing_holds_what_status_shows():
+    _, now = _lossy_window()
+    shown = ingest.status_fields({}, ingest.summarize(*_lossy_window()))
+    empty = ingest.summarize(now, now)  # no packet between the two samples
+    assert empty.loss_percent is None and empty.retransmitted_percent is None
+    assert ingest.status_fields(shown, empty) == shown
