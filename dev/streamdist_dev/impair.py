@@ -16,6 +16,10 @@ network namespace the test creates, with no `netem` (this kernel has none).
   small UDP relay in the namespace (delay_relay.py) holds each datagram
   of the data direction for DELAY ms: SRT's round-trip time grows by DELAY.
 
+For an ingest (a sender inside the namespace, the router here) the relay runs on this
+side (`start_relay(..., inside=False)`: lnk.near:PORT -> 127.0.0.1:TARGET) and the loss
+rule sits in the namespace's OUTPUT chain (`drop(..., chain="OUTPUT")`).
+
 The addresses are from 198.18.0.0/15 (RFC 2544, benchmarking: routed nowhere); the
 root namespace gets only the one veth end, no route beyond its /30. Everything is
 removed on exit. Needs root (ip, iptables).
