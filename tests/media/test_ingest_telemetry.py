@@ -3,6 +3,8 @@
 * an SRT publisher (FFmpeg) on loopback to the router rendered for an SRT StreamInput: the
   path's tracks with their details, no frame in error, the publisher's link statistics
   (MediaMTX's /v3/srtconns/get/{id}) clean, Degraded False;
+* the operator's own health poll (handlers.health.poll) against that router, then
+  plan_input: status.ingest and Degraded as the operator would write them;
 * under impairment: the publisher sends from inside a network namespace the test creates,
   through 60 ms of added delay (a delaying UDP relay on this side: this kernel has no netem)
   and 2 % loss (iptables' statistic match in the namespace, data direction only): the RTT
@@ -23,7 +25,11 @@ from pathlib import Path
 import pytest
 
 from streamdist import ingest
+from streamdist.handlers import context, health
+from streamdist.handlers.memory import Applied, InputKey
+from streamdist.input_plan import SeenInput, plan_input
 from streamdist.mediamtx import MediaMTXClient
+from streamdist.settings import Settings
 from streamdist_dev import impair, media, rendered
 
 pytestmark = pytest.mark.media
@@ -123,3 +129,38 @@ def test_an_impaired_srt_ingest_is_measured_and_degraded_comes_and_goes(
         assert healed.loss_percent is not None and healed.loss_percent < 0.5, healed
         assert ingest.degraded(healed, True).status == "False", healed
         assert healed.frames_in_error == summary.frames_in_error == 0, "600 ms of latency recovers every loss"
+
+
+def test_the_health_poll_reads_the_ingest_and_plan_input_writes_it(
+    tmp_path: Path, group: media.ProcessGroup, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    model = rendered.make_input("cam", "srt")
+    router = rendered.start_input(model, tmp_path / "router", group=group)
+    media.start_source("srt", router.ingest_url(), group=group, name="source")
+    router.wait_ready(FLOW_TIMEOUT)
+    monkeypatch.setattr(health.render, "API_PORT", router.api_port)  # the rendered router's API, on loopback
+    ctx = context.Context(kube=None, settings=Settings(telemetry=True))  # type: ignore[arg-type]
+    body = {"metadata": {"name": "cam", "namespace": model.metadata.namespace, "uid": "uid-cam", "generation": 1},
+            "spec": {"protocol": "srt"}}  # fmt: skip
+    ctx.idx.inputs = {(model.metadata.namespace, "cam"): [body]}
+    key = InputKey(model.metadata.namespace, "cam")
+    creds = router.plan.credentials
+    applied = Applied("digest", ("srt://cam-ingest:1",), media.LOOPBACK, api_auth=(creds.api_user, creds.api_password))
+
+    def status(previous: dict) -> dict:
+        assert health.poll(ctx, key, applied)
+        seen = SeenInput(body=body, input=model, port=router.ingest_port, endpoints=applied.endpoints,
+                         router_ready=True, observation=ctx.memory.input(key).observation, previous=previous,
+                         telemetry=True)  # fmt: skip
+        return plan_input(seen).status
+
+    first = status({})
+    time.sleep(5)  # one resync period
+    second = status(first)
+    got = second["ingest"]
+    assert got["rttMs"] < 20 and got["lossPercent"] == 0.0 and got["framesInError"] == 0, got
+    assert [t["codec"] for t in got["tracks"]] == ["H264", "MPEG-4 Audio"] and got["tracks"][0]["width"] == 640
+    degraded = next(c for c in second["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("False", "Nominal")
+    time.sleep(5)
+    assert status(second)["ingest"] == got, "a steady ingest writes no status"
