@@ -148,10 +148,11 @@ def status_fields(previous: dict[str, Any], summary: Summary | None) -> dict[str
     side's tolerances); empty while there is no summary."""
     if summary is None:
         return {}
-    before = previous.get("ingest") if isinstance(previous.get("ingest"), dict) else {}
+    shown = previous.get("ingest")
+    before: dict[str, Any] = shown if isinstance(shown, dict) else {}
     fields: dict[str, Any] = {
-        "framesInError": telemetry.settle_count(telemetry.number(before.get("framesInError")), summary.frames_in_error),
-        "framesDiscarded": telemetry.settle_count(telemetry.number(before.get("framesDiscarded")), summary.discarded),
+        "framesInError": _counted(before, "framesInError", summary.frames_in_error),
+        "framesDiscarded": _counted(before, "framesDiscarded", summary.discarded),
         "tracks": [track_status(t) for t in summary.tracks],
     }
     if not summary.srt:
@@ -163,10 +164,14 @@ def status_fields(previous: dict[str, Any], summary: Summary | None) -> dict[str
         rttMs=None if rtt is None else round(rtt),
         lossPercent=None if loss is None else round(loss, 1),
         retransmittedPercent=None if again is None else round(again, 1),
-        droppedPackets=telemetry.settle_count(telemetry.number(before.get("droppedPackets")),
-                                              summary.dropped_packets or 0),  # fmt: skip
+        droppedPackets=_counted(before, "droppedPackets", summary.dropped_packets or 0),
     )
     return {"ingest": fields}
+
+
+def _counted(shown: dict[str, Any], key: str, now: int) -> int:
+    """A counter settled against what status shows (written when it grows by a tenth)."""
+    return telemetry.settle_count(telemetry.number(shown.get(key)), now)
 
 
 def _held(shown: object, current: float | None, tolerance: tuple[float, float]) -> float | None:

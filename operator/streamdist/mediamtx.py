@@ -274,7 +274,8 @@ def parse_track_details(doc: Mapping[str, Any]) -> tuple[TrackDetail, ...]:
     for track in doc.get("tracks2") or []:
         if not isinstance(track, Mapping):
             continue
-        props = track.get("codecProps") if isinstance(track.get("codecProps"), Mapping) else {}
+        found = track.get("codecProps")
+        props: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
         out.append(
             TrackDetail(
                 codec=str(track.get("codec", "")),
@@ -534,16 +535,20 @@ class MediaMTXClient:
         now = self._clock()
         return parse_path_list({"items": self._list_all("/v3/paths/list")}, now)
 
-    def path(self, name: str) -> PathSample | None:
-        """One path, or None when the router does not know it (HTTP 404)."""
-        now = self._clock()
+    def _get_or_none(self, path: str) -> Any:
+        """The decoded body of ``path``, or None when the router does not know it (HTTP 404)."""
         try:
-            doc = self.get_json("/v3/paths/get/" + urllib.parse.quote(name, safe="/"))
+            return self.get_json(path)
         except MediaMTXAPIError as exc:
             if exc.status == 404:
                 return None
             raise
-        return parse_path(doc, now)
+
+    def path(self, name: str) -> PathSample | None:
+        """One path, or None when the router does not know it (HTTP 404)."""
+        now = self._clock()
+        doc = self._get_or_none("/v3/paths/get/" + urllib.parse.quote(name, safe="/"))
+        return None if doc is None else parse_path(doc, now)
 
     def sessions(self, kind: str) -> list[Session]:
         """All sessions of one kind (see SESSION_ENDPOINTS); [] if that server is off."""
@@ -558,13 +563,8 @@ class MediaMTXClient:
 
     def srt_conn(self, conn_id: str) -> SRTLink | None:
         """One SRT connection's statistics, or None when it is gone (HTTP 404)."""
-        try:
-            doc = self.get_json("/v3/srtconns/get/" + urllib.parse.quote(conn_id, safe=""))
-        except MediaMTXAPIError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return parse_srt_conn(doc)
+        doc = self._get_or_none("/v3/srtconns/get/" + urllib.parse.quote(conn_id, safe=""))
+        return None if doc is None else parse_srt_conn(doc)
 
     def readers_of(self, path: PathSample, known: Mapping[str, list[Session]] | None = None) -> list[Session]:
         """Per-reader sessions (with bytes_sent) of ``path``, fetching only the kinds

@@ -8,7 +8,6 @@ deleted output disappears from the scrape by itself. Values are what status show
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -151,33 +150,37 @@ class StatusCollector(Collector):
         yield from fams.values()
 
 
-def _ingest_families() -> dict[str, Metric]:
+# Each input's ingest series: (key, name, kind, help). Counters get `_total` when exposed.
+INGEST_SERIES = (
+    ("errors", "streamdist_input_frames_in_error", "counter", "Frames of the source the router could not process."),
+    ("discarded", "streamdist_input_frames_discarded", "gauge",
+     "What the router discarded toward readers that fell behind (RTSP readers: RTP packets), summed over them."),
+    ("rtt", "streamdist_input_srt_rtt_milliseconds", "gauge", "SRT ingest round-trip time."),
+    ("rate", "streamdist_input_srt_receive_rate_mbps", "gauge", "SRT ingest receive rate."),
+    ("received", "streamdist_input_srt_packets_received", "counter", "SRT ingest packets of the stream received."),
+    ("lost", "streamdist_input_srt_packets_lost", "counter", "SRT ingest packets found missing."),
+    ("retransmitted", "streamdist_input_srt_packets_retransmitted", "counter", "SRT ingest packets received again."),
+    ("dropped", "streamdist_input_srt_packets_dropped", "counter",
+     "SRT ingest packets thrown away (too late to play, or duplicates)."),
+)  # fmt: skip
+
+
+def _ingest_families() -> dict[str, CounterMetricFamily | GaugeMetricFamily]:
     labels = ["namespace", "input"]
-    counter = functools.partial(CounterMetricFamily, labels=labels)
-    return {
-        "errors": counter("streamdist_input_frames_in_error", "Frames of the source the router could not process."),
-        "discarded": _gauge("streamdist_input_frames_discarded",
-                            "What the router discarded toward readers that fell behind (RTSP readers: RTP packets), "
-                            "summed over the readers now.", *labels),  # fmt: skip
-        "rtt": _gauge("streamdist_input_srt_rtt_milliseconds", "SRT ingest round-trip time.", *labels),
-        "rate": _gauge("streamdist_input_srt_receive_rate_mbps", "SRT ingest receive rate.", *labels),
-        "received": counter("streamdist_input_srt_packets_received", "SRT ingest packets of the stream received."),
-        "lost": counter("streamdist_input_srt_packets_lost", "SRT ingest packets found missing."),
-        "retransmitted": counter("streamdist_input_srt_packets_retransmitted", "SRT ingest packets received again."),
-        "dropped": counter("streamdist_input_srt_packets_dropped",
-                           "SRT ingest packets thrown away (too late to play, or duplicates)."),  # fmt: skip
-    }
+    kinds = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
+    return {key: kinds[kind](name, text, labels=labels) for key, name, kind, text in INGEST_SERIES}
 
 
-def _add_ingest(fams: dict[str, Metric], labels: list[str], sample: Any) -> None:
+def _add_ingest(fams: dict[str, CounterMetricFamily | GaugeMetricFamily], labels: list[str], sample: Any) -> None:
     """One input's samples (an ingest.Sample) into the families."""
     fams["errors"].add_metric(labels, float(sample.frames_in_error))
     fams["discarded"].add_metric(labels, float(sample.discarded))
     link = sample.link
     if link is None:
         return
-    for key, value in (("rtt", link.rtt_ms), ("rate", link.receive_rate_mbps), ("received", link.received),
-                       ("lost", link.lost), ("retransmitted", link.retransmitted), ("dropped", link.dropped)):  # fmt: skip
+    values = {"rtt": link.rtt_ms, "rate": link.receive_rate_mbps, "received": link.received, "lost": link.lost,
+              "retransmitted": link.retransmitted, "dropped": link.dropped}  # fmt: skip
+    for key, value in values.items():
         fams[key].add_metric(labels, float(value))
 
 
