@@ -204,3 +204,37 @@ def test_a_window_that_received_nothing_holds_what_status_shows():
     empty = ingest.summarize(now, now)  # no packet between the two samples
     assert empty.loss_percent is None and empty.retransmitted_percent is None
     assert ingest.status_fields(shown, empty) == shown
+
+
+def _scrape(paused: bool) -> dict[str, float]:
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from streamdist import metrics
+    from streamdist.handlers.context import Indexes
+    from streamdist.handlers.memory import InputKey, Memory
+
+    memory = Memory()
+    reading = ingest.read(None, ingest.sample(LOSSY_PATH, [_reader(2)], LOSSY))
+    memory.input(InputKey("live", "cam")).observation = InputObservation(None, LOSSY_PATH, ingest=reading)
+    memory.input(InputKey("live", "gone")).observation = InputObservation(None, LOSSY_PATH, ingest=reading)
+    status = {"conditions": [{"type": "Degraded", "status": "True", "reason": "PacketLoss"}]}
+    idx = Indexes(inputs={("live", "cam"): [{"metadata": {"name": "cam"}, "status": status}]})
+    registry = CollectorRegistry()
+    registry.register(metrics.StatusCollector(SimpleNamespace(paused=paused, idx=idx, memory=memory)))
+    lines = generate_latest(registry).decode().splitlines()
+    return {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in lines if ln.startswith("streamdist_input_")
+            and ("degraded" in ln or "srt" in ln or "frames" in ln)}  # fmt: skip
+
+
+def test_metrics_carry_the_raw_ingest_figures_of_the_acting_replica_only():
+    acting = _scrape(paused=False)
+    cam = 'input="cam",namespace="live"'
+    assert acting[f"streamdist_input_srt_packets_lost_total{{{cam}}}"] == 169
+    assert acting[f"streamdist_input_srt_packets_received_total{{{cam}}}"] == 9821
+    assert acting[f"streamdist_input_frames_discarded{{{cam}}}"] == 2
+    assert acting[f'streamdist_input_degraded{{{cam},reason="PacketLoss"}}'] == 1
+    assert not any('input="gone"' in k for k in acting), "an input kopf no longer lists is not exported"
+    standby = _scrape(paused=True)
+    assert list(standby) == [f'streamdist_input_degraded{{{cam},reason="PacketLoss"}}']
