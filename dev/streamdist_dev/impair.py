@@ -16,6 +16,10 @@ network namespace the test creates, with no `netem` (this kernel has none).
   small UDP relay in the namespace (delay_relay.py) holds each datagram
   of the data direction for DELAY ms: SRT's round-trip time grows by DELAY.
 
+For an ingest (a sender inside the namespace, the router here) the relay runs on this
+side (`start_relay(..., inside=False)`: lnk.near:PORT -> 127.0.0.1:TARGET) and the loss
+rule sits in the namespace's OUTPUT chain (`drop(..., chain="OUTPUT")`).
+
 The addresses are from 198.18.0.0/15 (RFC 2544, benchmarking: routed nowhere); the
 root namespace gets only the one veth end, no route beyond its /30. Everything is
 removed on exit. Needs root (ip, iptables).
@@ -53,18 +57,19 @@ class Link:
         """argv run inside the namespace."""
         return ["ip", "netns", "exec", self.netns, *argv]
 
-    def drop(self, port: int, probability: float) -> None:
-        """Lose that share of the UDP packets arriving for `port` (random, kernel)."""
-        _run(*self.ns("iptables", "-w", "-A", "INPUT", "-p", "udp", "--dport", str(port), "-m", "statistic",
+    def drop(self, port: int, probability: float, chain: str = "INPUT") -> None:
+        """Lose that share of the UDP packets for `port` (random, kernel): arriving in the
+        namespace (INPUT), or leaving it (OUTPUT: a sender inside, its data direction)."""
+        _run(*self.ns("iptables", "-w", "-A", chain, "-p", "udp", "--dport", str(port), "-m", "statistic",
                       "--mode", "random", "--probability", f"{probability:.4f}", "-j", "DROP"))  # fmt: skip
 
-    def heal(self) -> None:
+    def heal(self, chain: str = "INPUT") -> None:
         """No more loss."""
-        _run(*self.ns("iptables", "-w", "-F", "INPUT"))
+        _run(*self.ns("iptables", "-w", "-F", chain))
 
-    def dropped(self) -> int:
+    def dropped(self, chain: str = "INPUT") -> int:
         """Packets the loss rule has dropped so far."""
-        out = subprocess.run(self.ns("iptables", "-w", "-L", "INPUT", "-n", "-v", "-x"), check=True,
+        out = subprocess.run(self.ns("iptables", "-w", "-L", chain, "-n", "-v", "-x"), check=True,
                              capture_output=True, text=True, timeout=30).stdout  # fmt: skip
         return sum(int(line.split()[0]) for line in out.splitlines() if "DROP" in line and "statistic" in line)
 
@@ -92,8 +97,12 @@ def link(tag: str | None = None) -> Iterator[Link]:
 
 
 def start_relay(lnk: Link, listen_port: int, target_port: int, delay_ms: float,
-                group: media.ProcessGroup) -> media.ManagedProcess:  # fmt: skip
-    """The delaying relay, inside the namespace: lnk.far:listen_port -> 127.0.0.1:target_port."""
+                group: media.ProcessGroup, inside: bool = True) -> media.ManagedProcess:  # fmt: skip
+    """The delaying relay: inside the namespace, lnk.far:listen_port -> its 127.0.0.1:target_port
+    (a receiver in the namespace); with `inside` False, on this machine,
+    lnk.near:listen_port -> 127.0.0.1:target_port (a sender in the namespace, a receiver
+    here: an SRT ingest through the link)."""
     # -I: not the script's directory on sys.path (dev/streamdist_dev/operator.py would shadow the stdlib)
-    argv = lnk.ns(sys.executable, "-I", str(RELAY), lnk.far, str(listen_port), str(target_port), str(delay_ms))
-    return group.start(f"relay-{listen_port}", argv)
+    argv = [sys.executable, "-I", str(RELAY), lnk.far if inside else lnk.near, str(listen_port), str(target_port),
+            str(delay_ms)]  # fmt: skip
+    return group.start(f"relay-{listen_port}", lnk.ns(*argv) if inside else argv)

@@ -70,15 +70,16 @@ def ready_reason(status: dict[str, Any]) -> str | None:
     return None
 
 
-def degraded(previous: dict[str, Any], status: dict[str, Any]) -> Event | None:
-    """The Degraded condition turned True (Warning, its reason) or back to False."""
+def degraded(previous: dict[str, Any], status: dict[str, Any], what: str = "the output") -> Event | None:
+    """The Degraded condition turned True (Warning, its reason) or back from True
+    (`what` names the kind in the Recovered message)."""
     before, now = _condition(previous, "Degraded"), _condition(status, "Degraded")
     if now is None or now.get("status") == (before or {}).get("status"):
         return None
     if now.get("status") == "True":
         return Event("Warning", str(now.get("reason")), str(now.get("message")))
     if (before or {}).get("status") == "True":
-        return Event("Normal", "Recovered", "the output is no longer degraded")
+        return Event("Normal", "Recovered", f"{what} is no longer degraded")
     return None
 
 

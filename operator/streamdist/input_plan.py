@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import confidence, events, render, switch_state
+from . import confidence, events, ingest, render, switch_state
 from .events import Event
 from .handlers.memory import Endpoints, InputObservation
 from .models import StreamInput
@@ -29,6 +29,7 @@ class SeenInput:
     previous: dict[str, Any] = field(default_factory=dict)
     now: datetime | None = None
     monitored: bool = False  # the router pod runs the confidence monitor (Black, Frozen, Silent)
+    telemetry: bool = False  # the ingest's figures are read (status.ingest, Degraded)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ def plan_input(seen: SeenInput) -> InputDecision:
     if seen.router_ready and observation is None:  # not polled yet: what was written holds, as the phase does
         judged = confidence.carried(previous.get("conditions")) or judged
     conds += judged if seen.monitored else []
+    conds += [ingest_degraded(seen, observation)] if seen.telemetry else []
     switches = new_switches(inp, observation, previous)
     status = {
         "observedGeneration": inp.metadata.generation,
@@ -61,6 +63,7 @@ def plan_input(seen: SeenInput) -> InputDecision:
         "endpoint": seen.endpoints[0],
         **({"backupEndpoint": seen.endpoints[1]} if len(seen.endpoints) > 1 else {}),
         **health_fields(previous, observation),
+        **(ingest_fields(previous, observation) if seen.telemetry else {}),
         **({"activeSource": active} if active else {}),
         **({"lastSwitch": switches[-1].as_status()} if switches else {}),
         "conditions": conditions(previous.get("conditions"), conds, inp.metadata.generation, now_iso(seen.now)),
@@ -71,6 +74,7 @@ def plan_input(seen: SeenInput) -> InputDecision:
     found = [events.transition(previous, status, reason, message), *map(switch_event, switches)]
     if seen.monitored:  # an Event when Black, Frozen or Silent turns True, and when it clears
         found += [Event(*e) for e in confidence.transitions(previous.get("conditions"), judged)]
+    found.append(events.degraded(previous, status, "the input") if seen.telemetry else None)
     if not inp.spec.backup:  # the switch reports its own switches (above); MediaMTX's slate does not
         cond = on_air(active)
         found.append(events.switched(previous.get("activeSource"), active, cond.reason, cond.message))
@@ -155,6 +159,24 @@ def health_fields(previous: dict[str, Any], seen: InputObservation | None) -> di
         "readers": health.readers,
         "lastSourceTime": when,
     }
+
+
+def ingest_fields(previous: dict[str, Any], seen: InputObservation | None) -> dict[str, Any]:
+    """status.ingest from the latest poll (held while not polled; gone with the source)."""
+    if seen is None or seen.health is None:
+        return {}
+    return ingest.status_fields(previous, seen.ingest.summary if seen.ingest else None) or {"ingest": None}
+
+
+def ingest_degraded(seen: SeenInput, observation: InputObservation | None) -> Cond:
+    """Degraded from the ingest's window; as last written while the router was not polled
+    yet (a replica that just started or took over), as the phase holds."""
+    if seen.router_ready and observation is None:
+        kept = ingest.carried(seen.previous.get("conditions"))
+        if kept is not None:
+            return kept
+    reading = observation.ingest if observation else None
+    return ingest.degraded(reading.summary if reading else None, receiving(observation))
 
 
 def ingest_endpoint(inp: StreamInput, ingest: render.Ingest, service: dict[str, Any]) -> str:

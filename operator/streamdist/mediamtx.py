@@ -50,12 +50,15 @@ __all__ = [
     "MediaMTXClient",
     "PathSample",
     "ReaderRef",
+    "SRTLink",
     "Session",
+    "TrackDetail",
     "bitrate_kbps",
     "input_health",
     "parse_path",
     "parse_path_list",
     "parse_sessions",
+    "parse_srt_conn",
     "parse_time",
     "reader_sessions",
     "stalled_readers",
@@ -101,6 +104,22 @@ class ReaderRef(BaseModel):
     id: str
 
 
+class TrackDetail(BaseModel):
+    """One track of a path as MediaMTX v1.20 describes it (``tracks2[].codecProps``):
+    video gives width, height, profile and level (H.264/H.265), audio its sample rate
+    and channels. MediaMTX reports no frame rate."""
+
+    model_config = _FROZEN
+
+    codec: str
+    width: int | None = None
+    height: int | None = None
+    profile: str | None = None
+    level: str | None = None
+    sample_rate: int | None = None
+    channel_count: int | None = None
+
+
 class PathSample(BaseModel):
     """One observation of a MediaMTX path, stamped with the local time it was taken.
 
@@ -121,6 +140,9 @@ class PathSample(BaseModel):
     bytes_sent: int
     readers: tuple[ReaderRef, ...]
     sampled_at: float
+    # frames of the current source MediaMTX could not process (``inboundFramesInError``)
+    frames_in_error: int = 0
+    track_details: tuple[TrackDetail, ...] = ()
 
     @property
     def reader_count(self) -> int:
@@ -146,6 +168,32 @@ class Session(BaseModel):
     bytes_received: int
     bytes_sent: int
     query: str = ""
+    # what the router discarded toward this reader because it fell behind: frames
+    # (``outboundFramesDiscarded``), RTP packets for RTSP sessions
+    # (``outboundRTPPacketsDiscarded``)
+    discarded: int = 0
+
+
+class SRTLink(BaseModel):
+    """An SRT connection's link statistics (``/v3/srtconns/get/{id}``), receiver side:
+    what the router's SRT stack (gosrt) counts for a publisher since it connected.
+
+    ``received`` counts each packet of the stream once (``packetsReceivedUnique``);
+    ``lost`` the packets found missing (``packetsReceivedLoss``), most of them later
+    retransmitted (``packetsReceivedRetrans``); ``dropped`` the packets the receiver
+    threw away (``packetsReceivedDrop``: too late to play, or a duplicate of one it
+    had: gosrt counts both).
+    """
+
+    model_config = _FROZEN
+
+    id: str
+    rtt_ms: float
+    received: int
+    lost: int
+    retransmitted: int
+    dropped: int
+    receive_rate_mbps: float
 
 
 class InputHealth(BaseModel):
@@ -212,6 +260,36 @@ def _track_names(doc: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(str(t) for t in tracks)
 
 
+def _opt_int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _opt_str(value: Any) -> str | None:
+    return str(value) if isinstance(value, str | int | float) and not isinstance(value, bool) and value != "" else None
+
+
+def parse_track_details(doc: Mapping[str, Any]) -> tuple[TrackDetail, ...]:
+    """``tracks2`` of a path as TrackDetail, the properties MediaMTX gives (absent ones None)."""
+    out = []
+    for track in doc.get("tracks2") or []:
+        if not isinstance(track, Mapping):
+            continue
+        found = track.get("codecProps")
+        props: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+        out.append(
+            TrackDetail(
+                codec=str(track.get("codec", "")),
+                width=_opt_int(props.get("width")),
+                height=_opt_int(props.get("height")),
+                profile=_opt_str(props.get("profile")),
+                level=_opt_str(props.get("level")),
+                sample_rate=_opt_int(props.get("sampleRate")),
+                channel_count=_opt_int(props.get("channelCount")),
+            )
+        )
+    return tuple(out)
+
+
 def parse_path(doc: Mapping[str, Any], sampled_at: float) -> PathSample:
     """Turn one item of ``/v3/paths/list`` (or the body of ``/v3/paths/get/{name}``)
     into a ``PathSample``.
@@ -239,6 +317,8 @@ def parse_path(doc: Mapping[str, Any], sampled_at: float) -> PathSample:
             ReaderRef(type=str(r.get("type", "")), id=str(r.get("id", ""))) for r in (doc.get("readers") or [])
         ),
         sampled_at=sampled_at,
+        frames_in_error=_int(doc, "inboundFramesInError"),
+        track_details=parse_track_details(doc),
     )
 
 
@@ -268,9 +348,23 @@ def parse_sessions(kind: str, doc: Mapping[str, Any]) -> list[Session]:
                 bytes_received=_int(item, "inboundBytes", "bytesReceived"),
                 bytes_sent=_int(item, "outboundBytes", "bytesSent"),
                 query=str(item.get("query") or ""),
+                discarded=_int(item, "outboundFramesDiscarded", "outboundRTPPacketsDiscarded"),
             )
         )
     return out
+
+
+def parse_srt_conn(doc: Mapping[str, Any]) -> SRTLink:
+    """One SRT connection (an item of ``/v3/srtconns/list`` or ``/v3/srtconns/get/{id}``)."""
+    return SRTLink(
+        id=str(doc.get("id", "")),
+        rtt_ms=float(doc.get("msRTT") or 0.0),
+        received=_int(doc, "packetsReceivedUnique"),
+        lost=_int(doc, "packetsReceivedLoss"),
+        retransmitted=_int(doc, "packetsReceivedRetrans"),
+        dropped=_int(doc, "packetsReceivedDrop"),
+        receive_rate_mbps=float(doc.get("mbpsReceiveRate") or 0.0),
+    )
 
 
 # ----------------------------------------------------------------- derived values
@@ -441,16 +535,20 @@ class MediaMTXClient:
         now = self._clock()
         return parse_path_list({"items": self._list_all("/v3/paths/list")}, now)
 
-    def path(self, name: str) -> PathSample | None:
-        """One path, or None when the router does not know it (HTTP 404)."""
-        now = self._clock()
+    def _get_or_none(self, path: str) -> Any:
+        """The decoded body of ``path``, or None when the router does not know it (HTTP 404)."""
         try:
-            doc = self.get_json("/v3/paths/get/" + urllib.parse.quote(name, safe="/"))
+            return self.get_json(path)
         except MediaMTXAPIError as exc:
             if exc.status == 404:
                 return None
             raise
-        return parse_path(doc, now)
+
+    def path(self, name: str) -> PathSample | None:
+        """One path, or None when the router does not know it (HTTP 404)."""
+        now = self._clock()
+        doc = self._get_or_none("/v3/paths/get/" + urllib.parse.quote(name, safe="/"))
+        return None if doc is None else parse_path(doc, now)
 
     def sessions(self, kind: str) -> list[Session]:
         """All sessions of one kind (see SESSION_ENDPOINTS); [] if that server is off."""
@@ -462,6 +560,11 @@ class MediaMTXClient:
                 return []
             raise
         return parse_sessions(kind, {"items": items})
+
+    def srt_conn(self, conn_id: str) -> SRTLink | None:
+        """One SRT connection's statistics, or None when it is gone (HTTP 404)."""
+        doc = self._get_or_none("/v3/srtconns/get/" + urllib.parse.quote(conn_id, safe=""))
+        return None if doc is None else parse_srt_conn(doc)
 
     def readers_of(self, path: PathSample, known: Mapping[str, list[Session]] | None = None) -> list[Session]:
         """Per-reader sessions (with bytes_sent) of ``path``, fetching only the kinds

@@ -74,6 +74,7 @@ class StatusCollector(Collector):
         yield active
         yield from self._outputs()
         yield from self._inputs()
+        yield from self._ingest()
 
     def _outputs(self) -> Iterator[Metric]:
         reconnects = CounterMetricFamily("streamdist_output_reconnects", "Restarts of an output since it was created.",
@@ -122,6 +123,65 @@ class StatusCollector(Collector):
                 if cond and cond.get("status") in ("True", "False"):
                     judged.add_metric([ns, name, kind], 1.0 if cond["status"] == "True" else 0.0)
         yield from (rate, readers, phase, judged)
+
+    def _ingest(self) -> Iterator[Metric]:
+        """What each input's router counts for its ingest, as the latest poll read it.
+
+        Raw figures (not status's settled ones), so that rates over time are true; from
+        this replica's memory, so only while it acts (a standby's memory is stale), and
+        counters since the source connected (a new source starts a new count: Prometheus
+        reads that as a counter reset)."""
+        labels = ("namespace", "input")
+        degraded = _gauge("streamdist_input_degraded", "1 while the input's Degraded condition is True (reason).",
+                          *labels, "reason")  # fmt: skip
+        idx = self.ctx.idx
+        for (ns, name), bodies in idx.items(idx.inputs):
+            cond = _condition(_first(bodies).get("status") or {}, "Degraded")
+            if cond:
+                degraded.add_metric([ns, name, cond.get("reason", "")], 1.0 if cond.get("status") == "True" else 0.0)
+        yield degraded
+        if self.ctx.paused:
+            return
+        fams = _ingest_families()
+        for key, record in self.ctx.memory.inputs():
+            reading = record.observation.ingest if record.observation else None
+            if reading is not None and (key.namespace, key.name) in idx.inputs:
+                _add_ingest(fams, [key.namespace, key.name], reading.sample)
+        yield from fams.values()
+
+
+# Each input's ingest series: (key, name, kind, help). Counters get `_total` when exposed.
+INGEST_SERIES = (
+    ("errors", "streamdist_input_frames_in_error", "counter", "Frames of the source the router could not process."),
+    ("discarded", "streamdist_input_frames_discarded", "gauge",
+     "What the router discarded toward readers that fell behind (RTSP readers: RTP packets), summed over them."),
+    ("rtt", "streamdist_input_srt_rtt_milliseconds", "gauge", "SRT ingest round-trip time."),
+    ("rate", "streamdist_input_srt_receive_rate_mbps", "gauge", "SRT ingest receive rate."),
+    ("received", "streamdist_input_srt_packets_received", "counter", "SRT ingest packets of the stream received."),
+    ("lost", "streamdist_input_srt_packets_lost", "counter", "SRT ingest packets found missing."),
+    ("retransmitted", "streamdist_input_srt_packets_retransmitted", "counter", "SRT ingest packets received again."),
+    ("dropped", "streamdist_input_srt_packets_dropped", "counter",
+     "SRT ingest packets thrown away (too late to play, or duplicates)."),
+)  # fmt: skip
+
+
+def _ingest_families() -> dict[str, CounterMetricFamily | GaugeMetricFamily]:
+    labels = ["namespace", "input"]
+    kinds = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
+    return {key: kinds[kind](name, text, labels=labels) for key, name, kind, text in INGEST_SERIES}
+
+
+def _add_ingest(fams: dict[str, CounterMetricFamily | GaugeMetricFamily], labels: list[str], sample: Any) -> None:
+    """One input's samples (an ingest.Sample) into the families."""
+    fams["errors"].add_metric(labels, float(sample.frames_in_error))
+    fams["discarded"].add_metric(labels, float(sample.discarded))
+    link = sample.link
+    if link is None:
+        return
+    values = {"rtt": link.rtt_ms, "rate": link.receive_rate_mbps, "received": link.received, "lost": link.lost,
+              "retransmitted": link.retransmitted, "dropped": link.dropped}  # fmt: skip
+    for key, value in values.items():
+        fams[key].add_metric(labels, float(value))
 
 
 CONFIDENCE_CONDITIONS = ("Black", "Frozen", "Silent")  # streamdist.confidence.CONDITION_TYPES

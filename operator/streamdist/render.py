@@ -180,6 +180,12 @@ class Ingest:
         return "ingest" if self.role == "primary" else "backup"
 
 
+def primary_path(name: str, has_backup: bool) -> str:
+    """The primary source's MediaMTX path: the readers' path itself, unless a backup
+    switch feeds the readers' path (then the primary publishes to its own)."""
+    return f"{name}-primary" if has_backup else name
+
+
 def ingests(inp: StreamInput, port: int) -> list[Ingest]:
     """The primary (on the reader path itself unless there is a backup) and the backup."""
     name, backup = inp.metadata.name, inp.spec.backup
@@ -189,7 +195,7 @@ def ingests(inp: StreamInput, port: int) -> list[Ingest]:
     backup_port = port if shares else backup.port
     assert backup_port is not None  # the model requires it when the listener is not shared
     return [
-        Ingest("primary", inp.spec.protocol, port, f"{name}-primary", True),
+        Ingest("primary", inp.spec.protocol, port, primary_path(name, True), True),
         Ingest("backup", backup.protocol, backup_port, f"{name}-backup", not shares),
     ]
 

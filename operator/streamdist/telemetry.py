@@ -20,6 +20,10 @@ from .status import Cond
 # (no frame, no byte) was muxed at all.
 LOSS_PERCENT = 1.0
 SLOW_SPEED = 0.9
+# How far a figure moves before status shows the new one: (absolute, relative to what
+# status shows). SRT's RTT and loss wander a little at every poll of a steady link.
+RTT_TOLERANCE = (5.0, 0.2)
+LOSS_TOLERANCE = (0.5, 0.25)
 
 FRAMES = "streamdist_ffmpeg_frames_total"
 DROPPED = "streamdist_ffmpeg_dropped_frames_total"
@@ -163,24 +167,29 @@ def status_fields(previous: dict[str, object], summary: Summary | None) -> dict[
     if summary is None:
         return {}
     fields: dict[str, object] = {"link": summary.link, "droppedFrames": _settled_count(previous, summary)}
-    speed = settle(_num(previous.get("speed")), summary.speed, 0.1, 0.0)
+    speed = settle(number(previous.get("speed")), summary.speed, 0.1, 0.0)
     if speed is not None:
         fields["speed"] = round(speed, 2)
-    rtt = settle(_num(previous.get("rttMs")), summary.rtt_ms, 5.0, 0.2)
+    rtt = settle(number(previous.get("rttMs")), summary.rtt_ms, *RTT_TOLERANCE)
     fields["rttMs"] = None if rtt is None else round(rtt)
-    loss = settle(_num(previous.get("lossPercent")), summary.loss_percent, 0.5, 0.25)
+    loss = settle(number(previous.get("lossPercent")), summary.loss_percent, *LOSS_TOLERANCE)
     fields["lossPercent"] = None if loss is None else round(loss, 1)
     return fields
 
 
 def _settled_count(previous: dict[str, object], summary: Summary) -> int:
     """droppedFrames: written when it goes down (a new pod) or grows by a tenth."""
-    before = _num(previous.get("droppedFrames"))
-    now = summary.dropped_frames
+    return settle_count(number(previous.get("droppedFrames")), summary.dropped_frames)
+
+
+def settle_count(before: float | None, now: int) -> int:
+    """A counter as status shows it: `now` when it went down (a new process or source
+    counts from zero) or grew by a tenth (at least 1), else what status shows: a counter
+    that keeps creeping up costs a status write per tenth, not one per poll."""
     if before is None or now < before or now >= before + max(1.0, before / 10):
         return now
     return int(before)
 
 
-def _num(value: object) -> float | None:
+def number(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -28,8 +28,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streamdist import metrics, render, telemetry, urls
+from streamdist import ingest, mediamtx, metrics, render, telemetry, urls
 from streamdist.handlers.context import Indexes
+from streamdist.handlers.memory import InputKey, InputObservation, Memory
 from streamdist.models import parse_output
 from streamdist.settings import Settings
 from streamdist_dev.chart import CHART, REPO, find, rendered
@@ -266,10 +267,11 @@ def operator_exports() -> set[str]:
            "status": {"phase": "Streaming", "reconnects": 1, "bitrateKbps": 6000,
                       "conditions": [{"type": "Degraded", "status": "False", "reason": "Nominal"}]}}
     inp = {"metadata": {"name": "cam", "namespace": "live"}, "status": {"phase": "Live", "bitrateKbps": 6000,
-           "conditions": [{"type": "Black", "status": "True", "reason": "BlackPicture"}]}}
+           "conditions": [{"type": "Black", "status": "True", "reason": "BlackPicture"},
+                          {"type": "Degraded", "status": "True", "reason": "PacketLoss"}]}}
     idx = Indexes(inputs={("live", "cam"): [inp]}, outputs={("live", "yt"): [out]})
     registry = CollectorRegistry()
-    registry.register(metrics.StatusCollector(SimpleNamespace(paused=False, idx=idx)))
+    registry.register(metrics.StatusCollector(SimpleNamespace(paused=False, idx=idx, memory=_srt_ingest("live", "cam"))))
     registry.register(metrics.RECONCILE_SECONDS)
     text = generate_latest(registry).decode()
     names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
@@ -278,6 +280,17 @@ def operator_exports() -> set[str]:
             base = line.split()[2]
             names |= {f"{base}_bucket", f"{base}_sum", f"{base}_count"}
     return names
+
+
+def _srt_ingest(namespace: str, name: str) -> Memory:
+    """A memory whose input has an SRT publisher's reading (the real router's answer, saved)."""
+    fixtures = REPO / "tests" / "fixtures" / "mediamtx"
+    path = mediamtx.parse_path(json.loads((fixtures / "path_get_srt_publisher_lossy.json").read_text()), 0.0)
+    link = mediamtx.parse_srt_conn(json.loads((fixtures / "srtconns_get_publisher_lossy.json").read_text()))
+    memory = Memory()
+    reading = ingest.read(None, ingest.sample(path, [], link))
+    memory.input(InputKey(namespace, name)).observation = InputObservation(None, path, ingest=reading)
+    return memory
 
 
 def pod_exports() -> set[str]:

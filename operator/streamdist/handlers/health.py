@@ -12,9 +12,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .. import confidence, render, switch_render, switch_state
+from .. import confidence, ingest, render, switch_render, switch_state
 from ..confidence import ConfidenceError, ConfidenceState
-from ..mediamtx import MediaMTXAPIError, MediaMTXClient, Session
+from ..mediamtx import MediaMTXAPIError, MediaMTXClient, PathSample, Session
 from ..switch_state import SwitchState, SwitchStateError
 from .context import Context, logline
 from .memory import Applied, Flow, InputKey, InputObservation, OutputKey
@@ -49,6 +49,7 @@ def poll(ctx: Context, key: InputKey, applied: Applied) -> bool:
     try:
         health, sample = client.health(key.name, before.sample if before else None)
         readers = client.readers_of(sample) if sample and sample.readers else []
+        reading = _ingest(ctx, key, client, sample, readers, before)
     except MediaMTXAPIError as exc:
         memory.observation = InputObservation(None, None, error=str(exc)[:200])
         if before is None or before.health is not None:
@@ -57,9 +58,28 @@ def poll(ctx: Context, key: InputKey, applied: Applied) -> bool:
         return False
     switch = _switch_state(ctx, key, applied, before)
     monitor = _confidence_state(ctx, key, applied, before)
-    memory.observation = InputObservation(health, sample, switch=switch, confidence=monitor)
+    memory.observation = InputObservation(health, sample, switch=switch, confidence=monitor, ingest=reading)
     _measure_outputs(ctx, key, readers)
-    return before is None or before.health != health or before.switch != switch or before.confidence != monitor
+    return (before is None or before.health != health or before.switch != switch or before.confidence != monitor
+            or before.ingest != reading)  # fmt: skip
+
+
+def _ingest(
+    ctx: Context, key: InputKey, client: MediaMTXClient, sample: PathSample | None, readers: list[Session],
+    before: InputObservation | None,
+) -> ingest.Reading | None:  # fmt: skip
+    """What the router counts for the ingest: frames in error and tracks of the primary's
+    path (the readers' own path unless there is a backup: then one more GET), what it
+    discarded toward the readers, and for an SRT publisher its link (one more GET)."""
+    if not ctx.settings.telemetry:
+        return None
+    body = ctx.idx.one(ctx.idx.inputs, (key.namespace, key.name)) or {}
+    primary = render.primary_path(key.name, bool((body.get("spec") or {}).get("backup")))
+    path = sample if primary == key.name else client.path(primary)
+    if path is None or not path.online:
+        return None
+    link = client.srt_conn(path.source_id) if path.source_type == "srtConn" and path.source_id else None
+    return ingest.read(before.ingest if before else None, ingest.sample(path, readers, link))
 
 
 def _confidence_state(

@@ -75,6 +75,7 @@ def observe(
         previous=previous,
         now=datetime.now(UTC),
         monitored=ctx.settings.confidence_monitor,
+        telemetry=ctx.settings.telemetry,
     )
 
 

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from ..confidence import ConfidenceState
+from ..ingest import Reading
 from ..mediamtx import InputHealth, PathSample
 from ..schedule import Placed
 from ..switch_state import SwitchState
@@ -67,6 +68,8 @@ class InputObservation:
     # with the confidence monitor: black, frozen, silent (its thumbnail's age left out:
     # it moves every poll, and an observation that moves re-plans the input)
     confidence: ConfidenceState | None = None
+    # what the router counts for the ingest (frames in error, SRT link), and its window's summary
+    ingest: Reading | None = None
 
 
 @dataclass(frozen=True)
