@@ -210,6 +210,23 @@ function endpointBlock(label, value) {
     <button type="button" class="btn btn-sm btn-outline-secondary py-0" data-action="copy" data-copy="${esc(value)}" data-key="copy:${esc(label)}:${esc(value)}">Copy</button></dd>`;
 }
 
+// The input's latest keyframe, from its confidence monitor through the page's server (which
+// checks the viewer may get streaminputs/thumbnail). Pictures, not state: refreshed by a
+// timer (THUMB_SECONDS), hidden while there is none.
+const THUMB_SECONDS = 10;
+function thumbUrl(ns, name) {
+  return `/api/namespaces/${encodeURIComponent(ns)}/streaminputs/${encodeURIComponent(name)}/thumbnail.jpg`;
+}
+
+function thumbnail(ns, name, inp) {
+  if (!state.session.thumbnails || !inp) return "";
+  return `<img class="sd-thumb rounded border mb-2" hidden data-thumb="${esc(thumbUrl(ns, name))}" src="${esc(thumbUrl(ns, name))}" alt="Latest keyframe of ${esc(name)}" width="320" height="180">`;
+}
+
+function refreshThumbs() {
+  for (const img of document.querySelectorAll("img[data-thumb]")) img.src = `${img.dataset.thumb}?t=${Date.now()}`;
+}
+
 function inputCard(ns, name, inp, outputs) {
   const k = key(ns, name);
   const head = inp
@@ -229,7 +246,7 @@ function inputCard(ns, name, inp, outputs) {
       <h2 class="h5 mb-0" id="in-${esc(k)}">${esc(name)}</h2> ${head}
       <button type="button" class="btn btn-sm btn-outline-success ms-auto" data-action="add-output" data-ns="${esc(ns)}" data-name="${esc(name)}" data-key="add:${esc(k)}">Add output</button>
     </div>
-    <div class="card-body">${details}
+    <div class="card-body">${thumbnail(ns, name, inp)}${details}
       <h3 class="h6 mt-2">Outputs (${outputs.length})</h3>${list}
     </div>
   </section>`;
@@ -477,6 +494,10 @@ function wire() {
     form.addEventListener("change", () => showDestination(form));
   }
   for (const b of document.querySelectorAll("[data-close]")) b.addEventListener("click", () => b.closest("dialog").close());
+  // load and error do not bubble: caught on the way down, for every thumbnail present or to come
+  $("#inputs").addEventListener("load", (e) => { if (e.target.dataset?.thumb) e.target.hidden = false; }, true);
+  $("#inputs").addEventListener("error", (e) => { if (e.target.dataset?.thumb) e.target.hidden = true; }, true);
+  setInterval(refreshThumbs, THUMB_SECONDS * 1000);
 }
 
 async function start() {
