@@ -32,6 +32,7 @@ READ_RULES = [
     {"apiGroups": ["streamdist.io"], "resources": ["streaminputs", "streamoutputs"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
 ]
+THUMBNAIL_RULES = [{"apiGroups": ["streamdist.io"], "resources": ["streaminputs/thumbnail"], "verbs": ["get"]}]
 WRITE_RULES = [
     *READ_RULES,
     {"apiGroups": ["streamdist.io"], "resources": ["streaminputs", "streamoutputs"], "verbs": ["create", "patch", "delete"]},
@@ -54,13 +55,14 @@ def apply_all(kubectl: Any, *objs: dict[str, Any]) -> None:
 
 
 def chart_page_rules() -> list[dict[str, Any]]:
-    """The rules the chart gives the page's ServiceAccount for anonymous reading."""
+    """The rules the chart gives the page's ServiceAccount (anonymous reading, thumbnails)."""
     (role,) = find(rendered("--set", "ui.enabled=true", "--set", "ui.anonymousRead=true"), "ClusterRole", "streamdist-ui")
     return role["rules"]  # type: ignore[no-any-return]
 
 
 def page_kubeconfig(cp: Any, directory: Path, namespace: str = "streamdist-ui") -> Path:
-    """A kubeconfig of the page's own ServiceAccount (the chart's rules), token only."""
+    """A kubeconfig of the page's own ServiceAccount (the chart's rules), token only;
+    the ServiceAccount is `page` in `namespace` (cluster-wide rules)."""
     cp.kubectl("create", "namespace", namespace, check=False)
     token = service_account(cp.kubectl, namespace, "page", chart_page_rules(), cluster_wide=True)
     return token_kubeconfig(directory / "kubeconfig", cp.server, cp.pki_dir / "ca.crt", token)
@@ -82,6 +84,15 @@ def service_account(kubectl: Any, namespace: str, name: str, rules: list[dict[st
         ]  # fmt: skip
     kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
     return str(kubectl("create", "token", name, "-n", namespace, "--duration=2h").stdout.strip())
+
+
+def audience_token(kubectl: Any, namespace: str, name: str, path: Path, audience: str = "streamdist-operator") -> Path:
+    """A token of ServiceAccount `name` for `audience` only, written to `path` (as the
+    chart's projected token reaches the page)."""
+    token = kubectl("create", "token", name, "-n", namespace, "--duration=2h", f"--audience={audience}").stdout.strip()
+    path.write_text(token)
+    path.chmod(0o600)
+    return path
 
 
 def token_kubeconfig(path: Path, server: str, ca_file: Path, token: str) -> Path:
