@@ -95,6 +95,16 @@ def audience_token(kubectl: Any, namespace: str, name: str, path: Path, audience
     return path
 
 
+def bearer_get(url: str, token: str | None = None) -> tuple[int, str]:
+    """(status, body as text) of one GET with a bearer token, whatever the status."""
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
 def token_kubeconfig(path: Path, server: str, ca_file: Path, token: str) -> Path:
     """A kubeconfig that signs in with a bearer token only (no client certificate)."""
     cfg = {

@@ -11,8 +11,6 @@ ones through the same path.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from streamdist_dev.ui import (
     UiProcess,
     apply_all,
     audience_token,
+    bearer_get,
     page_kubeconfig,
     service_account,
     stream_input,
@@ -35,15 +34,6 @@ pytestmark = pytest.mark.timeout(300)
 # What the operator answers once authorization passed, where KWOK plays the router: the
 # monitor is off (404) or its address leads nowhere (503). Never 401 or 403.
 PAST_AUTHORIZATION = {404: "confidence monitor is off", 503: "cannot be reached"}
-
-
-def _get(url: str, token: str | None = None) -> tuple[int, str]:
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, resp.read().decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
 
 
 def _past_authorization(status: int, body: str) -> bool:
@@ -71,14 +61,14 @@ def test_the_operator_serves_thumbnails_to_its_audience_and_rbac_only(
     api_token, viewer = _tokens(k, tmp_path, "viewer", cam_only)
     _, nobody = _tokens(k, tmp_path, "nobody", [])
 
-    assert _get(url.format("cam"))[0] == 401, "no token"
-    assert _get(url.format("cam"), "not-a-token")[0] == 401, "a token the API server does not know"
-    assert _get(url.format("cam"), api_token)[0] == 401, "a token for the API server, not for the operator"
-    assert _get(url.format("cam"), nobody)[0] == 403, "a ServiceAccount without the right"
-    assert _get(url.format("other"), viewer)[0] == 403, "the right on another input only"
-    got = _get(url.format("cam"), viewer)
+    assert bearer_get(url.format("cam"))[0] == 401, "no token"
+    assert bearer_get(url.format("cam"), "not-a-token")[0] == 401, "a token the API server does not know"
+    assert bearer_get(url.format("cam"), api_token)[0] == 401, "a token for the API server, not for the operator"
+    assert bearer_get(url.format("cam"), nobody)[0] == 403, "a ServiceAccount without the right"
+    assert bearer_get(url.format("other"), viewer)[0] == 403, "the right on another input only"
+    got = bearer_get(url.format("cam"), viewer)
     assert _past_authorization(*got), got
-    assert _get(url.format("absent"), viewer)[0] == 403, "no right on a name never granted"
+    assert bearer_get(url.format("absent"), viewer)[0] == 403, "no right on a name never granted"
 
 
 def test_the_control_room_checks_the_viewer_before_asking_the_operator(
