@@ -285,8 +285,13 @@ def test_rbac_cluster_wide_is_exactly_what_the_operator_uses():
 def test_rbac_with_watch_namespaces_grants_nothing_namespaced_cluster_wide():
     objs = rendered("--set", "watchNamespaces={live,studio}")
     assert '"*"' not in json.dumps(objs)
-    assert {o["metadata"]["name"] for o in find(objs, "ClusterRole")} == {"streamdist-kopf"}
-    assert flat_rules(_rules(objs, "ClusterRole")) == KOPF_CLUSTER | {
+    assert {o["metadata"]["name"] for o in find(objs, "ClusterRole")} == {"streamdist-kopf", "streamdist-thumbnails"}
+    assert flat_rules(_rules(objs, "ClusterRole", "streamdist-thumbnails")) == {
+        ("streamdist.io", "streaminputs/thumbnail", "get", "")
+    }
+    assert not [b for b in find(objs, "ClusterRoleBinding") + find(objs, "RoleBinding")
+                if b["roleRef"]["name"] == "streamdist-thumbnails"], "the chart binds it to nobody"
+    assert flat_rules(_rules(objs, "ClusterRole", "streamdist-kopf")) == KOPF_CLUSTER | {
         ("", "namespaces", "list", ""), ("", "namespaces", "watch", ""),
     }
     assert flat_rules(_rules(objs, "Role", "streamdist-key", "streamdist")) == KEY_ROLE
