@@ -95,6 +95,17 @@ def audience_token(kubectl: Any, namespace: str, name: str, path: Path, audience
     return path
 
 
+def operator_args(kubectl: Any, operators: Any, page_namespace: str, directory: Path) -> tuple[str, ...]:
+    """`streamdist ui` arguments to show thumbnails from the chart's operator pods
+    (``OperatorPods``): its thumbnails Service's ClusterIP (this host routes to it, as on
+    the local node) and the page ServiceAccount's token for the operator's audience."""
+    svc = json.loads(kubectl("get", "service", "-n", operators.namespace, f"{operators.fullname}-thumbnails",
+                             "-o", "json").stdout)  # fmt: skip
+    port = svc["spec"]["ports"][0]["port"]
+    token = audience_token(kubectl, page_namespace, "page", directory / "operator.token")
+    return "--operator-url", f"http://{svc['spec']['clusterIP']}:{port}", "--operator-token-file", str(token)
+
+
 def bearer_get(url: str, token: str | None = None) -> tuple[int, str]:
     """(status, body as text) of one GET with a bearer token, whatever the status."""
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})

@@ -939,8 +939,8 @@ def test_control_room_output_added_in_the_browser_streams(
         THUMBNAIL_RULES,
         WRITE_RULES,
         UiProcess,
-        audience_token,
         launch_chromium,
+        operator_args,
         page_kubeconfig,
         results_dir,
         service_account,
@@ -953,9 +953,7 @@ def test_control_room_output_added_in_the_browser_streams(
         editor = service_account(kube, kube.ns, "editor", WRITE_RULES + THUMBNAIL_RULES)
         (tmp_path / "page").mkdir()
         page_kc = page_kubeconfig(node.cp, tmp_path / "page", "streamdist-ui-e2e")
-        page_token = audience_token(node.cp.kubectl, "streamdist-ui-e2e", "page", tmp_path / "page" / "operator.token")
-        thumbs = kube.get("service", "-n", operator.namespace, f"{operator.fullname}-thumbnails")["spec"]["clusterIP"]
-        to_operator = ("--operator-url", f"http://{thumbs}:8081", "--operator-token-file", str(page_token))
+        to_operator = operator_args(node.cp.kubectl, operator, "streamdist-ui-e2e", tmp_path / "page")
         with UiProcess(page_kc, tmp_path / "ui", *to_operator) as ui, sync_playwright() as pw:
             browser = launch_chromium(pw)
             try:
