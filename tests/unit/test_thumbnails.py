@@ -13,15 +13,20 @@ from streamdist.thumbnails import AUDIENCE, Expiring, Identity, Refused
 UID = "0b9f6c1e-1111-4222-8333-944455556666"
 
 
+def refusal(fn: Any, *args: Any) -> int:
+    """The HTTP status `fn(*args)` refuses with (the test fails if it does not)."""
+    with pytest.raises(Refused) as exc:
+        fn(*args)
+    return exc.value.status
+
+
 @pytest.mark.parametrize(
     ("header", "token"),
     [("Bearer abc", "abc"), ("bearer  abc ", "abc"), ("Basic abc", None), ("Bearer ", None), ("", None), (None, None)],
 )
 def test_bearer(header: str | None, token: str | None) -> None:
     if token is None:
-        with pytest.raises(Refused) as exc:
-            thumbnails.bearer(header)
-        assert exc.value.status == 401
+        assert refusal(thumbnails.bearer, header) == 401
     else:
         assert thumbnails.bearer(header) == token
 
@@ -51,9 +56,7 @@ def _review(authenticated: bool, audiences: list[str] | None = None, **user: Any
 )  # fmt: skip
 def test_identity(review: dict[str, Any], expected: Identity | None) -> None:
     if expected is None:
-        with pytest.raises(Refused) as exc:
-            thumbnails.identity(review)
-        assert exc.value.status == 401
+        assert refusal(thumbnails.identity, review) == 401
     else:
         assert thumbnails.identity(review) == expected
 
@@ -95,17 +98,13 @@ def _service(owner_uid: str | None, ip: str = "10.96.0.10", controller: bool = T
 def test_router_host_is_the_inputs_own_service(service: dict[str, Any] | None, found: tuple[str, str] | None) -> None:
     inp = {"metadata": {"uid": UID}}
     if found is None:
-        with pytest.raises(Refused) as exc:
-            thumbnails.router_host(inp, service)
-        assert exc.value.status == 404
+        assert refusal(thumbnails.router_host, inp, service) == 404
     else:
         assert thumbnails.router_host(inp, service) == found
 
 
 def test_router_host_without_the_input() -> None:
-    with pytest.raises(Refused) as exc:
-        thumbnails.router_host(None, _service(UID))
-    assert exc.value.status == 404
+    assert refusal(thumbnails.router_host, None, _service(UID)) == 404
 
 
 @pytest.mark.parametrize(
@@ -116,9 +115,7 @@ def test_picture(code: int, body: bytes, status: int | None) -> None:
     if status is None:
         assert thumbnails.picture(code, body) == body
     else:
-        with pytest.raises(Refused) as exc:
-            thumbnails.picture(code, body)
-        assert exc.value.status == status
+        assert refusal(thumbnails.picture, code, body) == status
 
 
 def test_expiring_forgets_after_its_time_and_stays_bounded() -> None:
