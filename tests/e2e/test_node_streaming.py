@@ -994,13 +994,19 @@ def test_control_room_output_added_in_the_browser_streams(
 
 def _thumbnail_shown(card: Any, t0: float) -> None:
     """The card's keyframe is a real picture of the monitor's width (the page refreshes it
-    every 10 s: one refresh at most after the input went Live)."""
+    every 10 s: one refresh at most after the input went Live), and the monitor's
+    conditions, all False, show no problem on the card."""
     thumb = card.locator("img[data-thumb]")
     thumb.wait_for(state="visible", timeout=60_000)
     width, height = thumb.evaluate("(img) => [img.naturalWidth, img.naturalHeight]")
     assert (width, height) == (320, 180), (width, height)
     print(f"[e2e] control room: the input's thumbnail ({width}x{height}) shown {time.monotonic() - t0:.1f}s "
           f"after the card went Live", flush=True)  # fmt: skip
+    # A moving, sounding picture is nominal: Black/Frozen/Silent False, shown as no problem.
+    from playwright.sync_api import expect
+
+    for kind in ("Black", "Frozen", "Silent"):
+        expect(card.locator(f'[data-condition="{kind}"]')).to_have_count(0, timeout=30_000)
 
 
 def test_nodecost_meters_each_pods_cgroup(node: NodeCluster, kube: Kubectl, tmp_path: Path) -> None:

@@ -157,13 +157,16 @@ function eventsBlock(kind, ns, name, uid) {
   return `<details class="small mt-1" data-key="events:${esc(kind)}:${esc(key(ns, name))}"><summary>Events (${events.length})</summary><ul class="list-unstyled mb-0 ms-2">${rows}</ul></details>`;
 }
 
-// Conditions that are not True, with their reason: False in red, Unknown (not known yet) muted.
-// A suspended output's are what suspending means: its phase says it already.
+// Conditions that say something is wrong, with their reason: in red when it is known
+// (False for Ready-like conditions, True for the abnormal-true ones below), muted when not
+// known yet (Unknown). A suspended output's are what suspending means: its phase says it.
+const ABNORMAL_TRUE = new Set(["Degraded", "Black", "Frozen", "Silent"]);
 function problems(obj) {
   if (obj.suspend) return "";
+  const bad = (c) => (ABNORMAL_TRUE.has(c.type) ? "True" : "False");
   return (obj.conditions || [])
-    .filter((c) => c.status !== "True" && c.message)
-    .map((c) => `<div class="small ${c.status === "False" ? "text-danger-emphasis" : "text-body-secondary"}">${esc(c.type)}: ${esc(c.reason)}: ${esc(c.message)}</div>`)
+    .filter((c) => c.message && (c.status === bad(c) || c.status === "Unknown"))
+    .map((c) => `<div class="small ${c.status === bad(c) ? "text-danger-emphasis" : "text-body-secondary"}" data-condition="${esc(c.type)}">${esc(c.type)}: ${esc(c.reason)}: ${esc(c.message)}</div>`)
     .join("");
 }
 
