@@ -17,7 +17,6 @@ import dataclasses
 import time
 from typing import Any
 
-from streamdist import confidence
 from streamdist_dev import media, rendered
 
 from . import mediautil
@@ -57,14 +56,7 @@ def run(opts: Opts) -> Result:
         say(opts, f"{NAME}: router alone, {window:g} s")
         alone = _meter({"router": router.process.pid}, window)
         monitor = group.start("monitor", monitor_argv)
-        creds = router.plan.credentials
-
-        def state() -> confidence.ConfidenceState | None:
-            try:
-                return confidence.fetch(media.LOOPBACK, router.monitor_port, creds.api_user, creds.api_password)
-            except confidence.ConfidenceError:
-                return None
-
+        state = router.monitor_state
         media.wait_for(lambda: (s := state()) is not None and s.running, 30, what="the monitor reading the input")
         time.sleep(5)
         say(opts, f"{NAME}: router and monitor, {window:g} s")

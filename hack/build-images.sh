@@ -194,10 +194,11 @@ build_ffmpeg() {
   local pk="$REPO_ROOT/images/ffmpeg/packages.txt" out k pkgs
   local wrapper="$REPO_ROOT/images/ffmpeg/streamdist-ffmpeg"
   local switch="$REPO_ROOT/images/ffmpeg/streamdist_switch.py" switchlib=("$REPO_ROOT"/images/ffmpeg/switchlib/*.py)
+  local monitor="$REPO_ROOT/images/ffmpeg/streamdist_confidence.py"
   pkgs=$(grep -v '^[[:space:]]*#' "$pk" | xargs)
   [[ -n "$pkgs" ]] || die "no packages in $pk"
   local df="$REPO_ROOT/images/ffmpeg/Dockerfile"
-  k=$(key "$pk" "$wrapper" "$switch" "${switchlib[@]}" "$OCI" "$SUITE" "$df" "$DOCKERFILE" "$VERSION" \
+  k=$(key "$pk" "$wrapper" "$switch" "$monitor" "${switchlib[@]}" "$OCI" "$SUITE" "$df" "$DOCKERFILE" "$VERSION" \
     "$(recipe build_ffmpeg base_rootfs fresh_copy in_chroot chroot_apt add_user slim pack dockerfile_config)")
   out="$CACHE/ffmpeg-$k.tar"
   if [[ ! -f "$out" ]]; then
@@ -213,9 +214,13 @@ build_ffmpeg() {
     install -D -m 0755 "$switch" "$root/usr/local/lib/streamdist-switch/streamdist_switch.py"
     install -D -m 0644 -t "$root/usr/local/lib/streamdist-switch/switchlib" "${switchlib[@]}"
     ln -sf ../lib/streamdist-switch/streamdist_switch.py "$root/usr/local/bin/streamdist-switch"
+    # the confidence monitor (black, frozen, silent, thumbnail), beside the switch's modules
+    install -D -m 0755 "$monitor" "$root/usr/local/lib/streamdist-switch/streamdist_confidence.py"
+    ln -sf ../lib/streamdist-switch/streamdist_confidence.py "$root/usr/local/bin/streamdist-confidence"
     in_chroot "$root" sh -c "python3 -c 'import json, urllib.request, argparse, subprocess, signal, ctypes, selectors, fractions, statistics, hmac' &&
-        python3 /usr/local/bin/streamdist-switch --help >/dev/null && test -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf" ||
-      die "streamdist-switch does not run on the image's python3, or its slate font is missing (packages.txt?)"
+        python3 /usr/local/bin/streamdist-switch --help >/dev/null && python3 /usr/local/bin/streamdist-confidence --help >/dev/null &&
+        test -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf" ||
+      die "streamdist-switch or streamdist-confidence does not run on the image's python3, or the slate font is missing (packages.txt?)"
     # the Dockerfile's checks: SRT and RTMPS are built in
     in_chroot "$root" sh -c "ffmpeg -hide_banner -protocols 2>/dev/null | grep -qx '  srt' && ffmpeg -hide_banner -protocols 2>/dev/null | grep -qx '  rtmps'" ||
       die "ffmpeg in the image lacks srt or rtmps"

@@ -42,7 +42,14 @@ from streamdist_dev.node import (
 )
 from streamdist_dev.operator import OperatorProcess
 from streamdist_dev.operator_pods import OperatorPods
-from streamdist_dev.ui import WRITE_RULES, UiProcess, page_kubeconfig, service_account
+from streamdist_dev.ui import (
+    THUMBNAIL_RULES,
+    WRITE_RULES,
+    UiProcess,
+    operator_args,
+    page_kubeconfig,
+    service_account,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,7 +136,7 @@ def _run_demo_set(
     pieces = start_demo_receivers(cluster, NAMESPACE, ROOT / "examples" / "demo" / "outputs.yaml", STATE / "rx")
     ui: UiProcess | None = None
     try:
-        ui = _start_ui(ui_cp) if ui_cp is not None else None
+        ui = _start_ui(ui_cp, pods) if ui_cp is not None else None
         start_demo_source(cluster, NAMESPACE, "demo", pieces)
         step("waiting until the input is Live and every output Streaming")
         cluster.wait_for("the demo to stream", lambda: demo_settled(cluster, NAMESPACE), timeout=300)
@@ -270,19 +277,22 @@ def _install_crds(cluster: Any) -> None:
     install_crds(cluster)
 
 
-def _start_ui(cluster: Any) -> UiProcess:
+def _start_ui(cluster: Any, pods: OperatorPods) -> UiProcess:
     """The control room (streamdist ui) on loopback: read-only for anyone, as the chart's
-    page ServiceAccount; a token of ServiceAccount `demo-operator` (may change the two kinds
-    in the demo namespace) is written to a file to sign in with."""
+    page ServiceAccount, with the inputs' thumbnails from the operator pods; a token of
+    ServiceAccount `demo-operator` (may change the two kinds in the demo namespace and see
+    thumbnails) is written to a file to sign in with."""
     step("starting the control room (streamdist ui)")
     (STATE / "ui").mkdir(parents=True, exist_ok=True)
     kubeconfig = page_kubeconfig(cluster, STATE / "ui", "streamdist-ui")
-    token = service_account(cluster.kubectl, NAMESPACE, "demo-operator", WRITE_RULES)
+    token = service_account(cluster.kubectl, NAMESPACE, "demo-operator", WRITE_RULES + THUMBNAIL_RULES)
     token_file = STATE / "ui" / "demo-operator.token"
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
     port = int(os.environ.get("STREAMDIST_DEMO_UI_PORT", "0"))
-    return UiProcess(kubeconfig, STATE / "ui", "--anonymous-read", "--namespace", NAMESPACE, port=port).__enter__()
+    thumbnails = operator_args(cluster.kubectl, pods, "streamdist-ui", STATE / "ui")
+    args = ("--anonymous-read", "--namespace", NAMESPACE, *thumbnails)
+    return UiProcess(kubeconfig, STATE / "ui", *args, port=port).__enter__()
 
 
 def _footer(kubeconfig: Path, operator_log: str, ui: UiProcess | None = None) -> None:

@@ -23,11 +23,12 @@ class OperatorProcess(StartStop):
         self.log = state_dir / "operator.log"
         self.port = 0
         self.metrics_port = 0
+        self.thumbnail_port = 0
         self.starts = 0
 
     def start(self, timeout: float = 60.0) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.port, self.metrics_port = free_ports(2)
+        self.port, self.metrics_port, self.thumbnail_port = free_ports(3)
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
@@ -35,6 +36,7 @@ class OperatorProcess(StartStop):
             # KWOK plays the pods: no router answers, and Service addresses lead nowhere.
             "STREAMDIST_HEALTH_POLL": "false",
             "STREAMDIST_METRICS_PORT": str(self.metrics_port),
+            "STREAMDIST_THUMBNAIL_PORT": str(self.thumbnail_port),
             "STREAMDIST_LIVENESS": f"http://127.0.0.1:{self.port}/healthz",
             **self.extra_env,
         }

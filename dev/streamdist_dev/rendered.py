@@ -265,6 +265,15 @@ class RenderedInput:
         return confidence.get(LOOPBACK, self.monitor_port, path, self.plan.credentials.api_user,
                               self.plan.credentials.api_password)  # fmt: skip
 
+    def monitor_state(self) -> confidence.ConfidenceState | None:
+        """What the confidence monitor says (as the operator reads it); None while it
+        does not answer."""
+        creds = self.plan.credentials
+        try:
+            return confidence.fetch(LOOPBACK, self.monitor_port, creds.api_user, creds.api_password)
+        except confidence.ConfidenceError:
+            return None
+
     def stop(self) -> None:
         if self.monitor is not None:
             self.monitor.stop(grace=5)

@@ -32,6 +32,7 @@ READ_RULES = [
     {"apiGroups": ["streamdist.io"], "resources": ["streaminputs", "streamoutputs"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
 ]
+THUMBNAIL_RULES = [{"apiGroups": ["streamdist.io"], "resources": ["streaminputs/thumbnail"], "verbs": ["get"]}]
 WRITE_RULES = [
     *READ_RULES,
     {"apiGroups": ["streamdist.io"], "resources": ["streaminputs", "streamoutputs"], "verbs": ["create", "patch", "delete"]},
@@ -54,13 +55,14 @@ def apply_all(kubectl: Any, *objs: dict[str, Any]) -> None:
 
 
 def chart_page_rules() -> list[dict[str, Any]]:
-    """The rules the chart gives the page's ServiceAccount for anonymous reading."""
+    """The rules the chart gives the page's ServiceAccount (anonymous reading, thumbnails)."""
     (role,) = find(rendered("--set", "ui.enabled=true", "--set", "ui.anonymousRead=true"), "ClusterRole", "streamdist-ui")
     return role["rules"]  # type: ignore[no-any-return]
 
 
 def page_kubeconfig(cp: Any, directory: Path, namespace: str = "streamdist-ui") -> Path:
-    """A kubeconfig of the page's own ServiceAccount (the chart's rules), token only."""
+    """A kubeconfig of the page's own ServiceAccount (the chart's rules), token only;
+    the ServiceAccount is `page` in `namespace` (cluster-wide rules)."""
     cp.kubectl("create", "namespace", namespace, check=False)
     token = service_account(cp.kubectl, namespace, "page", chart_page_rules(), cluster_wide=True)
     return token_kubeconfig(directory / "kubeconfig", cp.server, cp.pki_dir / "ca.crt", token)
@@ -82,6 +84,36 @@ def service_account(kubectl: Any, namespace: str, name: str, rules: list[dict[st
         ]  # fmt: skip
     kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
     return str(kubectl("create", "token", name, "-n", namespace, "--duration=2h").stdout.strip())
+
+
+def audience_token(kubectl: Any, namespace: str, name: str, path: Path, audience: str = "streamdist-operator") -> Path:
+    """A token of ServiceAccount `name` for `audience` only, written to `path` (as the
+    chart's projected token reaches the page)."""
+    token = kubectl("create", "token", name, "-n", namespace, "--duration=2h", f"--audience={audience}").stdout.strip()
+    path.write_text(token)
+    path.chmod(0o600)
+    return path
+
+
+def operator_args(kubectl: Any, operators: Any, page_namespace: str, directory: Path) -> tuple[str, ...]:
+    """`streamdist ui` arguments to show thumbnails from the chart's operator pods
+    (``OperatorPods``): its thumbnails Service's ClusterIP (this host routes to it, as on
+    the local node) and the page ServiceAccount's token for the operator's audience."""
+    svc = json.loads(kubectl("get", "service", "-n", operators.namespace, f"{operators.fullname}-thumbnails",
+                             "-o", "json").stdout)  # fmt: skip
+    port = svc["spec"]["ports"][0]["port"]
+    token = audience_token(kubectl, page_namespace, "page", directory / "operator.token")
+    return "--operator-url", f"http://{svc['spec']['clusterIP']}:{port}", "--operator-token-file", str(token)
+
+
+def bearer_get(url: str, token: str | None = None) -> tuple[int, str]:
+    """(status, body as text) of one GET with a bearer token, whatever the status."""
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
 
 
 def token_kubeconfig(path: Path, server: str, ca_file: Path, token: str) -> Path:

@@ -45,6 +45,7 @@ from types import FrameType
 from typing import IO, Any
 
 from switchlib import net
+from switchlib.logfmt import log
 
 KINDS = ("black", "frozen", "silent")
 JPEG_END = b"\xff\xd9"
@@ -65,19 +66,6 @@ _EDGES = {
 }
 
 
-def log_line(event: str, **fields: object) -> str:
-    """``event=... key=value ...``: one event a line, values quoted when needed."""
-    parts = [f"event={event}"]
-    for key, value in fields.items():
-        text = "none" if value is None else str(value)
-        if not text or any(c.isspace() or c in '"=\\' for c in text):
-            text = json.dumps(text)
-        parts.append(f"{key}={text}")
-    return " ".join(parts)
-
-
-def log(event: str, **fields: object) -> None:
-    print(log_line(event, **fields), flush=True)
 
 
 def edge(line: str) -> tuple[str, bool] | None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import selectors
 import signal
@@ -46,6 +45,7 @@ from typing import Any
 
 from switchlib import net, slate, splice, ts
 from switchlib.children import Child, Children
+from switchlib.logfmt import log
 from switchlib.splice import SLATE, SOURCES
 
 API_INTERVAL = 0.2
@@ -56,19 +56,6 @@ PROBE_FRAMES = 12  # video frames of a new session ffprobe gets to learn its for
 MAX_RECORDS = 50
 
 
-def log_line(event: str, **fields: object) -> str:
-    """``event=... key=value ...``: one event a line, values quoted when needed."""
-    parts = [f"event={event}"]
-    for key, value in fields.items():
-        text = "none" if value is None else str(value)
-        if not text or any(c.isspace() or c in '"=\\' for c in text):
-            text = json.dumps(text)
-        parts.append(f"{key}={text}")
-    return " ".join(parts)
-
-
-def log(event: str, **fields: object) -> None:
-    print(log_line(event, **fields), flush=True)
 
 
 # ------------------------------------------------------------------ command lines

@@ -72,6 +72,10 @@ def add_ui_parser(sub: Any) -> None:
     )  # fmt: skip
     ui_p.add_argument("--namespace", default=os.environ.get("STREAMDIST_UI_NAMESPACE", ""),
                       help="namespace the page opens on (default: all the viewer may list)")
+    ui_p.add_argument("--operator-url", default=os.environ.get("STREAMDIST_UI_OPERATOR_URL", ""),
+                      help="the operator's thumbnail endpoint, e.g. http://streamdist:8081 (default: no thumbnails)")
+    ui_p.add_argument("--operator-token-file", default=os.environ.get("STREAMDIST_UI_OPERATOR_TOKEN_FILE", ""),
+                      help="the page's token for the operator (audience streamdist-operator)")
 
 
 def run_ui(args: argparse.Namespace) -> int:
@@ -82,7 +86,11 @@ def run_ui(args: argparse.Namespace) -> int:
         return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     api = kubeapi.Api(kubeapi.load_cluster(args.kubeconfig))
-    options = server.Options(anonymous_read=args.anonymous_read, namespace=args.namespace)
+    if args.operator_url and not args.operator_token_file:
+        print("streamdist ui: --operator-url needs --operator-token-file", file=sys.stderr)
+        return 2
+    options = server.Options(anonymous_read=args.anonymous_read, namespace=args.namespace,
+                             operator_url=args.operator_url, operator_token_file=args.operator_token_file)
     server.serve(api, options, args.host, args.port)
     return 0
 

@@ -225,6 +225,22 @@ class Kube:
         items = (self._call("GET", path, query=[("fieldSelector", f"metadata.name={name}")]) or {}).get("items") or []
         return (items[0].get("status") or {}) if items else {}
 
+    def review(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a TokenReview or SubjectAccessReview; the API server's answer."""
+        group, version = body["apiVersion"].split("/")
+        path = f"/apis/{group}/{version}/{body['kind'].lower()}s"
+        return self._call("POST", path, body=body, content_type="application/json") or {}
+
+    def get_input(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """One StreamInput, by list with a field selector: the operator lists and watches
+        its kinds and needs no `get` on them."""
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURALS['StreamInput']}"
+        items = (self._call("GET", path, query=[("fieldSelector", f"metadata.name={name}")]) or {}).get("items") or []
+        return items[0] if items else None
+
+    def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get({"apiVersion": "v1", "kind": "Service", "metadata": {"namespace": namespace, "name": name}})
+
     def live_pod_names(self, namespaces: tuple[str, ...] = ()) -> set[tuple[str, str]]:
         """(namespace, name) of every FFmpeg pod that exists now (in `namespaces`, or all)."""
         selector = [("labelSelector", "app.kubernetes.io/managed-by=streamdist,streamdist.io/output")]

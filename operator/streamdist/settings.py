@@ -30,6 +30,8 @@ class Settings:
     # How often unsettled outputs and every input's health are looked at again.
     resync_seconds: float = 5.0
     metrics_port: int = 9090
+    # The input thumbnails for those RBAC allows (thumbnails.py); 0 serves none.
+    thumbnail_port: int = 8081
     # Read each router's control API for input health. Off where routers are not real
     # (KWOK test clusters): their Service addresses lead nowhere.
     health_poll: bool = True
@@ -93,6 +95,7 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         namespaces=namespaces,
         resync_seconds=float(env.get("STREAMDIST_RESYNC_SECONDS", "5")),
         metrics_port=int(env.get("STREAMDIST_METRICS_PORT", "9090")),
+        thumbnail_port=int(env.get("STREAMDIST_THUMBNAIL_PORT", "8081")),
         health_poll=_flag(env.get("STREAMDIST_HEALTH_POLL", "true")),
         telemetry=_flag(env.get("STREAMDIST_TELEMETRY", env.get("STREAMDIST_HEALTH_POLL", "true"))),
         telemetry_seconds=float(env.get("STREAMDIST_TELEMETRY_SECONDS", "10")),

@@ -925,22 +925,36 @@ def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
         node.kubectl("delete", "namespace", DEMO_NS, "--wait=false", check=False)
 
 
-def test_control_room_output_added_in_the_browser_streams(node: NodeCluster, kube: Kubectl, tmp_path: Path) -> None:
-    """The control room (streamdist ui) in Debian's chromium: an output added with the
-    page's form as a token-bearing ServiceAccount reaches Streaming and its destination
-    gets the stream; suspend turns it Suspended. Prints the time from the click."""
+def test_control_room_output_added_in_the_browser_streams(
+    node: NodeCluster, operator: Any, kube: Kubectl, tmp_path: Path
+) -> None:
+    """The control room (streamdist ui) in Debian's chromium: the input's card shows its
+    latest keyframe (the router's confidence monitor, through the operator's thumbnail
+    Service and the page's server, each checking streaminputs/thumbnail); an output added
+    with the page's form as a token-bearing ServiceAccount reaches Streaming and its
+    destination gets the stream; suspend turns it Suspended. Prints the time from the click."""
     from playwright.sync_api import sync_playwright
 
-    from streamdist_dev.ui import WRITE_RULES, UiProcess, launch_chromium, page_kubeconfig, results_dir, service_account
+    from streamdist_dev.ui import (
+        THUMBNAIL_RULES,
+        WRITE_RULES,
+        UiProcess,
+        launch_chromium,
+        operator_args,
+        page_kubeconfig,
+        results_dir,
+        service_account,
+    )
 
     with ProcessGroup(tmp_path / "logs") as group:
         recv = Receiver(tmp_path / "recv", group)
         node.host_service(kube.ns, "recv", recv.service_ports())
         _start_live_input(kube, group)
-        editor = service_account(kube, kube.ns, "editor", WRITE_RULES)
+        editor = service_account(kube, kube.ns, "editor", WRITE_RULES + THUMBNAIL_RULES)
         (tmp_path / "page").mkdir()
         page_kc = page_kubeconfig(node.cp, tmp_path / "page", "streamdist-ui-e2e")
-        with UiProcess(page_kc, tmp_path / "ui") as ui, sync_playwright() as pw:
+        to_operator = operator_args(node.cp.kubectl, operator, "streamdist-ui-e2e", tmp_path / "page")
+        with UiProcess(page_kc, tmp_path / "ui", *to_operator) as ui, sync_playwright() as pw:
             browser = launch_chromium(pw)
             try:
                 ctx = browser.new_context(viewport={"width": 1280, "height": 900},
@@ -949,6 +963,7 @@ def test_control_room_output_added_in_the_browser_streams(node: NodeCluster, kub
                 page.goto(f"{ui.url}/?namespace={kube.ns}")
                 card = page.locator(f'[data-input="{kube.ns}/cam"]')
                 card.locator('[data-phase="Live"]').wait_for(timeout=60_000)
+                _thumbnail_shown(card, t0=time.monotonic())
                 card.get_by_role("button", name="Add output").click()
                 dialog = page.locator("#output-dialog")
                 dialog.locator("#o-name").fill("web")
@@ -975,6 +990,23 @@ def test_control_room_output_added_in_the_browser_streams(node: NodeCluster, kub
             finally:
                 browser.close()
                 wait_for(lambda: not recv.ready("live/web"), 30, interval=0.2, what="the suspended output to stop publishing")
+
+
+def _thumbnail_shown(card: Any, t0: float) -> None:
+    """The card's keyframe is a real picture of the monitor's width (the page refreshes it
+    every 10 s: one refresh at most after the input went Live), and the monitor's
+    conditions, all False, show no problem on the card."""
+    thumb = card.locator("img[data-thumb]")
+    thumb.wait_for(state="visible", timeout=60_000)
+    width, height = thumb.evaluate("(img) => [img.naturalWidth, img.naturalHeight]")
+    assert (width, height) == (320, 180), (width, height)
+    print(f"[e2e] control room: the input's thumbnail ({width}x{height}) shown {time.monotonic() - t0:.1f}s "
+          f"after the card went Live", flush=True)  # fmt: skip
+    # A moving, sounding picture is nominal: Black/Frozen/Silent False, shown as no problem.
+    from playwright.sync_api import expect
+
+    for kind in ("Black", "Frozen", "Silent"):
+        expect(card.locator(f'[data-condition="{kind}"]')).to_have_count(0, timeout=30_000)
 
 
 def test_nodecost_meters_each_pods_cgroup(node: NodeCluster, kube: Kubectl, tmp_path: Path) -> None:

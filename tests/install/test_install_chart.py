@@ -59,6 +59,9 @@ KEY_ROLE = {("", "secrets", "create", ""), ("", "secrets", "get", "streamdist-ke
 KOPF_CLUSTER = {
     ("apiextensions.k8s.io", "customresourcedefinitions", "list", ""),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch", ""),
+    # the thumbnail endpoint: who is asking, and may they (thumbnails.enabled, the default)
+    ("authentication.k8s.io", "tokenreviews", "create", ""),
+    ("authorization.k8s.io", "subjectaccessreviews", "create", ""),
 }
 
 
@@ -233,7 +236,7 @@ def test_operator_pod_is_restricted_and_probed():
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"health": 8080, "metrics": 9090}
+    assert ports == {"health": 8080, "metrics": 9090, "thumbnails": 8081}
     env = _env(rendered())
     assert env["STREAMDIST_LIVENESS"]["value"] == "http://0.0.0.0:8080/healthz"
     assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
@@ -241,8 +244,11 @@ def test_operator_pod_is_restricted_and_probed():
 
 def test_metrics_service_and_optional_service_monitor():
     objs = rendered()
-    (svc,) = find(objs, "Service")
+    svc, thumbs = find(objs, "Service")
     assert svc["metadata"]["name"] == "streamdist-metrics"
+    assert thumbs["metadata"]["name"] == "streamdist-thumbnails" and thumbs["spec"].get("clusterIP") is None
+    assert thumbs["spec"]["ports"] == [{"name": "thumbnails", "port": 8081, "targetPort": "thumbnails", "protocol": "TCP"}]
+    assert thumbs["spec"]["selector"] == svc["spec"]["selector"]
     assert svc["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
     assert svc["spec"]["selector"] == _sts(objs)["spec"]["selector"]["matchLabels"]
     assert _sts(objs)["spec"]["serviceName"] == "streamdist-metrics"
@@ -279,8 +285,13 @@ def test_rbac_cluster_wide_is_exactly_what_the_operator_uses():
 def test_rbac_with_watch_namespaces_grants_nothing_namespaced_cluster_wide():
     objs = rendered("--set", "watchNamespaces={live,studio}")
     assert '"*"' not in json.dumps(objs)
-    assert {o["metadata"]["name"] for o in find(objs, "ClusterRole")} == {"streamdist-kopf"}
-    assert flat_rules(_rules(objs, "ClusterRole")) == KOPF_CLUSTER | {
+    assert {o["metadata"]["name"] for o in find(objs, "ClusterRole")} == {"streamdist-kopf", "streamdist-thumbnails"}
+    assert flat_rules(_rules(objs, "ClusterRole", "streamdist-thumbnails")) == {
+        ("streamdist.io", "streaminputs/thumbnail", "get", "")
+    }
+    assert not [b for b in find(objs, "ClusterRoleBinding") + find(objs, "RoleBinding")
+                if b["roleRef"]["name"] == "streamdist-thumbnails"], "the chart binds it to nobody"
+    assert flat_rules(_rules(objs, "ClusterRole", "streamdist-kopf")) == KOPF_CLUSTER | {
         ("", "namespaces", "list", ""), ("", "namespaces", "watch", ""),
     }
     assert flat_rules(_rules(objs, "Role", "streamdist-key", "streamdist")) == KEY_ROLE
@@ -494,3 +505,35 @@ def test_wheel_the_dockerfile_builds_carries_the_templates(tmp_path):
     assert {n.rsplit("/", 1)[1] for n in names if n.startswith("streamdist/templates/")} == templates
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "streamdist = streamdist.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+
+
+def test_thumbnails_off_leaves_no_port_no_service_and_no_review_rights():
+    objs = rendered("--set", "thumbnails.enabled=false", "--set", "ui.enabled=true")
+    assert [s["metadata"]["name"] for s in find(objs, "Service")] == ["streamdist-metrics", "streamdist-ui"]
+    assert flat_rules(_rules(objs, "ClusterRole", "streamdist-kopf")) == {
+        r for r in KOPF_CLUSTER if r[0] not in ("authentication.k8s.io", "authorization.k8s.io")
+    } | {("kopf.dev", "clusterkopfpeerings", "list", ""), ("kopf.dev", "clusterkopfpeerings", "watch", ""),
+         ("kopf.dev", "clusterkopfpeerings", "patch", "streamdist")}  # fmt: skip
+    env = {e["name"]: e.get("value") for e in _sts(objs)["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["STREAMDIST_THUMBNAIL_PORT"] == "0"
+    ui = next(d for d in find(objs, "Deployment") if d["metadata"]["name"] == "streamdist-ui")
+    (page,) = ui["spec"]["template"]["spec"]["containers"]
+    assert not [e for e in page["env"] if e["name"].startswith("STREAMDIST_UI_OPERATOR")]
+    assert "volumes" not in ui["spec"]["template"]["spec"] and "volumeMounts" not in page
+
+
+def test_the_page_reaches_the_operator_with_a_token_for_its_audience_only():
+    objs = rendered("--set", "ui.enabled=true")
+    ui = next(d for d in find(objs, "Deployment") if d["metadata"]["name"] == "streamdist-ui")
+    spec = ui["spec"]["template"]["spec"]
+    (source,) = spec["volumes"][0]["projected"]["sources"]
+    assert source["serviceAccountToken"]["audience"] == "streamdist-operator"
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    assert env["STREAMDIST_UI_OPERATOR_URL"] == "http://streamdist-thumbnails.streamdist.svc:8081"
+    assert env["STREAMDIST_UI_OPERATOR_TOKEN_FILE"] == spec["containers"][0]["volumeMounts"][0]["mountPath"] + "/token"
+    assert flat_rules(_rules(objs, "ClusterRole", "streamdist-ui")) == {
+        ("streamdist.io", "streaminputs/thumbnail", "get", "")
+    }
+    (policy,) = [p for p in find(objs, "NetworkPolicy") if p["metadata"]["name"] == "streamdist"]
+    (thumbs,) = [r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "thumbnails"]
+    assert thumbs["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "ui"

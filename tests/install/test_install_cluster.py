@@ -25,6 +25,7 @@ from streamdist_dev.audit import Request
 from streamdist_dev.chart import CHART, REPO, helm
 from streamdist_dev.controlplane import ControlPlane, free_ports
 from streamdist_dev.operator import OperatorProcess
+from streamdist_dev.ui import THUMBNAIL_RULES, audience_token, bearer_get, service_account
 from tests.install.conftest import (
     FULLNAME,
     NAMESPACE,
@@ -271,7 +272,9 @@ class Operators:
             env[e["name"]] = {"metadata.name": f"{self.fullname}-{ordinal}",
                               "metadata.namespace": self.namespace,
                               "metadata.labels['apps.kubernetes.io/pod-index']": str(ordinal)}[path]
-        env.pop("STREAMDIST_LIVENESS")  # the harness serves it on a free loopback port
+        # the harness serves these on free loopback ports (two replicas share this host)
+        env.pop("STREAMDIST_LIVENESS")
+        env.pop("STREAMDIST_THUMBNAIL_PORT")
         env["STREAMDIST_METRICS_PORT"] = str(free_ports(1)[0])
         # KWOK's pods have no network: the routers' control API must be unreachable, as it
         # is on any machine without pod routes (some sandboxes answer every address with a
@@ -367,7 +370,16 @@ def _health(cp: ControlPlane, kind: str, short: str, name: str) -> tuple[str, st
     return got.pop()
 
 
-def test_operator_with_the_chart_rights_reconciles_the_examples(install_cp: ControlPlane, ops: Operators) -> None:
+def _thumbnail(cp: ControlPlane, op: OperatorProcess, name: str, tmp: Path) -> tuple[int, str]:
+    """GET one input's thumbnail from the operator as a ServiceAccount allowed to."""
+    service_account(cp.kubectl, LIVE, "thumbs", THUMBNAIL_RULES)
+    token = audience_token(cp.kubectl, LIVE, "thumbs", tmp / "thumbs.token").read_text()
+    return bearer_get(f"http://127.0.0.1:{op.thumbnail_port}/v1/thumbnails/{LIVE}/{name}.jpg", token)
+
+
+def test_operator_with_the_chart_rights_reconciles_the_examples(
+    install_cp: ControlPlane, ops: Operators, tmp_path: Path
+) -> None:
     cp = install_cp
     ops.start(1)
     cp.kubectl("-n", LIVE, "apply", "-f", str(REPO / "examples/inputs/udp.yaml"),
@@ -391,6 +403,10 @@ def test_operator_with_the_chart_rights_reconciles_the_examples(install_cp: Cont
     assert _health(cp, "StreamOutput", "so", "youtube")[0] == "Healthy"
     # No source publishes (KWOK's router is no router): the input waits, which is Progressing.
     assert _health(cp, "StreamInput", "si", "studio-udp")[0] == "Progressing"
+    # The thumbnail endpoint reviews a token for its audience (TokenReview) and its user's
+    # right to this input's thumbnail (SubjectAccessReview); KWOK's router has no picture.
+    status, body = _thumbnail(cp, ops.running[1], "studio-udp", tmp_path)
+    assert status in (404, 503) and ("monitor is off" in body or "cannot be reached" in body), (status, body)
 
     # Suspending the listener deletes its pod and its Service.
     cp.kubectl("-n", LIVE, "patch", "so", "pickup-listener", "--type=merge", "-p", '{"spec":{"suspend":true}}')

@@ -1,7 +1,7 @@
 """The chart's control room (`ui.*` values), without a cluster: off by default; when on, a
 restricted Deployment running `streamdist ui`, a Service, an optional Ingress, and rights
-for the page's own ServiceAccount only with anonymous reading (read the two kinds and
-Events, nothing else)."""
+for the page's own ServiceAccount: the inputs' thumbnails (with `thumbnails.enabled`, the
+default) and, only with anonymous reading, read the two kinds and Events, nothing else."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ READ_ONLY = {
     for r in rs
     for v in ("get", "list", "watch")
 }
+THUMBNAILS = {("streamdist.io", "streaminputs/thumbnail", "get")}
 
 
 def _ui(objs):
@@ -32,9 +33,9 @@ def test_off_by_default():
 
 
 def test_deployment_runs_streamdist_ui_restricted():
-    objs = rendered("--set", "ui.enabled=true")
+    objs = rendered("--set", "ui.enabled=true", "--set", "thumbnails.enabled=false")
     kinds = sorted(o["kind"] for o in _ui(objs))
-    assert kinds == ["Deployment", "NetworkPolicy", "Service", "ServiceAccount"], "no RBAC without anonymous reading"
+    assert kinds == ["Deployment", "NetworkPolicy", "Service", "ServiceAccount"], "no RBAC without a use for it"
     (policy,) = find(objs, "NetworkPolicy", "streamdist-ui")
     assert policy["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
     assert not find(rendered("--set", "ui.enabled=true", "--set", "networkPolicy.enabled=false"), "NetworkPolicy")
@@ -58,7 +59,9 @@ def test_deployment_runs_streamdist_ui_restricted():
 def test_anonymous_reading_binds_read_only_rights_cluster_wide():
     objs = rendered("--set", "ui.enabled=true", "--set", "ui.anonymousRead=true")
     (role,) = find(objs, "ClusterRole", "streamdist-ui")
-    assert _grants(role) == READ_ONLY
+    assert _grants(role) == READ_ONLY | THUMBNAILS
+    off = rendered("--set", "ui.enabled=true", "--set", "ui.anonymousRead=true", "--set", "thumbnails.enabled=false")
+    assert _grants(find(off, "ClusterRole", "streamdist-ui")[0]) == READ_ONLY
     (binding,) = find(objs, "ClusterRoleBinding", "streamdist-ui")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "streamdist-ui", "namespace": "streamdist"}]
     assert binding["roleRef"]["name"] == "streamdist-ui"

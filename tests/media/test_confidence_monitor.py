@@ -134,13 +134,7 @@ def test_source_lost_and_back(tmp_path, group):
     settings = dataclasses.replace(rendered.SETTINGS, confidence_monitor=True, confidence_hold_seconds=HOLD)
     router = rendered.start_input(rendered.make_input("cam", "udp"), tmp_path / "router", group=group, settings=settings)
     assert router.monitor is not None
-    creds = router.plan.credentials
-
-    def state() -> confidence.ConfidenceState | None:
-        try:
-            return confidence.fetch(media.LOOPBACK, router.monitor_port, creds.api_user, creds.api_password)
-        except confidence.ConfidenceError:
-            return None
+    state = router.monitor_state
 
     def reading() -> bool:
         s = state()

@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 from prometheus_client import REGISTRY, start_http_server
 
-from .. import render
+from .. import render, thumbnails
 from ..metrics import StatusCollector
 from ..models import GROUP, VERSION
 from . import inputs, loop, outputs
@@ -153,6 +153,9 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     if memo.ctx.settings.metrics_port:
         REGISTRY.register(StatusCollector(memo.ctx))
         start_http_server(memo.ctx.settings.metrics_port)
+    if memo.ctx.settings.thumbnail_port:
+        served = thumbnails.Thumbnails(memo.ctx.kube, lambda: memo.ctx.key, memo.ctx.settings.confidence_monitor)
+        memo.thumbnails = await thumbnails.serve(served, memo.ctx.settings.thumbnail_port)
 
 
 @kopf.on.cleanup()
@@ -161,3 +164,6 @@ async def cleanup(memo: Any, **_: Any) -> None:
     if task:
         task.cancel()
     memo.ctx.timers.stop()
+    runner = getattr(memo, "thumbnails", None)
+    if runner:
+        await runner.cleanup()

@@ -17,9 +17,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import aiohttp
 from aiohttp import web
 
+from .. import thumbnails
 from ..render import ui_page
 from . import forms
 from .kubeapi import Api, ApiError, Caller
@@ -41,12 +44,39 @@ SECURITY_HEADERS = {
 }
 API_KEY: web.AppKey[Api] = web.AppKey("api", Api)
 OPTIONS_KEY: web.AppKey[Options] = web.AppKey("options")
+OPERATOR_KEY: web.AppKey[OperatorClient] = web.AppKey("operator")
+THUMBNAIL_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
 @dataclass(frozen=True)
 class Options:
     anonymous_read: bool = False
     namespace: str = ""  # what the page shows first; "" = every namespace the viewer may list
+    # The operator's thumbnail endpoint and the file of the page's token for it (a
+    # ServiceAccount token projected for thumbnails.AUDIENCE); "" shows no thumbnails.
+    operator_url: str = ""
+    operator_token_file: str = ""
+
+
+class OperatorClient:
+    """The page's calls to the operator's thumbnail endpoint, with the page's own token
+    for that audience (read at each call: a projected token is rotated in place)."""
+
+    def __init__(self, url: str, token_file: str) -> None:
+        self.url, self.token_file = url.rstrip("/"), Path(token_file)
+        self.session: aiohttp.ClientSession | None = None
+
+    async def thumbnail(self, namespace: str, name: str) -> tuple[int, bytes]:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(timeout=THUMBNAIL_TIMEOUT)
+        token = self.token_file.read_text().strip()
+        url = f"{self.url}/v1/thumbnails/{quote(namespace, safe='')}/{quote(name, safe='')}.jpg"
+        async with self.session.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
+            return resp.status, await resp.read()
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
 
 
 def token_of(request: web.Request) -> str | None:
@@ -145,7 +175,8 @@ async def session_get(request: web.Request) -> web.Response:
         except ApiError as exc:
             if exc.status != 401:
                 raise _refused(exc) from None
-    info = {"user": user, "anonymousRead": options.anonymous_read, "namespace": options.namespace}
+    info = {"user": user, "anonymousRead": options.anonymous_read, "namespace": options.namespace,
+            "thumbnails": bool(options.operator_url)}  # fmt: skip
     return web.json_response({**info, "viaHeader": bool(token and not request.cookies.get(COOKIE))})
 
 
@@ -224,6 +255,31 @@ async def _pump(queue: asyncio.Queue[dict[str, Any]], resp: web.StreamResponse) 
         await resp.write(_sse(message))
 
 
+async def thumbnail(request: web.Request) -> web.Response:
+    """An input's latest keyframe: the viewer (or the page, reading anonymously) must be
+    allowed get on streaminputs/thumbnail of it; the page then fetches it from the
+    operator, which checks the page's own right the same way."""
+    caller, ns, name = reader(request), request.match_info["namespace"], request.match_info["name"]
+    client = request.app.get(OPERATOR_KEY)
+    if client is None:
+        raise _error(404, "this page shows no thumbnails (no operator address)")
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+              "spec": {"resourceAttributes": thumbnails.attributes(ns, name)}}  # fmt: skip
+    try:
+        got = await caller.call("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review)
+    except ApiError as exc:
+        raise _refused(exc) from None
+    if not (got.get("status") or {}).get("allowed"):
+        raise _error(403, "not allowed to get streaminputs/thumbnail of this input")
+    try:
+        status, body = await client.thumbnail(ns, name)
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        raise _error(503, "the operator's thumbnail endpoint does not answer") from None
+    if status != 200:
+        raise _error(404 if status == 404 else 503, body.decode(errors="replace").strip()[:200])
+    return web.Response(body=body, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
 # --- writes (as the viewer only) -------------------------------------------------------
 
 
@@ -282,6 +338,8 @@ async def delete_output(request: web.Request) -> web.Response:
 def make_app(api: Api, options: Options) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[API_KEY], app[OPTIONS_KEY] = api, options
+    if options.operator_url:
+        app[OPERATOR_KEY] = OperatorClient(options.operator_url, options.operator_token_file)
     ns, out = "/api/namespaces/{namespace}", "/api/namespaces/{namespace}/streamoutputs"
     app.add_routes([
         web.get("/", index),
@@ -296,6 +354,7 @@ def make_app(api: Api, options: Options) -> web.Application:
         web.patch(out + "/{name}", patch_output),
         web.delete(out + "/{name}", delete_output),
         web.post(ns + "/streaminputs", create_input),
+        web.get(ns + "/streaminputs/{name}/thumbnail.jpg", thumbnail),
         web.static("/static", STATIC, append_version=False),
     ])  # fmt: skip
 
@@ -304,6 +363,8 @@ def make_app(api: Api, options: Options) -> web.Application:
 
     async def stop(_app: web.Application) -> None:
         await api.close()
+        if OPERATOR_KEY in app:
+            await app[OPERATOR_KEY].close()
 
     app.on_startup.append(start)
     app.on_cleanup.append(stop)

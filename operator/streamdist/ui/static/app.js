@@ -157,13 +157,16 @@ function eventsBlock(kind, ns, name, uid) {
   return `<details class="small mt-1" data-key="events:${esc(kind)}:${esc(key(ns, name))}"><summary>Events (${events.length})</summary><ul class="list-unstyled mb-0 ms-2">${rows}</ul></details>`;
 }
 
-// Conditions that are not True, with their reason: False in red, Unknown (not known yet) muted.
-// A suspended output's are what suspending means: its phase says it already.
+// Conditions that say something is wrong, with their reason: in red when it is known
+// (False for Ready-like conditions, True for the abnormal-true ones below), muted when not
+// known yet (Unknown). A suspended output's are what suspending means: its phase says it.
+const ABNORMAL_TRUE = new Set(["Degraded", "Black", "Frozen", "Silent"]);
 function problems(obj) {
   if (obj.suspend) return "";
+  const bad = (c) => (ABNORMAL_TRUE.has(c.type) ? "True" : "False");
   return (obj.conditions || [])
-    .filter((c) => c.status !== "True" && c.message)
-    .map((c) => `<div class="small ${c.status === "False" ? "text-danger-emphasis" : "text-body-secondary"}">${esc(c.type)}: ${esc(c.reason)}: ${esc(c.message)}</div>`)
+    .filter((c) => c.message && (c.status === bad(c) || c.status === "Unknown"))
+    .map((c) => `<div class="small ${c.status === bad(c) ? "text-danger-emphasis" : "text-body-secondary"}" data-condition="${esc(c.type)}">${esc(c.type)}: ${esc(c.reason)}: ${esc(c.message)}</div>`)
     .join("");
 }
 
@@ -210,6 +213,23 @@ function endpointBlock(label, value) {
     <button type="button" class="btn btn-sm btn-outline-secondary py-0" data-action="copy" data-copy="${esc(value)}" data-key="copy:${esc(label)}:${esc(value)}">Copy</button></dd>`;
 }
 
+// The input's latest keyframe, from its confidence monitor through the page's server (which
+// checks the viewer may get streaminputs/thumbnail). Pictures, not state: refreshed by a
+// timer (THUMB_SECONDS), hidden while there is none.
+const THUMB_SECONDS = 10;
+function thumbUrl(ns, name) {
+  return `/api/namespaces/${encodeURIComponent(ns)}/streaminputs/${encodeURIComponent(name)}/thumbnail.jpg`;
+}
+
+function thumbnail(ns, name, inp) {
+  if (!state.session.thumbnails || !inp) return "";
+  return `<img class="sd-thumb rounded border mb-2" hidden data-thumb="${esc(thumbUrl(ns, name))}" src="${esc(thumbUrl(ns, name))}" alt="Latest keyframe of ${esc(name)}" width="320" height="180">`;
+}
+
+function refreshThumbs() {
+  for (const img of document.querySelectorAll("img[data-thumb]")) img.src = `${img.dataset.thumb}?t=${Date.now()}`;
+}
+
 function inputCard(ns, name, inp, outputs) {
   const k = key(ns, name);
   const head = inp
@@ -229,7 +249,7 @@ function inputCard(ns, name, inp, outputs) {
       <h2 class="h5 mb-0" id="in-${esc(k)}">${esc(name)}</h2> ${head}
       <button type="button" class="btn btn-sm btn-outline-success ms-auto" data-action="add-output" data-ns="${esc(ns)}" data-name="${esc(name)}" data-key="add:${esc(k)}">Add output</button>
     </div>
-    <div class="card-body">${details}
+    <div class="card-body">${thumbnail(ns, name, inp)}${details}
       <h3 class="h6 mt-2">Outputs (${outputs.length})</h3>${list}
     </div>
   </section>`;
@@ -477,6 +497,10 @@ function wire() {
     form.addEventListener("change", () => showDestination(form));
   }
   for (const b of document.querySelectorAll("[data-close]")) b.addEventListener("click", () => b.closest("dialog").close());
+  // load and error do not bubble: caught on the way down, for every thumbnail present or to come
+  $("#inputs").addEventListener("load", (e) => { if (e.target.dataset?.thumb) e.target.hidden = false; }, true);
+  $("#inputs").addEventListener("error", (e) => { if (e.target.dataset?.thumb) e.target.hidden = true; }, true);
+  setInterval(refreshThumbs, THUMB_SECONDS * 1000);
 }
 
 async function start() {
