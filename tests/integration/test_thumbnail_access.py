@@ -32,8 +32,10 @@ from streamdist_dev.ui import (
 
 pytestmark = pytest.mark.timeout(300)
 # What the operator answers once authorization passed, where KWOK plays the router: the
-# monitor is off (404) or its address leads nowhere (503). Never 401 or 403.
-PAST_AUTHORIZATION = {404: "confidence monitor is off", 503: "cannot be reached"}
+# monitor is off (404), its address leads nowhere (503), or, on hosts whose gateway
+# answers HTTP for any address, something that is not the monitor answered (502).
+# Never 401 or 403.
+PAST_AUTHORIZATION = {404: "confidence monitor is off", 503: "cannot be reached", 502: "monitor answered HTTP"}
 
 
 def _past_authorization(status: int, body: str) -> bool:
