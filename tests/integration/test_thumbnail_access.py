@@ -39,7 +39,9 @@ PAST_AUTHORIZATION = {404: "confidence monitor is off", 503: "cannot be reached"
 
 
 def _past_authorization(status: int, body: str) -> bool:
-    return status in PAST_AUTHORIZATION and PAST_AUTHORIZATION[status] in body
+    """The operator's answer once it reviewed the token and the right (the page relays
+    its message with 404, or 503 for anything else)."""
+    return status in PAST_AUTHORIZATION and any(m in body for m in PAST_AUTHORIZATION.values())
 
 
 def _with_router(k: Kubectl, *names: str) -> None:
@@ -89,4 +91,4 @@ def test_the_control_room_checks_the_viewer_before_asking_the_operator(
         status, body, _ = ui.request("GET", path, token=reader)
         assert status == 403 and "streaminputs/thumbnail" in body["message"], body
         status, body, raw = ui.request("GET", path, token=watcher)
-        assert status in PAST_AUTHORIZATION and PAST_AUTHORIZATION[status] in json.dumps(body), raw
+        assert _past_authorization(status, json.dumps(body)), raw
