@@ -323,3 +323,11 @@ class Alerting(StartStop):
     def targets(self) -> list[dict[str, Any]]:
         """The active scrape targets, with their labels, health and last error."""
         return list(self.api("targets", state="active")["activeTargets"])
+
+    def describe_targets(self) -> str:
+        """One line per active target (job, pod, health, last error) and the number of
+        targets discovered but dropped by relabeling, for assertion messages."""
+        lines = [f"  {t['labels'].get('job')} {t['labels'].get('namespace')}/{t['labels'].get('pod')} "
+                 f"{t['scrapeUrl']} {t['health']} {t.get('lastError', '')}" for t in self.targets()]
+        dropped = len(self.api("targets", state="dropped")["droppedTargets"])
+        return "\n".join([f"active targets ({len(lines)}), {dropped} dropped:", *lines])

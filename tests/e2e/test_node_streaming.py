@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from streamdist.settings import Settings
+from streamdist_dev import wait as waiting
 from streamdist_dev.alerting import Alerting, Webhook, chart_rules, monitor_scrape_configs, readme_alertmanager_config
 from streamdist_dev.chart import rendered
 from streamdist_dev.kubectl import Kubectl
@@ -951,15 +952,19 @@ def _rule(rules: dict[str, Any], alert: str) -> dict[str, Any]:
 
 
 def _scraped(alerting: Alerting, ns: str, output: str, operator_pods: list[str]) -> str:
-    """'' once Prometheus has the output's phase from every operator replica (found by
-    the ServiceMonitor's selector) and FFmpeg's frames from its pod (the PodMonitor's),
+    """'' once Prometheus scrapes every operator replica (the ServiceMonitor's selector
+    found them), has the output's phase from the acting one (the standby exports no
+    inputs or outputs) and FFmpeg's frames from the output's pod (the PodMonitor's),
     labelled as the chart says; else what is missing."""
-    phase = alerting.query(f'streamdist_output_phase{{namespace="{ns}",output="{output}",phase="Streaming"}} == 1')
-    replicas = sorted(s["metric"].get("pod", "") for s in phase if s["metric"]["job"] == "streamdist-metrics")
+    up = alerting.query('up{job="streamdist-metrics"} == 1')
+    replicas = sorted(s["metric"].get("pod", "") for s in up)
+    phase = alerting.query(f'streamdist_output_phase{{job="streamdist-metrics",namespace="{ns}",output="{output}",phase="Streaming"}} == 1')
     frames = alerting.query(f'streamdist_ffmpeg_frames_total{{namespace="{ns}",output="{output}",input="cam"}}')
     pods = {s["metric"].get("pod") for s in frames if s["metric"]["job"].endswith("/streamdist-outputs")}
     if replicas != operator_pods:
-        return f"the output's Streaming phase from the replicas {replicas}, not {operator_pods}"
+        return f"the operator's replicas scraped: {replicas}, not {operator_pods}"
+    if not phase:
+        return f"{output}'s Streaming phase from the operator"
     if len(pods) != 1:
         return f"FFmpeg's frames of {output} from the pods {pods}"
     return ""
@@ -1001,9 +1006,9 @@ def _run_destination_down(node: NodeCluster, operator: Any, kube: Kubectl, tmp_p
     kube.wait("the destination gets tv", lambda: recv.ready("live/tv"), 60)
     t0 = time.monotonic()
     replicas = sorted(operator.ready_pods())
-    missing = lambda: _scraped(alerting, ns, "tv", replicas)  # noqa: E731
-    wait_for(lambda: not missing(), 120, interval=1, what=f"Prometheus scraping through the chart's monitors ({missing()})")
-    print(f"[e2e] Prometheus has tv from both operator replicas and its pod {time.monotonic() - t0:.1f}s "
+    waiting.wait_for("Prometheus scraping through the chart's monitors", lambda: not _scraped(alerting, ns, "tv", replicas),
+                     120, 1, detail=lambda: f"{_scraped(alerting, ns, 'tv', replicas)}\n{alerting.describe_targets()}")
+    print(f"[e2e] Prometheus scrapes both operator replicas, has tv's phase and its pod's frames {time.monotonic() - t0:.1f}s "
           f"after Streaming (scrape every {SCRAPE_SECONDS}s)", flush=True)
 
     timeline = _Timeline(kube, "tv", time.monotonic())
