@@ -1021,7 +1021,8 @@ def _run_destination_down(node: NodeCluster, operator: Any, kube: Kubectl, tmp_p
         timeline.sample()
         return hook.alerts("StreamdistOutputDown", "firing", namespace=ns, output="tv")
 
-    wait_for(fired, bound, interval=1, what=f"StreamdistOutputDown at the webhook; tv's status:\n{timeline}")
+    waiting.wait_for("StreamdistOutputDown at the webhook", fired, bound, 1,
+                     detail=lambda: f"tv's status:\n{timeline}\n{alerting.describe_targets()}\n{alerting.logs()}")
     (t_fired, alert), *_ = fired()
     print(f"[e2e] destination down -> StreamdistOutputDown at the webhook in {t_fired - t_down:.1f}s (the rule's for: "
           f"{down_for:.0f}s, group_wait {route['group_wait']}, bound {bound:.0f}s); tv's status meanwhile:\n{timeline}",
