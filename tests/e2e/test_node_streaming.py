@@ -1028,8 +1028,8 @@ def _run_destination_down(node: NodeCluster, operator: Any, kube: Kubectl, tmp_p
           f"{down_for:.0f}s, group_wait {route['group_wait']}, bound {bound:.0f}s); tv's status meanwhile:\n{timeline}",
           flush=True)  # fmt: skip
     _check_alert(hook, alert, ns)
-    others = sorted({(a["labels"]["alertname"], round(t - t_down)) for t, a in hook.alerts(namespace=ns)})
-    print(f"[e2e] every alert about {ns} so far (name, seconds after the destination went down): {others}", flush=True)
+    seen = sorted({(a["labels"]["alertname"], a["labels"].get("pod", "-"), round(t - t_down)) for t, a in hook.alerts(namespace=ns)})
+    print(f"[e2e] every alert about {ns} so far (name, pod, seconds after the destination went down): {seen}", flush=True)
 
     recv.start()
     t_back = time.monotonic()
