@@ -25,6 +25,9 @@ from typing import Any
 import pytest
 
 from streamdist.settings import Settings
+from streamdist_dev import wait as waiting
+from streamdist_dev.alerting import Alerting, Webhook, chart_rules, monitor_scrape_configs, readme_alertmanager_config
+from streamdist_dev.chart import rendered
 from streamdist_dev.kubectl import Kubectl
 from streamdist_dev.media import (
     ManagedProcess,
@@ -923,6 +926,134 @@ def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
         if pieces is not None:
             pieces.stop()
         node.kubectl("delete", "namespace", DEMO_NS, "--wait=false", check=False)
+
+
+# --- alerts: the chart's monitors and rule, Prometheus, Alertmanager, a webhook --------
+
+# The monitors' scrape interval, set through the chart's values (its default is 30 s);
+# Prometheus evaluates the rule as often. The rule's `for:` and the README's Alertmanager
+# timings are untouched.
+SCRAPE_SECONDS = 5
+MONITOR_VALUES = (
+    "metrics.serviceMonitor.enabled=true", "metrics.podMonitor.enabled=true", "metrics.prometheusRule.enabled=true",
+    f"metrics.serviceMonitor.interval={SCRAPE_SECONDS}s", f"metrics.serviceMonitor.scrapeTimeout={SCRAPE_SECONDS}s",
+    f"metrics.podMonitor.interval={SCRAPE_SECONDS}s", f"metrics.podMonitor.scrapeTimeout={SCRAPE_SECONDS}s",
+)  # fmt: skip
+
+
+def _seconds(duration: str) -> float:
+    """A Prometheus duration ("1m", "30s", "1m30s") in seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)(ms|s|m|h)", duration))
+
+
+def _rule(rules: dict[str, Any], alert: str) -> dict[str, Any]:
+    return next(r for g in rules["groups"] for r in g["rules"] if r.get("alert") == alert)
+
+
+def _scraped(alerting: Alerting, ns: str, output: str, operator_pods: list[str]) -> str:
+    """'' once Prometheus scrapes every operator replica (the ServiceMonitor's selector
+    found them), has the output's phase from the acting one (the standby exports no
+    inputs or outputs) and FFmpeg's frames from the output's pod (the PodMonitor's),
+    labelled as the chart says; else what is missing."""
+    up = alerting.query('up{job="streamdist-metrics"} == 1')
+    replicas = sorted(s["metric"].get("pod", "") for s in up)
+    phase = alerting.query(f'streamdist_output_phase{{job="streamdist-metrics",namespace="{ns}",output="{output}",phase="Streaming"}} == 1')
+    frames = alerting.query(f'streamdist_ffmpeg_frames_total{{namespace="{ns}",output="{output}",input="cam"}}')
+    pods = {s["metric"].get("pod") for s in frames if s["metric"]["job"].endswith("/streamdist-outputs")}
+    if replicas != operator_pods:
+        return f"the operator's replicas scraped: {replicas}, not {operator_pods}"
+    if not phase:
+        return f"{output}'s Streaming phase from the operator"
+    if len(pods) != 1:
+        return f"FFmpeg's frames of {output} from the pods {pods}"
+    return ""
+
+
+def test_destination_down_alert_reaches_the_webhook(
+    node: NodeCluster, operator: Any, kube: Kubectl, tmp_path: Path
+) -> None:
+    """The alerting path as a cluster runs it: the pinned Prometheus discovers the
+    operator's replicas and the output pods through the API server with the chart's
+    ServiceMonitor and PodMonitor as rendered (their selectors, ports and relabelings:
+    streamdist_dev.alerting.monitor_scrape_configs) and evaluates the chart's rule as
+    rendered; the pinned Alertmanager runs the README's configuration, its webhook URL
+    pointed at a receiver here. The destination goes down: StreamdistOutputDown (the
+    rule for an output not Streaming) arrives naming the output, its input and
+    namespace, with its runbook; the destination comes back: the alert arrives resolved
+    (send_resolved), at the group's next group_interval (5 min in the README)."""
+    objs = rendered(*(a for v in MONITOR_VALUES for a in ("--set", v)), release=operator.release,
+                    namespace=operator.namespace)  # fmt: skip
+    rules = chart_rules(objs)
+    down_for = _seconds(_rule(rules, "StreamdistOutputDown")["for"])
+    with ProcessGroup(tmp_path / "logs") as group, Webhook() as hook:
+        am_config = readme_alertmanager_config(hook.url)
+        (route,) = am_config["route"]["routes"]
+        scrape = monitor_scrape_configs(objs, node.kubeconfig)
+        with Alerting(tmp_path / "alerting", rules, scrape, am_config, interval=f"{SCRAPE_SECONDS}s") as alerting:
+            _run_destination_down(node, operator, kube, tmp_path, group, hook, alerting, down_for, route)
+
+
+def _run_destination_down(node: NodeCluster, operator: Any, kube: Kubectl, tmp_path: Path, group: ProcessGroup,
+                          hook: Webhook, alerting: Alerting, down_for: float, route: dict[str, Any]) -> None:
+    ns = kube.ns
+    recv = Receiver(tmp_path / "recv", group, name="dest")
+    node.host_service(ns, "dest", recv.service_ports())
+    _start_live_input(kube, group)
+    kube.apply(_output("tv", "cam", f"rtmp://dest.{ns}.svc:{recv.ports['rtmp']}/live/tv",
+                       reconnect={"delaySeconds": 2, "maxDelaySeconds": 10}))  # fmt: skip
+    kube.wait("tv Streaming", lambda: _phase(kube, "tv") == "Streaming", 240)
+    kube.wait("the destination gets tv", lambda: recv.ready("live/tv"), 60)
+    t0 = time.monotonic()
+    replicas = sorted(operator.ready_pods())
+    waiting.wait_for("Prometheus scraping through the chart's monitors", lambda: not _scraped(alerting, ns, "tv", replicas),
+                     120, 1, detail=lambda: f"{_scraped(alerting, ns, 'tv', replicas)}\n{alerting.describe_targets()}")
+    print(f"[e2e] Prometheus scrapes both operator replicas, has tv's phase and its pod's frames {time.monotonic() - t0:.1f}s "
+          f"after Streaming (scrape every {SCRAPE_SECONDS}s)", flush=True)
+
+    timeline = _Timeline(kube, "tv", time.monotonic())
+    recv.kill()
+    t_down = time.monotonic()
+    # the rule's for:, the route's group_wait, then the operator seeing it, a scrape and an evaluation
+    bound = down_for + _seconds(route["group_wait"]) + 60
+
+    def fired() -> list[tuple[float, Any]]:
+        timeline.sample()
+        return hook.alerts("StreamdistOutputDown", "firing", namespace=ns, output="tv")
+
+    waiting.wait_for("StreamdistOutputDown at the webhook", fired, bound, 1,
+                     detail=lambda: f"tv's status:\n{timeline}\n{alerting.describe_targets()}\n{alerting.logs()}")
+    (t_fired, alert), *_ = fired()
+    print(f"[e2e] destination down -> StreamdistOutputDown at the webhook in {t_fired - t_down:.1f}s (the rule's for: "
+          f"{down_for:.0f}s, group_wait {route['group_wait']}, bound {bound:.0f}s); tv's status meanwhile:\n{timeline}",
+          flush=True)  # fmt: skip
+    _check_alert(hook, alert, ns)
+    seen = sorted({(a["labels"]["alertname"], a["labels"].get("pod", "-"), round(t - t_down)) for t, a in hook.alerts(namespace=ns)})
+    print(f"[e2e] every alert about {ns} so far (name, pod, seconds after the destination went down): {seen}", flush=True)
+
+    recv.start()
+    t_back = time.monotonic()
+    kube.wait("tv Streaming again", lambda: _phase(kube, "tv") == "Streaming", 120)
+    streaming = time.monotonic() - t_back
+    resolved_bound = _seconds(route["group_interval"]) + 60
+    t_resolved, resolved = hook.wait_alert("StreamdistOutputDown", resolved_bound, "resolved", namespace=ns, output="tv")
+    print(f"[e2e] destination back -> tv Streaming in {streaming:.1f}s, StreamdistOutputDown resolved at the webhook "
+          f"in {t_resolved - t_back:.1f}s ({t_resolved - t_fired:.1f}s after the firing notification; group_interval "
+          f"{route['group_interval']})", flush=True)  # fmt: skip
+    assert resolved["labels"] == alert["labels"], (resolved["labels"], alert["labels"])
+    unrelated = {a["labels"]["alertname"] for _, a in hook.alerts()} & {"StreamdistOperatorDown", "StreamdistInputNotReceiving"}
+    assert not unrelated, f"{unrelated} fired: {hook.received}"
+
+
+def _check_alert(hook: Webhook, alert: dict[str, Any], ns: str) -> None:
+    """The alert names the output, its input and namespace, and carries its runbook; the
+    README's route delivered it."""
+    assert {k: alert["labels"].get(k) for k in ("namespace", "output", "input", "severity")} == {
+        "namespace": ns, "output": "tv", "input": "cam", "severity": "critical"}, alert["labels"]
+    assert alert["annotations"]["summary"] == f"Output {ns}/tv is not streaming", alert["annotations"]
+    assert f"kubectl -n {ns} get so tv -o wide" in alert["annotations"]["runbook"], alert["annotations"]
+    notification = hook.notification(alert)
+    assert notification["receiver"] == "streamdist-webhook" and notification["version"] == "4", notification
 
 
 def test_control_room_output_added_in_the_browser_streams(

@@ -1,5 +1,6 @@
-"""Tools of the install tests: RBAC rules flattened, the pinned Prometheus tools and Argo CD's Lua (the pinned helm
-and the chart rendered: streamdist_dev.chart).
+"""Tools of the install tests: RBAC rules flattened, promtool (the pinned Prometheus
+binaries: streamdist_dev.alerting) and Argo CD's Lua (the pinned helm and the chart
+rendered: streamdist_dev.chart).
 
 Nothing here needs a cluster. The cluster tests' fixtures are in conftest.py.
 """
@@ -16,25 +17,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from streamdist_dev.chart import HACK, REPO, cache_root, versions
+from streamdist_dev.alerting import prometheus_bin
+from streamdist_dev.chart import REPO, cache_root
 
 HEALTH_DIR = REPO / "argocd" / "health"
 KINDS = ("StreamInput", "StreamOutput")
 # gopher-lua release Argo CD links (github.com/argoproj/argo-cd go.mod).
 GOPHER_LUA_VERSION = "v1.1.1"
-
-
-@cache
-def prometheus_bin(name: str) -> Path:
-    """The pinned promtool, prometheus or alertmanager (hack/build-prometheus.sh NAME
-    builds it when missing; `make deps` builds all three)."""
-    key = "ALERTMANAGER_VERSION" if name == "alertmanager" else "PROMETHEUS_VERSION"
-    path = cache_root() / f"{name}-{versions()[key]}" / name
-    if not os.access(path, os.X_OK):
-        subprocess.run(["bash", str(HACK / "build-prometheus.sh"), name], check=True,
-                       stdout=subprocess.DEVNULL, timeout=1800)
-    assert os.access(path, os.X_OK), f"{path} missing after hack/build-prometheus.sh {name}"
-    return path
 
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
