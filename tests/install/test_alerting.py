@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from streamdist import metrics
 from streamdist.handlers.context import Indexes
+from streamdist.handlers.memory import Memory
 from streamdist_dev.alerting import Alerting, Webhook, chart_rules, readme_alertmanager_config, serve_http
 from streamdist_dev.chart import rendered
 
@@ -57,7 +58,7 @@ def test_reconnect_storm_reaches_the_webhook(tmp_path):
     source = {"metadata": {"name": "cam", "namespace": "live"}, "status": {"phase": "Live", "bitrateKbps": 6000}}
     idx = Indexes(inputs={("live", "cam"): [source]}, outputs={("live", "yt"): [output]})
     registry = CollectorRegistry()
-    registry.register(metrics.StatusCollector(SimpleNamespace(paused=False, idx=idx)))
+    registry.register(metrics.StatusCollector(SimpleNamespace(paused=False, idx=idx, memory=Memory())))
     target_server, target = serve_http(_collector_handler(registry))
     # scraped as the chart's ServiceMonitor does (honor_labels: the samples' namespace is the output's)
     scrape = [{"job_name": "streamdist", "honor_labels": True, "static_configs": [{"targets": [target]}]}]
