@@ -33,6 +33,7 @@ from typing import Any
 from streamdist import switch_state
 from streamdist_dev import media, rendered
 
+from . import mediautil
 from .common import CLK_TCK, REPO_ROOT, Opts, Result, Table, say, summary, verdict
 
 NAME = "failover"
@@ -266,7 +267,7 @@ def measure(opts: Opts, gop: float, primary: str, cycles: int, rng: random.Rando
     with media.ProcessGroup(logdir=work / "logs") as g:
         backup_port = media.free_udp_port()
         inp = rendered.make_input("cam", primary, backup={"protocol": backup, "port": backup_port})
-        router = rendered.prepare_input(inp, work / "router", group=g)
+        router = rendered.prepare_input(inp, work / "router", group=g, settings=mediautil.ROUTER_SETTINGS)
         if switch.argv is not None:
             router.switch_argv = switch.argv(router)
         router.start()

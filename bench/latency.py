@@ -28,6 +28,7 @@ from typing import Any
 
 from streamdist_dev import media, rendered
 
+from . import mediautil
 from .common import Opts, Result, Table, measured, summary
 
 NAME = "latency"
@@ -210,7 +211,8 @@ def measure(opts: Opts, warm: float, window: float) -> dict[str, Any]:
     taps: dict[str, UdpTap] = {}
     with media.ProcessGroup(logdir=work / "logs") as g:
         try:
-            router = rendered.prepare_input(rendered.make_input("cam", "udp"), work / "router", group=g)
+            router = rendered.prepare_input(rendered.make_input("cam", "udp"), work / "router", group=g,
+                                            settings=mediautil.ROUTER_SETTINGS)
             router.start()
             taps["departure"] = UdpTap("departure", forward_to=router.ingest_port)
             for p in PROTOCOLS:

@@ -672,12 +672,13 @@ def test_network_policy_is_enforced_on_the_node(node: NodeCluster, kube: Kubectl
 
 def test_only_the_outputs_of_an_input_reach_its_router(node: NodeCluster, kube: Kubectl, tmp_path: Path) -> None:
     """The NetworkPolicy rendered with each router, enforced by the node: pods that are
-    not outputs of the input cannot reach its router's RTSP, API or metrics port (at the
-    pod IP or through the Service), not even a pod of another namespace carrying the very
-    labels of the input's output pods; the input's output keeps streaming and reaches the
-    RTSP port only. This host is let in (the kubelet's probes come from it); the operator's
+    not outputs of the input cannot reach its router's RTSP, API, metrics or confidence
+    monitor port (at the pod IP or through the Service), not even a pod of another
+    namespace carrying the very labels of the input's output pods; the input's output
+    keeps streaming and reaches the RTSP port only. This host is let in (the kubelet's probes come from it); the operator's
     health poll comes from the operator's pods, which the policy admits by their labels."""
     from streamdist.render import API_PORT, METRICS_PORT, RTSP_PORT, output_labels_of
+    from streamdist.switch_render import MONITOR_PORT
 
     other = Kubectl(node, f"{kube.ns}-other"[:63])
     node.kubectl("create", "namespace", other.ns)
@@ -714,6 +715,7 @@ def test_only_the_outputs_of_an_input_reach_its_router(node: NodeCluster, kube: 
                 "RTSP": (router_ip, RTSP_PORT),
                 "API": (router_ip, API_PORT),
                 "metrics": (router_ip, METRICS_PORT),
+                "monitor": (router_ip, MONITOR_PORT),  # the confidence monitor (on by default)
                 "RTSP via Service": (svc_ip, RTSP_PORT),
                 "API via Service": (svc_ip, API_PORT),
             }
@@ -772,6 +774,28 @@ def _metric(text: str, name: str, **labels: str) -> float | None:
         if all(got.get(k) == v for k, v in labels.items()):
             return float(m.group(3))
     return None
+
+
+CONFIDENCE = ("Black", "Frozen", "Silent")  # the confidence monitor's conditions
+
+
+def _confidence_nominal(node: NodeCluster, namespace: str, name: str) -> dict[str, str] | None:
+    """{condition: reason} once the input's Black, Frozen and Silent are all False (a
+    moving test pattern with a tone) and its router pod's monitor container is ready;
+    None before. Any of them True fails at once: the test pattern is none of these."""
+    status = node.kubectl_json("get", "si", name, "-n", namespace).get("status") or {}
+    conds = {c["type"]: c for c in status.get("conditions") or [] if c.get("type") in CONFIDENCE}
+    lit = [c for c in conds.values() if c.get("status") == "True"]
+    assert not lit, f"the confidence monitor judged the moving test pattern with a tone as {lit}"
+    pods = node.kubectl_json(
+        "get", "pods", "-n", namespace, "-l", f"app.kubernetes.io/name=mediamtx,streamdist.io/input={name}"
+    )["items"]  # fmt: skip
+    monitors = [cs for p in pods for cs in p["status"].get("containerStatuses") or [] if cs["name"] == "monitor"]
+    if len(conds) < len(CONFIDENCE) or any(c.get("status") != "False" for c in conds.values()):
+        return None
+    if len(monitors) != 1 or not monitors[0].get("ready"):
+        return None
+    return {t: conds[t].get("reason", "") for t in CONFIDENCE}
 
 
 def _handover(node: NodeCluster, operator: Any, before: dict[str, tuple[str, int]]) -> dict[str, float]:
@@ -878,6 +902,16 @@ def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
         print(f"[e2e] demo set: input Live, 3 outputs Streaming {time.monotonic() - t0:.1f}s after apply", flush=True)
         names = sorted(pieces.urls)
         assert names == ["demo-rtmp", "demo-srt", "demo-udp"], pieces.urls
+        t_judged = time.monotonic()
+        judged = node.wait_for(
+            "the confidence monitor judging the test pattern", lambda: _confidence_nominal(node, DEMO_NS, "demo"), 120, 1.0
+        )  # fmt: skip
+        print(
+            f"[e2e] confidence monitor (on by default): {judged} "
+            f"{time.monotonic() - t_judged:.1f}s after every output streamed",
+            flush=True,
+        )
+        assert judged == {t: "Nominal" for t in CONFIDENCE}, judged
 
         acting = operator.active()
         assert acting == "streamdist-1", f"the replica of the highest priority should act: {operator.activity()}"
@@ -887,6 +921,8 @@ def test_demo_set_through_the_operator_pods_with_metrics_and_a_handover(
             got = _metric(text, "streamdist_output_phase", namespace=DEMO_NS, output=name, phase="Streaming")
             assert got == 1, f"{name} not Streaming in {acting}'s /metrics: {phases}"
         assert (_metric(text, "streamdist_input_bitrate_kbps", namespace=DEMO_NS, input="demo") or 0) > 0
+        for kind in CONFIDENCE:
+            assert _metric(text, "streamdist_input_confidence", namespace=DEMO_NS, input="demo", condition=kind) == 0
         assert _metric(operator.metrics("streamdist-0"), "streamdist_operator_active") == 0
         via_service = operator.service_metrics()
         assert _metric(via_service, "streamdist_operator_active") in (0, 1), via_service[:500]

@@ -37,7 +37,12 @@ def test_input_gets_children_status_and_conditions(k: Kubectl):
         assert cond["observedGeneration"] == si["metadata"]["generation"]
     assert si["status"]["observedGeneration"] == si["metadata"]["generation"]
     assert si["status"]["phase"] == "Waiting"
-    assert {c["type"] for c in si["status"]["conditions"]} == {"Ready", "Receiving"}
+    conds = {c["type"]: c for c in si["status"]["conditions"]}
+    # the confidence monitor's three (on by default): Unknown, as no monitor answers here
+    # (KWOK's router pod is fake and the operator's health poll is off)
+    assert set(conds) == {"Ready", "Receiving", "Black", "Frozen", "Silent"}
+    for kind in ("Black", "Frozen", "Silent"):
+        assert (conds[kind]["status"], conds[kind]["reason"]) == ("Unknown", "MonitorUnavailable"), conds[kind]
 
 
 def test_ten_inputs_at_once_get_ten_ports(k: Kubectl):

@@ -32,16 +32,18 @@ from streamdist_dev.ui import (
 
 pytestmark = pytest.mark.timeout(300)
 # What the operator answers once authorization passed, where KWOK plays the router: the
-# monitor is off (404), its address leads nowhere (503), or, on hosts whose gateway
-# answers HTTP for any address, something that is not the monitor answered (502).
-# Never 401 or 403.
-PAST_AUTHORIZATION = {404: "confidence monitor is off", 503: "cannot be reached", 502: "monitor answered HTTP"}
+# monitor (on by default) is asked at the router's Service, whose address leads nowhere
+# (503), or, where this host's gateway answers HTTP for any address, what it was answered
+# (404, 502); with the monitor off, 404. The page relays the operator's message with 404,
+# or 503 for anything else. Never 401 or 403.
+PAST_AUTHORIZATION = {
+    (404, "confidence monitor is off"), (404, "no keyframe decoded yet"),
+    (502, "the confidence monitor answered HTTP"), (503, "cannot be reached"),
+}  # fmt: skip
 
 
 def _past_authorization(status: int, body: str) -> bool:
-    """The operator's answer once it reviewed the token and the right (the page relays
-    its message with 404, or 503 for anything else)."""
-    return status in PAST_AUTHORIZATION and any(m in body for m in PAST_AUTHORIZATION.values())
+    return status in (404, 502, 503) and any(why in body for _, why in PAST_AUTHORIZATION)
 
 
 def _with_router(k: Kubectl, *names: str) -> None:

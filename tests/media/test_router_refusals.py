@@ -73,6 +73,17 @@ def _reader(url: str, group: media.ProcessGroup, name: str, seconds: float = 2.0
     return group.start(name, argv)
 
 
+def _relay(port: int, source: str, group: media.ProcessGroup, name: str) -> int:
+    """A loopback port whose connections socat relays to ``port`` from the address
+    ``source`` (FFmpeg cannot choose its TCP source address): the router sees them come
+    from ``source``."""
+    relay = media.free_tcp_port()
+    group.start(f"relay-{name}", ["socat", f"TCP-LISTEN:{relay},bind={media.LOOPBACK},reuseaddr,fork",
+                                  f"TCP:{media.LOOPBACK}:{port},bind={source}"])  # fmt: skip
+    media.wait_tcp_listening(relay)
+    return relay
+
+
 def _read_result(proc: media.ManagedProcess) -> str:
     rc = proc.wait(20)
     return "read" if rc == 0 else f"refused (ffmpeg exit {rc})"
@@ -133,20 +144,27 @@ def test_backup_switch_state_answers_only_the_operator(tmp_path, group, media_re
 
 
 def test_rtsp_read_needs_the_read_credential(tmp_path, group, media_report):
+    """Readers come from elsewhere (a relay from 127.0.0.2), as output pods do; only the
+    pod itself (the confidence monitor, on by default) reads without a credential."""
     router = _router(tmp_path, group, "udp")
     media.start_source("udp", router.ingest_url(), group=group)
     router.wait_ready()
     creds = router.plan.credentials
+    own = f":{router.rtsp_port}/"
+    elsewhere = f":{_relay(router.rtsp_port, ELSEWHERE, group, 'reads')}/"
+    bare = router.read_url(with_credential=False).replace(own, elsewhere)
     attempts = {
-        "without a credential": router.read_url(with_credential=False),
-        "with the publisher's": router.read_url(with_credential=False).replace("rtsp://", f"rtsp://{PUBLISHER.user}:{PUBLISHER.password}@"),
-        "with a wrong password": router.read_url(with_credential=False).replace("rtsp://", f"rtsp://{creds.read_user}:x1234567@"),
-        "with the read credential": router.read_url(),
+        "without a credential": bare,
+        "with the publisher's": bare.replace("rtsp://", f"rtsp://{PUBLISHER.user}:{PUBLISHER.password}@"),
+        "with a wrong password": bare.replace("rtsp://", f"rtsp://{creds.read_user}:x1234567@"),
+        "with the read credential": router.read_url().replace(own, elsewhere),
+        "without a credential, from the pod itself (the monitor)": router.read_url(with_credential=False),
     }  # fmt: skip
     got = {who: _read_result(_reader(url, group, f"reader-{i}")) for i, (who, url) in enumerate(attempts.items())}
     for who, result in got.items():
         media_report.note(f"RTSP read of the readers' path {who}: {result}")
     assert got.pop("with the read credential") == "read"
+    assert got.pop("without a credential, from the pod itself (the monitor)") == "read"
     assert all(r.startswith("refused") for r in got.values()), got
 
 
@@ -183,7 +201,8 @@ def test_exposed_ingests_refuse_reads_without_the_read_credential(tmp_path, grou
     rtmp = _router(tmp_path / "rtmp", group, "rtmp")
     media.start_source("rtmp", rtmp.ingest_url(), group=group, name="rtmp-source")
     rtmp.wait_ready()
-    play = f"rtmp://{media.LOOPBACK}:{rtmp.ingest_port}/cam"
+    # from elsewhere (a relay from 127.0.0.2): the pod itself may read without a credential
+    play = f"rtmp://{media.LOOPBACK}:{_relay(rtmp.ingest_port, ELSEWHERE, group, 'rtmp-play')}/cam"
     read = rtmp.plan.credentials
     got["RTMP play without a credential"] = _read_result(_reader(play, group, "rtmp-0"))
     got["RTMP play with the read credential"] = _read_result(
@@ -239,10 +258,7 @@ def _rtsp_publish(router: rendered.RenderedInput, path: str, source: str, pair: 
 
     FFmpeg cannot choose its TCP source address: socat relays its connection from
     `source`, so MediaMTX sees that address as the publisher's."""
-    relay = media.free_tcp_port()
-    group.start(f"relay-{name}", ["socat", f"TCP-LISTEN:{relay},bind={media.LOOPBACK},reuseaddr,fork",
-                                  f"TCP:{media.LOOPBACK}:{router.rtsp_port},bind={source}"])  # fmt: skip
-    media.wait_tcp_listening(relay)
+    relay = _relay(router.rtsp_port, source, group, name)
     userinfo = f"{pair[0]}:{pair[1]}@" if pair else ""
     proc = media.start_source("rtsp", f"rtsp://{userinfo}{media.LOOPBACK}:{relay}/{path}", group=group, name=name)
     accepted = not _refused(proc, router, path)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streamdist import render, urls
+from streamdist import render, switch_render, urls
 from streamdist.models import parse_input, parse_output
 from streamdist.settings import Settings
 from streamdist_dev.kubectl import Kubectl
@@ -115,10 +115,12 @@ def test_router_api_stays_inside_and_takes_only_the_operators_credential(rk: Kub
         name = inp["metadata"]["name"]
         inside = k.get("service", name)
         assert inside["spec"]["type"] == "ClusterIP"
-        assert {p["name"] for p in inside["spec"]["ports"]} == {"rtsp", "api", "metrics"}
+        # the confidence monitor's port too (on by default)
+        assert {p["name"] for p in inside["spec"]["ports"]} == {"rtsp", "api", "metrics", "monitor"}
         ingest = k.get("service", f"{name}-ingest")
         assert [p["name"] for p in ingest["spec"]["ports"]] == ["ingest"], "API/metrics never on the ingest Service"
-        assert {p["port"] for p in ingest["spec"]["ports"]}.isdisjoint({render.API_PORT, render.METRICS_PORT})
+        inside_only = {render.API_PORT, render.METRICS_PORT, switch_render.MONITOR_PORT}
+        assert {p["port"] for p in ingest["spec"]["ports"]}.isdisjoint(inside_only)
         creds = k.get("secret", f"{name}-credentials")
         assert creds["metadata"]["ownerReferences"][0]["name"] == name and creds["type"] == "Opaque"
         policy = k.get("networkpolicy", f"{name}-mediamtx")["spec"]

@@ -1,6 +1,7 @@
 """Backup source: the spec rules, the rendered router (paths, listeners, the switch
 sidecar, ingest ports), endpoints and which source the status says is on air."""
 
+import dataclasses
 import json
 
 import pytest
@@ -62,7 +63,7 @@ def test_udp_primary_with_srt_backup_renders_three_paths_and_both_listeners():
     docs = render.render_input(inp, 20001, SETTINGS)
     deployment, (_, ingest_svc) = render.find(docs, "Deployment"), render.input_services(docs)
     containers = deployment["spec"]["template"]["spec"]["containers"]
-    assert [c["name"] for c in containers] == ["mediamtx", "switch"]
+    assert [c["name"] for c in containers] == ["mediamtx", "switch", "monitor"]  # the confidence monitor: on by default
     switch = containers[1]
     assert switch["image"] == SETTINGS.ffmpeg_image and switch["command"] == ["streamdist-switch"]
     assert switch["args"] == [
@@ -117,7 +118,7 @@ def test_without_backup_nothing_changes():
     assert cfg["paths"] == {"cam": {"source": "publisher", "overridePublisher": False}}
     deployment = render.find(render.render_input(inp, 20001, SETTINGS), "Deployment")
     containers = deployment["spec"]["template"]["spec"]["containers"]
-    assert [c["name"] for c in containers] == ["mediamtx"]
+    assert [c["name"] for c in containers] == ["mediamtx", "monitor"]  # no switch (the monitor: on by default)
 
 
 def _sample(online: bool, source_id: str = "s1") -> mediamtx.PathSample:
@@ -142,13 +143,17 @@ def test_switch_state_endpoint_is_rendered_for_the_operator_only():
     assert {"name": "switch", "port": 9996, "targetPort": 9996, "protocol": "TCP"} in inside["spec"]["ports"]
     policy = render.find(docs, "NetworkPolicy")
     operator_rule = next(r for r in policy["spec"]["ingress"] if "namespaceSelector" in r["from"][0])
-    assert [p["port"] for p in operator_rule["ports"]] == [9997, 9998, 9996]
+    assert [p["port"] for p in operator_rule["ports"]] == [9997, 9998, 9996, 9995]  # 9995: the confidence monitor
     switch = render.find(docs, "Deployment")["spec"]["template"]["spec"]["containers"][1]
     assert switch["args"][switch["args"].index("--loss-after-ms") + 1] == "150"
-    # without a backup: no switch, no state port, no credential file
+    # without a backup: no switch, no state port; and no credential file where the
+    # confidence monitor (on by default) does not need it either
     plain = render.render_input(_input("udp"), 20001, settings)
-    assert "switch-credential.json" not in render.find(plain, "ConfigMap")["data"]
     assert 9996 not in [p["port"] for p in render.input_services(plain)[0]["spec"]["ports"]]
+    assert "switch-credential.json" in render.find(plain, "ConfigMap")["data"]
+    unmonitored = render.render_input(_input("udp"), 20001, dataclasses.replace(settings, confidence_monitor=False))
+    assert "switch-credential.json" not in render.find(unmonitored, "ConfigMap")["data"]
+    assert 9996 not in [p["port"] for p in render.input_services(unmonitored)[0]["spec"]["ports"]]
 
 
 def test_slate_look_and_format_reach_the_switch():

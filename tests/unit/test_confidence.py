@@ -23,7 +23,7 @@ from streamdist.confidence import ConfidenceState
 from streamdist.handlers import context, health
 from streamdist.handlers.memory import Applied, InputKey
 from streamdist.models import StreamInput
-from streamdist.settings import Settings
+from streamdist.settings import Settings, from_env
 
 mon = importlib.import_module("streamdist_confidence")
 
@@ -227,12 +227,25 @@ def test_router_pod_with_the_monitor():
     assert net.Credential(**dict(zip(("user", "hashed_password"), yaml.safe_load(cred).values(), strict=True))).allows(header)
 
 
-def test_router_pod_without_the_monitor_by_default():
+def test_router_pod_with_the_monitor_by_default_and_without_when_switched_off():
+    assert Settings().confidence_monitor and from_env({}).confidence_monitor
+    assert not from_env({"STREAMDIST_CONFIDENCE_MONITOR": "false"}).confidence_monitor
     docs = render.render_input(_input(), 20000, Settings())
+    pod = render.find(docs, "Deployment")["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["mediamtx", "monitor"]
+    # switched off: no sidecar, no loopback reader, no port, no credential file
+    settings = Settings(confidence_monitor=False, operator_namespace="ops", operator_labels=(("app", "op"),))
+    docs = render.render_input(_input(), 20000, settings)
     pod = render.find(docs, "Deployment")["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["containers"]] == ["mediamtx"]
     cfg = yaml.safe_load(render.find(docs, "ConfigMap")["data"]["mediamtx.yml"])
     assert not [u for u in cfg["authInternalUsers"] if u["user"] == "any"]
+    assert switch_render.CREDENTIAL_KEY not in render.find(docs, "ConfigMap")["data"]
+    inside, _ = render.input_services(docs)
+    assert switch_render.MONITOR_PORT not in [p["port"] for p in inside["spec"]["ports"]]
+    policy = render.find(docs, "NetworkPolicy")
+    operator_rule = next(r for r in policy["spec"]["ingress"] if "from" in r and "namespaceSelector" in r["from"][0])
+    assert switch_render.MONITOR_PORT not in [p["port"] for p in operator_rule["ports"]]
 
 
 def test_the_operator_exports_each_condition():

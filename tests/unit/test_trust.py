@@ -2,6 +2,8 @@
 in (authInternalUsers), the NetworkPolicy per input, the credentials Secret, the Secret
 opt-in rule and the destinations that are routers."""
 
+import dataclasses
+
 import pytest
 import yaml
 
@@ -170,8 +172,12 @@ def test_policy_admits_own_outputs_to_rtsp_and_the_operator_to_api():
     assert readers["ports"] == [{"port": 8554, "protocol": "TCP"}]
     assert operator["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "streamdist"}},
                                  "podSelector": {"matchLabels": {"app.kubernetes.io/component": "operator"}}}]
-    assert operator["ports"] == [{"port": 9997, "protocol": "TCP"}, {"port": 9998, "protocol": "TCP"}]
+    # the control API, the metrics and (on by default) the confidence monitor
+    assert operator["ports"] == [{"port": 9997, "protocol": "TCP"}, {"port": 9998, "protocol": "TCP"},
+                                 {"port": 9995, "protocol": "TCP"}]  # fmt: skip
     assert ingest == {"ports": [{"port": 20001, "protocol": "UDP"}]}, "no allowedSources: everyone may send"
+    unmonitored = _policy({"protocol": "udp"}, dataclasses.replace(OPERATOR, confidence_monitor=False))
+    assert unmonitored["ingress"][1]["ports"] == [{"port": 9997, "protocol": "TCP"}, {"port": 9998, "protocol": "TCP"}]
 
 
 def test_policy_ingest_from_allowed_sources_and_rtsp_publishers_share_8554():
