@@ -442,7 +442,7 @@ def _monitor_container(inp: StreamInput, settings: Settings) -> dict[str, Any] |
         return None
     return {
         "image": settings.ffmpeg_image,
-        "command": [switch_render.MONITOR_COMMAND],
+        "command": ["/bin/sh", "-c", switch_render.MONITOR_SUPERVISOR, switch_render.MONITOR_COMMAND],
         "args": switch_render.monitor_args(inp, RTSP_PORT, settings.confidence_hold_seconds),
         "port": switch_render.MONITOR_PORT,
         "mounts": [{"name": switch_render.CONFIG_VOLUME, "mountPath": switch_render.CONFIG_DIR, "readOnly": True}],

@@ -23,6 +23,17 @@ STATE_PORT = 9996
 # /v1/state and /v1/thumbnail.jpg, to the same credential as the switch's state.
 MONITOR_COMMAND = "streamdist-confidence"
 MONITOR_PORT = 9995
+# The monitor is not the feed: if it fails (a bug, an FFmpeg image without it), its
+# container must stay up, or the kubelet marks the router pod NotReady and its Service
+# drops the input's every reader. So `sh` runs it and starts it again 5 s after it ends,
+# one log line each time, and passes SIGTERM on; the operator then sees the monitor
+# unreachable (the conditions' Unknown, MonitorUnavailable). Run as
+# ``sh -c MONITOR_SUPERVISOR MONITOR_COMMAND ARGS...`` ($0 the command, "$@" its args).
+MONITOR_SUPERVISOR = (
+    'trap \'kill -TERM "$pid" 2>/dev/null; wait "$pid"; exit 0\' TERM INT; '
+    'while :; do "$0" "$@" & pid=$!; wait "$pid"; '
+    'echo "event=monitor-exit code=$? restart_in=5s"; sleep 5 & pid=$!; wait "$pid"; done'
+)
 CONFIG_DIR = "/config"
 CREDENTIAL_KEY = "switch-credential.json"
 SLATE_DIR = "/slate"

@@ -204,7 +204,7 @@ def test_router_pod_with_the_monitor():
     docs = render.render_input(_input(), 20000, settings)
     pod = render.find(docs, "Deployment")["spec"]["template"]["spec"]
     monitor = next(c for c in pod["containers"] if c["name"] == "monitor")
-    assert monitor["command"] == ["streamdist-confidence"]
+    assert monitor["command"] == ["/bin/sh", "-c", switch_render.MONITOR_SUPERVISOR, "streamdist-confidence"]
     assert monitor["args"][monitor["args"].index("--hold-seconds") + 1] == "3"
     assert monitor["ports"] == [{"name": "monitor", "containerPort": switch_render.MONITOR_PORT, "protocol": "TCP"}]
     # restricted like every container the operator makes; it writes no file (the JPEG is kept in memory)
